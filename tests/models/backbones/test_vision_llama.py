@@ -1,0 +1,133 @@
+"""Plain VisionLLaMA: sizes of the spec, shapes, outputs, checkpointing, errors."""
+import pytest
+import torch
+
+from mmpretrain.models import ImageClassifier  # noqa: F401  (registers the classifier)
+from mmpretrain.registry import MODELS
+
+from visionllama_mm.models.backbones import VisionLLaMA
+
+
+def _classifier(arch, embed):
+    return MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='VisionLLaMA', arch=arch, layer_scale_init_value=1e-4),
+        head=dict(type='LinearClsHead', num_classes=1000, in_channels=embed)))
+
+
+@pytest.mark.parametrize('arch,embed,expected', [
+    ('small', 384, 21_961_192),
+    ('base', 768, 86_388_712),
+    ('large', 1024, 310_342_632),
+])
+def test_param_counts_match_official(arch, embed, expected):
+    model = _classifier(arch, embed)
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_arch_aliases_and_swiglu_width():
+    assert VisionLLaMA(arch='s').layers[0].ffn.hidden_dims == 1024
+    assert VisionLLaMA(arch='b').layers[0].ffn.hidden_dims == 2048
+    assert VisionLLaMA(arch='l').arch_settings['feedforward_channels'] == 2816
+
+
+@pytest.fixture(scope='module')
+def small():
+    torch.manual_seed(0)
+    m = VisionLLaMA(arch='small', out_type='featmap', layer_scale_init_value=1e-4,
+                    auto_scale=True)
+    m.init_weights()
+    return m.eval()
+
+
+@pytest.mark.parametrize('size', [(224, 224), (448, 448), (224, 320), (160, 96)])
+def test_forward_sizes(small, size):
+    with torch.no_grad():
+        out = small(torch.randn(1, 3, *size))
+    assert out[0].shape == (1, 384, size[0] // 16, size[1] // 16)
+    assert torch.isfinite(out[0]).all()
+
+
+def test_output_types():
+    x = torch.randn(2, 3, 64, 96)
+    tiny = dict(embed_dims=64, num_layers=3, num_heads=2, feedforward_channels=128)
+    shapes = {
+        'cls_token': (2, 64),
+        'avg_featmap': (2, 64),
+        'featmap': (2, 64, 4, 6),
+        'raw': (2, 1 + 24, 64),
+    }
+    for out_type, shape in shapes.items():
+        m = VisionLLaMA(arch=tiny, out_type=out_type, out_indices=(0, -1))
+        outs = m(x)
+        assert len(outs) == 2 and all(o.shape == shape for o in outs), out_type
+    m = VisionLLaMA(arch=tiny, out_type='featmap', with_cls_token=False)
+    assert m(x)[0].shape == (2, 64, 4, 6)
+
+
+def test_class_token_rope_positions():
+    tiny = dict(embed_dims=64, num_layers=1, num_heads=2, feedforward_channels=128)
+    official = VisionLLaMA(arch=tiny, cls_token_pos='official')
+    cos, sin = official.rope_table(3, 4)
+    ref = official.rope.table(torch.tensor([[3., -1.]]))  # x = W-1, y = -1
+    assert torch.allclose(cos[0], ref[0][0]) and torch.allclose(sin[0], ref[1][0])
+    legacy = VisionLLaMA(arch=tiny, cls_token_pos='legacy')
+    cos, _ = legacy.rope_table(3, 4)
+    assert torch.allclose(cos[0], cos[1 + 3])  # shares the top-right patch (x=3, y=0)
+    none = VisionLLaMA(arch=tiny, cls_token_pos='none')
+    cos, sin = none.rope_table(3, 4)
+    assert torch.all(cos[0] == 1) and torch.all(sin[0] == 0) and cos.shape[0] == 13
+
+
+def test_with_cp_gives_same_gradients():
+    tiny = dict(embed_dims=64, num_layers=3, num_heads=2, feedforward_channels=128)
+    torch.manual_seed(0)
+    a = VisionLLaMA(arch=tiny, out_type='avg_featmap', drop_path_rate=0.0)
+    b = VisionLLaMA(arch=tiny, out_type='avg_featmap', drop_path_rate=0.0, with_cp=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 32, 48)
+    a(x)[0].pow(2).sum().backward()
+    b(x)[0].pow(2).sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-6), name
+
+
+def test_bf16_autocast_forward_backward():
+    tiny = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
+    m = VisionLLaMA(arch=tiny, out_type='avg_featmap')
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = m(torch.randn(2, 3, 32, 32))[0]
+    out.float().sum().backward()
+    assert torch.isfinite(m.patch_embed.projection.weight.grad).all()
+
+
+def test_bad_arch_is_a_clear_error():
+    with pytest.raises(KeyError, match="unknown arch 'huge'"):
+        VisionLLaMA(arch='huge')
+    with pytest.raises(KeyError, match='custom arch must be a dict'):
+        VisionLLaMA(arch=dict(embed_dims=64))
+
+
+def test_input_not_divisible_by_patch_is_a_clear_error():
+    m = VisionLLaMA(arch=dict(embed_dims=64, num_layers=1, num_heads=2, feedforward_channels=64))
+    with pytest.raises(ValueError, match='230x224 is not divisible by the patch size 16'):
+        m(torch.randn(1, 3, 230, 224))
+
+
+def test_layer_depth_for_layer_decay():
+    m = VisionLLaMA(arch='small')
+    assert m.get_layer_depth('backbone.patch_embed.projection.weight', 'backbone.') == (0, 14)
+    assert m.get_layer_depth('backbone.cls_token', 'backbone.') == (0, 14)
+    assert m.get_layer_depth('backbone.layers.0.attn.qkv.weight', 'backbone.') == (1, 14)
+    assert m.get_layer_depth('backbone.layers.11.ffn.w3.weight', 'backbone.') == (12, 14)
+    assert m.get_layer_depth('backbone.ln1.weight', 'backbone.') == (13, 14)
+    assert m.get_layer_depth('head.fc.weight', 'backbone.') == (13, 14)
+
+
+def test_frozen_stages():
+    m = VisionLLaMA(arch=dict(embed_dims=64, num_layers=3, num_heads=2, feedforward_channels=64),
+                    frozen_stages=2)
+    m.train()
+    assert not m.patch_embed.projection.weight.requires_grad
+    assert not any(p.requires_grad for p in m.layers[1].parameters())
+    assert all(p.requires_grad for p in m.layers[2].parameters())

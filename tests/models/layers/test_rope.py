@@ -1,0 +1,99 @@
+"""2D RoPE / AS2DRoPE: the layout of spec §2, relativity, scaling and caching."""
+import math
+
+import pytest
+import torch
+
+from visionllama_mm.models.layers import RotaryEmbedding2D, apply_rope, grid_positions
+
+
+def test_frequency_layout_matches_spec():
+    rope = RotaryEmbedding2D(head_dim=8)  # d_r = 8 -> K = 2 frequencies
+    assert torch.allclose(rope.freqs, torch.tensor([1.0, 10000**(-4 / 8)]))
+    # token (x=3, y=5): angles [x w0, y w0, x w1, y w1]
+    ang = rope.angles(torch.tensor([[3., 5.]]))
+    w1 = 10000**(-0.5)
+    assert torch.allclose(ang, torch.tensor([[3., 5., 3 * w1, 5 * w1]]))
+
+
+def test_interleaved_pairs_rotate_like_complex_numbers():
+    rope = RotaryEmbedding2D(head_dim=4)
+    cos, sin = rope.table(torch.tensor([[2., 1.]]))  # angles [2, 1]
+    x = torch.tensor([[[[1., 0., 0., 1.]]]])  # (1, 1, 1, 4): pairs 1+0j, 0+1j
+    out = apply_rope(x, (cos, sin))
+    z0 = complex(1, 0) * complex(math.cos(2), math.sin(2))
+    z1 = complex(0, 1) * complex(math.cos(1), math.sin(1))
+    assert torch.allclose(out.flatten(), torch.tensor([z0.real, z0.imag, z1.real, z1.imag]),
+                          atol=1e-6)
+
+
+def test_raster_positions_non_square():
+    pos = grid_positions(2, 3)
+    assert pos.tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]
+
+
+def test_scores_depend_only_on_relative_offset():
+    torch.manual_seed(0)
+    rope = RotaryEmbedding2D(head_dim=16)
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+
+    def score(p, r):
+        cq, sq = rope.table(torch.tensor([p], dtype=torch.float32))
+        ck, sk = rope.table(torch.tensor([r], dtype=torch.float32))
+        return (apply_rope(q, (cq, sq)) * apply_rope(k, (ck, sk))).sum()
+
+    base = score((1., 2.), (4., 7.))
+    for shift in [(3., -1.), (10., 5.), (-2.5, 0.5)]:
+        shifted = score((1. + shift[0], 2. + shift[1]), (4. + shift[0], 7. + shift[1]))
+        assert torch.allclose(base, shifted, atol=1e-4)
+    assert not torch.allclose(base, score((1., 2.), (5., 7.)), atol=1e-3)
+
+
+def test_as2drope_at_anchor_equals_plain_and_interpolates_elsewhere():
+    plain = RotaryEmbedding2D(head_dim=32)
+    scaled = RotaryEmbedding2D(head_dim=32, anchor=(14, 14))
+    for a, b in zip(plain(14, 14), scaled(14, 14)):
+        assert torch.equal(a, b)
+    # at 28x28 the positions are halved: token (x=2, y=4) sits where (1, 2) sat at the anchor
+    cos28, _ = scaled(28, 28)
+    cos14, _ = plain(14, 14)
+    assert torch.allclose(cos28[4 * 28 + 2], cos14[2 * 14 + 1], atol=1e-6)
+
+
+def test_as2drope_scales_each_axis_separately():
+    scaled = RotaryEmbedding2D(head_dim=8, anchor=(4, 8))
+    assert scaled.scale(8, 16) == (0.5, 0.5)
+    assert scaled.scale(4, 16) == (0.5, 1.0)  # (s_x, s_y)
+    cos, sin = scaled(4, 16)
+    expected = scaled.table(grid_positions(4, 16) * torch.tensor([0.5, 1.0]))
+    assert torch.allclose(cos, expected[0]) and torch.allclose(sin, expected[1])
+
+
+def test_table_is_cached_per_shape():
+    rope = RotaryEmbedding2D(head_dim=8)
+    a = rope(3, 5)
+    assert rope(3, 5)[0] is a[0]
+    assert rope(5, 3)[0] is not a[0]
+
+
+def test_partial_rotation_leaves_tail_channels():
+    rope = RotaryEmbedding2D(head_dim=16, ratio=0.5)
+    assert rope.rot_dim == 8
+    x = torch.randn(2, 3, 6, 16)
+    out = apply_rope(x, rope(2, 3))
+    assert torch.equal(out[..., 8:], x[..., 8:])
+    assert not torch.allclose(out[..., :8], x[..., :8])
+
+
+def test_bf16_input_keeps_dtype():
+    rope = RotaryEmbedding2D(head_dim=8)
+    x = torch.randn(1, 2, 4, 8).bfloat16()
+    out = apply_rope(x, rope(2, 2))
+    assert out.dtype == torch.bfloat16
+    ref = apply_rope(x.float(), rope(2, 2))
+    assert torch.allclose(out.float(), ref, atol=3e-2)
+
+
+def test_bad_rotated_dim_is_refused():
+    with pytest.raises(ValueError, match='multiple of 4'):
+        RotaryEmbedding2D(head_dim=6)

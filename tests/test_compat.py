@@ -1,0 +1,117 @@
+"""Each version shim of visionllama_mm.compat, with the reason it exists."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+import visionllama_mm  # noqa: F401
+from visionllama_mm import compat
+from visionllama_mm.engine.launch import adapt_to_device, merge_train_args
+
+
+def test_shims_applied_once():
+    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader']
+    compat.apply_all()
+    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader']
+
+
+def test_pkg_resources_available_for_cross_package_configs():
+    # mmengine 0.10.7 resolves `mmpretrain::` bases with pkg_resources (setuptools < 81 pinned)
+    import pkg_resources  # noqa: F401
+    cfg = Config.fromfile('mmpretrain::resnet/resnet18_8xb32_in1k.py')
+    assert cfg.model.backbone.type == 'ResNet'
+
+
+def test_cpu_dist_init_uses_gloo_without_cuda(tmp_path):
+    # stock _init_dist_pytorch calls torch.cuda.set_device -> "Found no NVIDIA driver" on CPU
+    code = (
+        'import visionllama_mm, torch, torch.distributed as dist\n'
+        'from mmengine.dist import init_dist\n'
+        'init_dist("pytorch", backend="nccl")\n'
+        'print("backend", dist.get_backend(), dist.get_world_size())\n')
+    env = dict(os.environ, RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT='29731', CUDA_VISIBLE_DEVICES='')
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'backend gloo 1' in out.stdout
+
+
+def _mmengine_style_checkpoint(path):
+    from mmengine.logging import HistoryBuffer
+    buf = HistoryBuffer()
+    buf.update(1.5)
+    torch.save({
+        'meta': {'epoch': 1, 'iter': 10, 'seed': 0},
+        'state_dict': {'w': torch.ones(2)},
+        'message_hub': {'log_scalars': {'train/loss': buf},
+                        'runtime_info': {'epoch': 1, 'np': np.float64(2.0), 'arr': np.zeros(3)},
+                        'resumed_keys': {'train/loss': True}},
+    }, path)
+
+
+def test_weights_only_loader_reads_mmengine_checkpoints(tmp_path):
+    # torch >= 2.6 weights_only=True rejects mmengine's HistoryBuffer; we allow only that and numpy
+    from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
+    path = str(tmp_path / 'epoch_1.pth')
+    _mmengine_style_checkpoint(path)
+    assert getattr(CheckpointLoader._get_checkpoint_loader(path), '_visionllama_mm_shim', False)
+    ckpt = _load_checkpoint(path, map_location='cpu')
+    assert ckpt['message_hub']['log_scalars']['train/loss'].current() == 1.5
+    assert torch.equal(ckpt['state_dict']['w'], torch.ones(2))
+
+
+class _Payload:
+
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_weights_only_loader_refuses_code(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'x': _Payload()}, path)
+    with pytest.raises(RuntimeError, match='Refusing to load .*evil.pth.*system'):
+        _load_checkpoint(path, map_location='cpu')
+
+
+def _cfg(**kwargs):
+    return Config(dict(default_scope='mmseg', **kwargs))
+
+
+def test_adapt_to_cpu_replaces_syncbn_amp_and_ddp_settings():
+    cfg = _cfg(
+        launcher='pytorch',
+        model=dict(type='EncoderDecoder', backbone=dict(norm_cfg=dict(type='SyncBN')),
+                   decode_head=dict(norm_cfg=dict(type='SyncBN', requires_grad=True))),
+        optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                           optimizer=dict(type='AdamW', lr=1e-4)),
+        env_cfg=dict(dist_cfg=dict(backend='nccl')),
+        train_dataloader=dict(pin_memory=True))
+    adapt_to_device(cfg, cuda=False)
+    assert cfg.model.backbone.norm_cfg.type == 'BN'
+    assert cfg.model.decode_head.norm_cfg == dict(type='BN', requires_grad=True)
+    assert cfg.optim_wrapper == dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4))
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.train_dataloader.pin_memory is False
+
+
+def test_adapt_is_noop_with_cuda():
+    cfg = _cfg(model=dict(norm_cfg=dict(type='SyncBN')))
+    adapt_to_device(cfg, cuda=True)
+    assert cfg.model.norm_cfg.type == 'SyncBN'
+
+
+def test_collate_fn_scope_is_stripped(repo):
+    # a collate_fn inherited through `pkg::` carries `_scope_`, which reaches default_collate()
+    from argparse import Namespace
+    cfg = Config.fromfile('mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py')
+    args = Namespace(config='x.py', launcher='none', work_dir=None, no_validate=False, amp=False,
+                     resume=None, auto_scale_lr=False, cfg_options=None)
+    merge_train_args(cfg, args)
+    assert '_scope_' not in cfg.train_dataloader.collate_fn

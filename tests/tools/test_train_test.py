@@ -1,0 +1,83 @@
+"""The stock-style tools on real configs: train, test, distributed train on CPU, flops, benchmark."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+
+from ..conftest import run_tool
+
+QUICKSTART = 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'
+
+
+def _digits_opts(digits_root, *extra):
+    return [
+        '--cfg-options',
+        f'train_dataloader.dataset.data_root={digits_root}',
+        f'val_dataloader.dataset.data_root={digits_root}',
+        f'test_dataloader.dataset.data_root={digits_root}',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'test_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.persistent_workers=False', 'test_dataloader.persistent_workers=False',
+        *extra,
+    ]
+
+
+@pytest.fixture(scope='module')
+def quickstart_run(tmp_path_factory, python, digits_root):
+    """Train the quickstart for one epoch (23 iterations) with our tools/train.py."""
+    work = str(tmp_path_factory.mktemp('quickstart'))
+    out = run_tool([python, 'tools/train.py', QUICKSTART, '--work-dir', work,
+                    *_digits_opts(digits_root, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+                                  'default_hooks.checkpoint.interval=1')])
+    return work, out
+
+
+def test_quickstart_trains_logs_and_validates(quickstart_run):
+    work, out = quickstart_run
+    assert re.search(r'Epoch\(train\)\s+\[1\]\[10/23\]', out), out[-3000:]
+    acc = float(re.search(r'Epoch\(val\) \[1\]\[3/3\]\s+accuracy/top1: ([\d.]+)', out).group(1))
+    assert acc > 20.0  # one epoch already beats chance (10%)
+    assert osp.exists(osp.join(work, 'epoch_1.pth'))
+
+
+def test_quickstart_checkpoint_evaluates_with_test_py(quickstart_run, python, digits_root, tmp_path):
+    work, _ = quickstart_run
+    out = run_tool([python, 'tools/test.py', QUICKSTART, osp.join(work, 'epoch_1.pth'),
+                    '--work-dir', str(tmp_path), '--out', str(tmp_path / 'preds.pkl'),
+                    *_digits_opts(digits_root)])
+    assert re.search(r"'accuracy/top1': [\d.]+", out), out[-2000:]
+    assert osp.exists(tmp_path / 'preds.pkl')
+
+
+def test_resume_continues_from_own_checkpoint(quickstart_run, python, digits_root):
+    work, _ = quickstart_run
+    out = run_tool([python, 'tools/train.py', QUICKSTART, '--work-dir', work, '--resume',
+                    *_digits_opts(digits_root, 'train_cfg.max_epochs=2', 'train_cfg.val_interval=2')])
+    assert 'resumed epoch: 1' in out
+    assert osp.exists(osp.join(work, 'epoch_2.pth'))
+
+
+def test_dist_train_two_processes_on_cpu(tmp_path, digits_root):
+    out = run_tool(['bash', 'tools/dist_train.sh', QUICKSTART, '2', '--work-dir', str(tmp_path),
+                    *_digits_opts(digits_root, 'train_cfg.max_epochs=1',
+                                  'train_cfg.val_interval=1')],
+                   env={'PORT': '29613'})
+    assert 'Distributed launcher: pytorch' in out or 'launcher: pytorch' in out
+    assert re.search(r'Epoch\(train\)\s+\[1\]\[10/12\]', out), out[-3000:]  # 1437/64/2 -> 12
+    assert glob.glob(osp.join(str(tmp_path), 'epoch_1.pth'))
+
+
+def test_get_flops(python):
+    out = run_tool([python, 'tools/analysis_tools/get_flops.py',
+                    'configs/visionllama/visionllama-plain-small-p16_8xb256-800e_in1k.py'])
+    assert 'Params: 21,961,192' in out
+    gflops = float(re.search(r'FLOPs \(MACs\): ([\d.]+) G', out).group(1))
+    assert 4.4 < gflops < 4.8  # spec §4.1: ~4.6 G
+
+
+def test_benchmark_side_by_side_with_timm(python):
+    out = run_tool([python, 'tools/analysis_tools/benchmark.py', QUICKSTART, '--timm',
+                    'vit_tiny_patch16_224', '--batch-size', '4', '--iters', '2', '--warmup', '1',
+                    '--repeats', '1', '--shape', '32'])
+    assert re.search(r'ratio ours/timm: forward [\d.]+, forward\+backward [\d.]+', out), out

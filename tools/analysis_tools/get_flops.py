@@ -1,0 +1,42 @@
+"""Parameters and FLOPs (multiply-accumulates, the convention of the papers) of a config's model.
+
+    python tools/analysis_tools/get_flops.py CONFIG [--shape 224 | --shape 512 1024]
+                                             [--cfg-options k=v ...]
+
+Counts convolutions, linears and both attention matmuls (F.scaled_dot_product_attention is
+counted as 2*B*heads*Nq*Nk*head_dim MACs). Element-wise ops (norms, RoPE, activations) are not
+counted, as in fvcore and the papers.
+"""
+import argparse
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Params and FLOPs of a model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--shape', type=int, nargs='+', default=None,
+                        help='input size: one int (square) or H W; default from the config')
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    import visionllama_mm  # noqa: F401
+    from visionllama_mm.analysis import count_complexity
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    result = count_complexity(cfg, shape=args.shape, batch_size=args.batch_size)
+    line = '=' * 60
+    print(f'{line}\nConfig: {args.config}\nInput shape: {result["input_shape"]}\n'
+          f'Params: {result["params"]:,} ({result["params"] / 1e6:.2f} M)\n'
+          f'FLOPs (MACs): {result["flops"] / 1e9:.2f} G\n'
+          f'Uncounted ops: {", ".join(result["uncounted"]) or "none"}\n{line}')
+
+
+if __name__ == '__main__':
+    main()

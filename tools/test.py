@@ -1,0 +1,52 @@
+"""Evaluate a checkpoint with a config of mmpretrain, mmseg or mmdet (picked by default_scope).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
+                         [--cfg-options k=v ...]
+    bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [same flags]
+
+The checkpoint is loaded with torch.load(weights_only=True) (visionllama_mm.compat).
+"""
+import argparse
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test a model (mmpretrain / mmseg / mmdet)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', help='dump the predictions to this pickle file')
+    parser.add_argument('--show-dir', help='save visualized predictions here')
+    parser.add_argument('--show', action='store_true', help='show predictions in a window')
+    parser.add_argument('--interval', type=int, default=1, help='visualize every N samples')
+    parser.add_argument('--wait-time', type=float, default=2, help='display time of --show (s)')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (tta_model)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    import visionllama_mm  # noqa: F401
+    from visionllama_mm.engine.launch import (adapt_to_device, build_runner, merge_test_args,
+                                              setup_local_rank)
+    setup_local_rank(args)
+    cfg = Config.fromfile(args.config)
+    cfg = merge_test_args(cfg, args)
+    cfg = adapt_to_device(cfg)
+    runner = build_runner(cfg)
+    if args.out:
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    print({k: round(float(v), 4) if isinstance(v, (int, float)) else v
+           for k, v in (metrics or {}).items()})
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,48 @@
+"""Train a model from a config of mmpretrain, mmseg or mmdet (picked by the config's default_scope).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    bash tools/dist_train.sh CONFIG NUM_PROCESSES [same flags]
+
+Flags mean what they mean in the stock toolboxes' tools/train.py. On a machine without CUDA the
+config is adapted automatically (gloo, CPU DDP, BN for SyncBN, fp32 for AMP); see
+visionllama_mm/engine/launch.py.
+"""
+import argparse
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a model (mmpretrain / mmseg / mmdet)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or from the latest checkpoint of the work dir '
+                        'when no path is given')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--no-validate', action='store_true', help='skip validation')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by the actual batch size (needs auto_scale_lr)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    import visionllama_mm  # noqa: F401  (shims + registries, also for configs without custom_imports)
+    from visionllama_mm.engine.launch import (adapt_to_device, build_runner, merge_train_args,
+                                              setup_local_rank)
+    setup_local_rank(args)
+    cfg = Config.fromfile(args.config)
+    cfg = merge_train_args(cfg, args)
+    cfg = adapt_to_device(cfg)
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

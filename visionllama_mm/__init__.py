@@ -1,0 +1,14 @@
+"""visionllama_mm: VisionLLaMA, ViTamin, ConvNeXt V2 and LVM for mmpretrain, mmseg and mmdet.
+
+Importing the package applies the version shims (:mod:`visionllama_mm.compat`) and registers every
+model, dataset, transform, metric, hook and optimizer constructor into the registries of all three
+toolboxes (:mod:`visionllama_mm.registry`). It does nothing else.
+"""
+from . import compat
+from .version import __version__
+
+compat.apply_all()
+
+from . import datasets, engine, models  # noqa: E402,F401  (registers everything)
+
+__all__ = ['__version__']

@@ -1,0 +1,116 @@
+"""Version shims that let the pinned OpenMMLab packages run on torch 2.14 and on CPU-only machines.
+
+Each shim names the stock behaviour it works around (see ../shared/ENVIRONMENT.md) and has a test
+in ``tests/test_compat.py``. Nothing else in the package touches stock code. They are applied once,
+by ``import visionllama_mm``; :func:`applied` lists them.
+
+1. ``cpu_dist_init`` (ENVIRONMENT trap 3): mmengine 0.10.7's ``_init_dist_pytorch`` calls
+   ``torch.cuda.set_device`` unconditionally, so ``--launcher pytorch`` dies with "Found no NVIDIA
+   driver" on a CPU machine. Without CUDA we skip that call and use the gloo backend (nccl needs
+   GPUs). With CUDA the stock function runs unchanged.
+2. ``weights_only_loader`` (ENVIRONMENT trap 2): torch >= 2.6 defaults ``torch.load`` to
+   ``weights_only=True`` and mmengine's local loader passes nothing, so a checkpoint written by
+   mmengine (which holds ``HistoryBuffer`` objects in its ``message_hub``) cannot be loaded by
+   ``tools/test.py``, ``load_from`` or ``--resume``. We register a local-file loader that always uses
+   ``weights_only=True`` and allow-lists only the plain-data classes mmengine itself writes
+   (``HistoryBuffer`` and numpy arrays/scalars). No code runs from a checkpoint: anything else in a
+   pickle is refused with a message naming the file and the offending global.
+"""
+import os.path as osp
+import pickle
+from typing import List
+
+import torch
+
+__all__ = ['apply_all', 'applied', 'load_checkpoint_file', 'safe_globals']
+
+_APPLIED: List[str] = []
+
+
+def applied() -> List[str]:
+    """Names of the shims applied in this process."""
+    return list(_APPLIED)
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. CPU distributed init
+# --------------------------------------------------------------------------------------------------
+def _patch_cpu_dist_init() -> None:
+    from mmengine.dist import utils as dist_utils
+
+    stock = dist_utils._init_dist_pytorch
+    if getattr(stock, '_visionllama_mm_shim', False):
+        return
+
+    def _init_dist_pytorch(backend, init_backend='torch', **kwargs) -> None:
+        if torch.cuda.is_available() or init_backend != 'torch':
+            return stock(backend, init_backend=init_backend, **kwargs)
+        if backend in (None, 'nccl'):
+            backend = 'gloo'
+        torch.distributed.init_process_group(backend=backend, **kwargs)
+
+    _init_dist_pytorch._visionllama_mm_shim = True
+    _init_dist_pytorch.__doc__ = (stock.__doc__ or '') + (
+        '\n    [visionllama_mm shim] without CUDA: no torch.cuda.set_device, gloo backend.')
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+    _APPLIED.append('cpu_dist_init')
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. weights_only checkpoint loading
+# --------------------------------------------------------------------------------------------------
+def safe_globals() -> list:
+    """Plain-data classes that mmengine's own checkpoints contain, allowed under weights_only."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    core = np._core if hasattr(np, '_core') else np.core
+    out = [HistoryBuffer, core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
+    # numpy >= 1.25 pickles dtypes through their per-type classes
+    out += [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                        np.float16, np.float32, np.float64)]
+    return out
+
+
+def load_checkpoint_file(filename: str, map_location=None):
+    """``torch.load(filename, weights_only=True)`` with mmengine's plain-data classes allowed.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        RuntimeError: the pickle holds something else (code, foreign objects); the message names
+            the file and what was refused.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        reason = next((line for line in first if 'Unsupported global' in line), first[0] if first else '')
+        raise RuntimeError(
+            f'Refusing to load {filename}: it holds Python objects that are not plain data and '
+            f'torch.load(weights_only=True) rejects them ({reason.strip()}). visionllama_mm never '
+            'unpickles code from a checkpoint. Save the weights as {"state_dict": ...} (tensors '
+            'only) or convert a released checkpoint with tools/model_converters/.') from err
+
+
+def _patch_weights_only_loader() -> None:
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_local(filename, map_location):
+        return load_checkpoint_file(filename, map_location=map_location)
+
+    load_from_local._visionllama_mm_shim = True
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    _APPLIED.append('weights_only_loader')
+
+
+def apply_all() -> None:
+    """Apply every shim once (idempotent)."""
+    if _APPLIED:
+        return
+    _patch_cpu_dist_init()
+    _patch_weights_only_loader()
+

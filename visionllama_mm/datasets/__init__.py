@@ -1,0 +1,3 @@
+from .digits import DigitsDataset, prepare_digits
+
+__all__ = ['DigitsDataset', 'prepare_digits']

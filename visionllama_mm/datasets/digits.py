@@ -1,0 +1,99 @@
+"""scikit-learn's 8x8 handwritten digits as an ImageNet-format dataset (the quickstart's data).
+
+The 1,797 images ship inside scikit-learn, so nothing is downloaded. On first use they are
+upsampled and written once, deterministically, as PNG files in the ImageNet layout that
+mmpretrain's ``CustomDataset`` reads::
+
+    data_root/train/<label>/<index>.png   data_root/meta/train.txt  ("train/3/00012.png 3")
+    data_root/val/<label>/<index>.png     data_root/meta/val.txt
+
+The split is fixed: a stratified 80/20 split with seed 0 (1,437 train / 360 val images).
+"""
+import os
+import os.path as osp
+import shutil
+import tempfile
+
+import numpy as np
+from mmpretrain.datasets import CustomDataset
+
+from ..registry import DATASETS
+
+__all__ = ['DigitsDataset', 'prepare_digits']
+
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+_DONE = '.complete'
+
+
+def _split(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0):
+    """Stratified, seeded split -> (train indices, val indices), both sorted."""
+    rng = np.random.RandomState(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n_val = int(round(len(idx) * val_fraction))
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    return np.sort(train), np.sort(val)
+
+
+def prepare_digits(data_root: str, size: int = 32) -> str:
+    """Write the digits under ``data_root`` (idempotent, safe with several processes).
+
+    Returns ``data_root``. Images are 8-bit grayscale, upsampled from 8x8 to ``size`` x ``size``
+    with bicubic interpolation.
+    """
+    if osp.exists(osp.join(data_root, _DONE)):
+        return data_root
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.clip(digits.images * (255. / 16.), 0, 255).astype(np.uint8)
+    labels = digits.target.astype(int)
+    parent = osp.dirname(osp.abspath(data_root)) or '.'
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.digits-', dir=parent)
+    try:
+        os.makedirs(osp.join(tmp, 'meta'))
+        for split, indices in zip(('train', 'val'), _split(labels)):
+            lines = []
+            for i in indices:
+                rel = f'{split}/{labels[i]}/{i:05d}.png'
+                os.makedirs(osp.join(tmp, split, str(labels[i])), exist_ok=True)
+                Image.fromarray(images[i]).resize((size, size), Image.BICUBIC).save(osp.join(tmp, rel))
+                lines.append(f'{rel} {labels[i]}\n')
+            with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
+                f.writelines(lines)
+        open(osp.join(tmp, _DONE), 'w').close()
+        try:
+            os.rename(tmp, data_root)  # atomic; loses the race gracefully
+        except OSError:
+            if not osp.exists(osp.join(data_root, _DONE)):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return data_root
+
+
+@DATASETS.register_module()
+class DigitsDataset(CustomDataset):
+    """The digits in ImageNet format, prepared on first use from the installed scikit-learn.
+
+    Args:
+        data_root: Where the images are (or will be) written.
+        split: ``'train'`` (1,437 images) or ``'val'`` (360 images).
+        image_size: Side of the written images (set when the folder is first created).
+        **kwargs: Passed to mmpretrain's ``CustomDataset`` (``pipeline``, ``test_mode`` ...).
+    """
+
+    METAINFO = {'classes': DIGIT_CLASSES}
+
+    def __init__(self, data_root: str = 'data/digits', split: str = 'train',
+                 image_size: int = 32, **kwargs):
+        if split not in ('train', 'val'):
+            raise ValueError(f'DigitsDataset: split must be "train" or "val", got {split!r}.')
+        prepare_digits(data_root, size=image_size)
+        super().__init__(data_root=data_root, ann_file=f'meta/{split}.txt', data_prefix='',
+                         **kwargs)

@@ -1,0 +1,181 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do to a config before the Runner sees it.
+
+One pair of tools serves mmpretrain, mmseg and mmdet configs: the toolbox is read from the config's
+``default_scope``. On a machine without CUDA the config is adapted automatically (each change is
+logged): gloo instead of nccl, DDP without ``device_ids``, BN instead of SyncBN, and fp32 instead of
+mmengine's GPU-only ``AmpOptimWrapper``.
+"""
+import copy
+import os
+import os.path as osp
+from typing import List, Optional
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+__all__ = ['toolbox_of', 'merge_train_args', 'merge_test_args', 'adapt_to_device', 'build_runner']
+
+TOOLBOXES = ('mmpretrain', 'mmseg', 'mmdet')
+
+
+def _log(msg: str) -> None:
+    from mmengine.logging import print_log
+    print_log(f'[visionllama_mm] {msg}', logger='current')
+
+
+def toolbox_of(cfg: Config) -> str:
+    """The toolbox a config belongs to, from its ``default_scope`` (mmpretrain if unset)."""
+    scope = cfg.get('default_scope', None) or 'mmpretrain'
+    if scope not in TOOLBOXES:
+        raise ValueError(f'config default_scope={scope!r} is not one of {TOOLBOXES}; '
+                         'set default_scope in the config.')
+    return scope
+
+
+def _strip_scope_in_collate(cfg: Config) -> None:
+    # ENVIRONMENT trap 7: a collate_fn inherited through `pkg::` carries `_scope_`, which the
+    # Runner passes on to the collate function as a keyword argument.
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(field)
+        if isinstance(loader, dict) and isinstance(loader.get('collate_fn'), dict):
+            loader['collate_fn'].pop('_scope_', None)
+
+
+def merge_train_args(cfg: Config, args) -> Config:
+    """Apply ``tools/train.py``'s flags to ``cfg`` (same meaning as the stock tools)."""
+    scope = toolbox_of(cfg)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if getattr(args, 'no_validate', False):
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if getattr(args, 'auto_scale_lr', False):
+        if cfg.get('auto_scale_lr') is None:
+            raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` '
+                             'in the config.')
+        cfg.auto_scale_lr.enable = True
+    if scope == 'mmpretrain':  # the stock mmpretrain tool sets these dataloader defaults
+        for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            if cfg.get(field) is not None:
+                loader = ConfigDict(pin_memory=True, persistent_workers=True,
+                                    collate_fn=dict(type='default_collate'))
+                loader.update(cfg[field])
+                cfg[field] = loader
+    if getattr(args, 'cfg_options', None):
+        cfg.merge_from_dict(args.cfg_options)
+    _strip_scope_in_collate(cfg)
+    return cfg
+
+
+def merge_test_args(cfg: Config, args) -> Config:
+    """Apply ``tools/test.py``'s flags to ``cfg``."""
+    scope = toolbox_of(cfg)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if getattr(args, 'cfg_options', None):
+        cfg.merge_from_dict(args.cfg_options)
+    if args.show or args.show_dir:
+        hooks = cfg.default_hooks
+        if 'visualization' not in hooks:
+            raise ValueError('--show/--show-dir need a `visualization` hook in default_hooks.')
+        vis = hooks.visualization
+        if scope == 'mmpretrain':
+            vis.update(enable=True, interval=args.interval, show=args.show, wait_time=args.wait_time)
+            if args.show_dir:
+                vis.out_dir = args.show_dir
+        else:
+            vis.update(draw=True, interval=args.interval, show=args.show, wait_time=args.wait_time)
+            if args.show_dir and scope == 'mmdet':
+                vis.test_out_dir = args.show_dir
+            elif args.show_dir:
+                cfg.visualizer.save_dir = args.show_dir
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ValueError('--tta needs `tta_model` and `tta_pipeline` in the config.')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    _strip_scope_in_collate(cfg)
+    return cfg
+
+
+def _replace_type(node, old: tuple, new: str, path: str, changed: List[str]):
+    if isinstance(node, dict):
+        if node.get('type') in old:
+            changed.append(f'{path or "<root>"}: {node["type"]} -> {new}')
+            node['type'] = new
+        for key, value in node.items():
+            _replace_type(value, old, new, f'{path}.{key}' if path else str(key), changed)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _replace_type(value, old, new, f'{path}[{i}]', changed)
+
+
+def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
+    """Make a GPU config run on a CPU-only machine (no-op when CUDA is available).
+
+    * distributed: gloo backend; DDP built with ``device_ids=None`` (mmengine otherwise passes the
+      local rank as a GPU id);
+    * SyncBN/MMSyncBN -> BN (SyncBN refuses CPU tensors under DDP);
+    * ``AmpOptimWrapper`` -> ``OptimWrapper`` (mmengine's AMP wrapper is GPU-only): fp32 training;
+    * ``pin_memory`` off.
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cuda:
+        return cfg
+    if cfg.get('launcher', 'none') != 'none':
+        env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+        dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
+        if dist_cfg.get('backend', 'nccl') == 'nccl':
+            dist_cfg['backend'] = 'gloo'
+            _log('no CUDA: distributed backend nccl -> gloo')
+        wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+            type='MMDistributedDataParallel', broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+        wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
+    changed: List[str] = []
+    _replace_type(cfg.get('model'), ('SyncBN', 'MMSyncBN'), 'BN', 'model', changed)
+    if changed:
+        _log('no CUDA: SyncBN -> BN at ' + ', '.join(c.split(':')[0] for c in changed))
+    optim = cfg.get('optim_wrapper')
+    if isinstance(optim, dict) and optim.get('type') == 'AmpOptimWrapper':
+        keep = {k: v for k, v in optim.items()
+                if k not in ('type', 'loss_scale', 'dtype', 'use_fsdp')}
+        cfg.optim_wrapper = ConfigDict(type='OptimWrapper', **copy.deepcopy(keep))
+        _log('no CUDA: mmengine\'s AmpOptimWrapper is GPU-only; training in fp32 with '
+             'OptimWrapper instead')
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(field)
+        if isinstance(loader, dict) and loader.get('pin_memory'):
+            loader['pin_memory'] = False
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """Build the Runner the way the stock tools do (``runner_type`` honoured)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def setup_local_rank(args) -> None:
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))

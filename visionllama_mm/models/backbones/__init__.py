@@ -1,0 +1,3 @@
+from .vision_llama import VisionLLaMA, VisionLLaMABlock
+
+__all__ = ['VisionLLaMA', 'VisionLLaMABlock']

@@ -1,0 +1,338 @@
+"""Plain VisionLLaMA (Chu et al., "VisionLLaMA: A Unified LLaMA Backbone for Vision Tasks", ECCV 2024).
+
+A pre-norm ViT whose blocks are LLaMA blocks: LayerNorm, attention with 2D RoPE (or AS2DRoPE) on
+queries and keys, and a SwiGLU feed-forward. There is no additive position embedding; the class
+token, when used, is rotated at the position the official code gives it (spec §2.4, Q7).
+
+    image (B, 3, H, W)
+      -> PatchEmbed (conv P x P)                      (B, h*w, C),  h, w = H/P, W/P
+      -> [cls] + tokens                               (B, 1 + h*w, C)
+      -> L x VisionLLaMABlock(x, rope(h, w))
+      -> final LayerNorm (ln1) -> out_type            cls token | GAP + ln2 | feature map
+"""
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
+
+from ...registry import MODELS
+from ..layers import PatchEmbed, RoPEAttention, RotaryEmbedding2D, SwiGLUFFN
+
+__all__ = ['VisionLLaMA', 'VisionLLaMABlock']
+
+
+class LayerScale(nn.Module):
+    """Per-channel residual scale ``gamma * x`` (``gamma`` starts at ``init_value``)."""
+
+    def __init__(self, dims: int, init_value: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dims, ), float(init_value)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class VisionLLaMABlock(nn.Module):
+    """``x + DP(ls1(attn(ln1(x), rope)))``, then ``x + DP(ls2(ffn(ln2(x))))``.
+
+    Args:
+        embed_dims: Channels C.
+        num_heads: Attention heads.
+        ffn_dims: SwiGLU hidden width.
+        qkv_bias: Bias of the qkv projection.
+        ffn_bias: Bias of the SwiGLU Linears (False in the supervised models).
+        drop_rate: Dropout after the attention and FFN projections.
+        attn_drop_rate: Dropout on attention weights.
+        drop_path_rate: Stochastic depth of this block.
+        ffn_drop_path: Apply drop path to the FFN branch too (the MAE fork does not, spec Q3).
+        layer_scale_init_value: LayerScale init; 0 disables LayerScale.
+        norm_eps: LayerNorm epsilon.
+
+    Shapes:
+        x: (B, N, C), rope tables for N tokens -> (B, N, C).
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, ffn_dims: int, qkv_bias: bool = True,
+                 ffn_bias: bool = False, drop_rate: float = 0., attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0., ffn_drop_path: bool = True,
+                 layer_scale_init_value: float = 0., norm_eps: float = 1e-6):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.attn = RoPEAttention(embed_dims, num_heads, qkv_bias=qkv_bias,
+                                  attn_drop=attn_drop_rate, proj_drop=drop_rate)
+        self.ln2 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.ffn = SwiGLUFFN(embed_dims, ffn_dims, bias=ffn_bias, drop=drop_rate)
+        if layer_scale_init_value > 0:
+            self.ls1 = LayerScale(embed_dims, layer_scale_init_value)
+            self.ls2 = LayerScale(embed_dims, layer_scale_init_value)
+        else:
+            self.ls1 = self.ls2 = nn.Identity()
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.ffn_drop_path = self.drop_path if ffn_drop_path else nn.Identity()
+
+    def forward(self, x: torch.Tensor, rope) -> torch.Tensor:
+        x = x + self.drop_path(self.ls1(self.attn(self.ln1(x), rope)))
+        x = x + self.ffn_drop_path(self.ls2(self.ffn(self.ln2(x))))
+        return x
+
+
+@MODELS.register_module()
+class VisionLLaMA(BaseBackbone):
+    """Plain VisionLLaMA backbone.
+
+    Args:
+        arch: ``'small'``/``'base'``/``'large'`` (or ``'s'``/``'b'``/``'l'``), or a dict with
+            ``embed_dims``, ``num_layers``, ``num_heads``, ``feedforward_channels``.
+        img_size: Training resolution; with ``auto_scale`` it sets the AS2DRoPE anchor grid
+            ``img_size / patch_size``. Any input divisible by ``patch_size`` is accepted.
+        patch_size: Patch side.
+        in_channels: Image channels.
+        out_indices: Blocks whose outputs are returned (negative counts from the end).
+        out_type: ``'cls_token'``, ``'avg_featmap'`` (GAP over patches + ``ln2``), ``'featmap'``
+            (B, C, h, w) or ``'raw'`` (B, N, C).
+        with_cls_token: Prepend a learnable class token.
+        cls_token_pos: RoPE position of the class token: ``'official'`` = (x=w-1, y=-1), what the
+            released deit code computes under PyTorch >= 1.13; ``'legacy'`` = (x=w-1, y=0), the
+            same code under its pinned PyTorch 1.7 (shares the top-right patch's position);
+            ``'none'`` = not rotated. See spec §2.4 / Q7.
+        auto_scale: Use AS2DRoPE with the anchor grid of ``img_size``.
+        rope_ratio: Fraction of each head's channels that are rotated.
+        rope_theta: RoPE base frequency.
+        qkv_bias: Bias of the qkv projections.
+        ffn_bias: Bias of the SwiGLU Linears.
+        ffn_drop_path: Stochastic depth on the FFN branch as well.
+        drop_rate: Dropout after the patch embedding and inside the blocks.
+        attn_drop_rate: Attention-weight dropout.
+        drop_path_rate: Maximum stochastic-depth rate.
+        drop_path_schedule: ``'linear'`` (0 -> rate over depth, mmpretrain default) or
+            ``'uniform'`` (every block ``rate``, DeiT III and the supervised VisionLLaMA).
+        layer_scale_init_value: LayerScale init (1e-4 in the supervised models, 0 = off).
+        norm_eps: LayerNorm epsilon.
+        final_norm: Apply ``ln1`` after the last block.
+        frozen_stages: If > 0, freeze the patch embedding, class token and the first
+            ``frozen_stages`` blocks (and the final norms when every block is frozen).
+        with_cp: Activation checkpointing of every block.
+        init_cfg: mmengine initialisation config.
+    """
+
+    arch_zoo: Dict[str, dict] = {
+        **dict.fromkeys(['s', 'small'], dict(
+            embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1024)),
+        **dict.fromkeys(['b', 'base'], dict(
+            embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=2048)),
+        **dict.fromkeys(['l', 'large'], dict(
+            embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=2816)),
+    }
+    OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
+    CLS_TOKEN_POS = ('official', 'legacy', 'none')
+    num_extra_tokens: int
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'base',
+                 img_size: Union[int, Sequence[int]] = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 out_type: str = 'cls_token',
+                 with_cls_token: bool = True,
+                 cls_token_pos: str = 'official',
+                 auto_scale: bool = False,
+                 rope_ratio: float = 1.0,
+                 rope_theta: float = 10000.,
+                 qkv_bias: bool = True,
+                 ffn_bias: bool = False,
+                 ffn_drop_path: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 drop_path_schedule: str = 'linear',
+                 layer_scale_init_value: float = 0.,
+                 norm_eps: float = 1e-6,
+                 final_norm: bool = True,
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, list]] = None):
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+                dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+            ]
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        self.embed_dims = self.arch_settings['embed_dims']
+        self.num_layers = self.arch_settings['num_layers']
+        num_heads = self.arch_settings['num_heads']
+        if out_type not in self.OUT_TYPES:
+            raise ValueError(f'VisionLLaMA: out_type must be one of {self.OUT_TYPES}, '
+                             f'got {out_type!r}.')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError('VisionLLaMA: out_type="cls_token" needs with_cls_token=True.')
+        if cls_token_pos not in self.CLS_TOKEN_POS:
+            raise ValueError(f'VisionLLaMA: cls_token_pos must be one of {self.CLS_TOKEN_POS}, '
+                             f'got {cls_token_pos!r}.')
+        if drop_path_schedule not in ('linear', 'uniform'):
+            raise ValueError('VisionLLaMA: drop_path_schedule must be "linear" or "uniform", '
+                             f'got {drop_path_schedule!r}.')
+        if self.embed_dims % num_heads:
+            raise ValueError(f'VisionLLaMA: embed_dims {self.embed_dims} is not divisible by '
+                             f'num_heads {num_heads}.')
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.patch_size = patch_size
+        self.out_type = out_type
+        self.with_cls_token = with_cls_token
+        self.num_extra_tokens = int(with_cls_token)
+        self.cls_token_pos = cls_token_pos
+        self.auto_scale = auto_scale
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+        self.final_norm = final_norm
+
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size, owner='VisionLLaMA')
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims)) if with_cls_token else None
+        self.drop_after_pos = nn.Dropout(drop_rate)
+        anchor = tuple(s // patch_size for s in self.img_size) if auto_scale else None
+        self.rope = RotaryEmbedding2D(self.embed_dims // num_heads, ratio=rope_ratio,
+                                      theta=rope_theta, anchor=anchor)
+
+        if drop_path_schedule == 'linear':
+            dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        else:
+            dpr = [drop_path_rate] * self.num_layers
+        self.layers = nn.ModuleList([
+            VisionLLaMABlock(
+                self.embed_dims, num_heads, self.arch_settings['feedforward_channels'],
+                qkv_bias=qkv_bias, ffn_bias=ffn_bias, drop_rate=drop_rate,
+                attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[i], ffn_drop_path=ffn_drop_path,
+                layer_scale_init_value=layer_scale_init_value, norm_eps=norm_eps)
+            for i in range(self.num_layers)
+        ])
+        self.ln1 = nn.LayerNorm(self.embed_dims, eps=norm_eps) if final_norm else nn.Identity()
+        self.ln2 = (nn.LayerNorm(self.embed_dims, eps=norm_eps)
+                    if out_type == 'avg_featmap' else nn.Identity())
+
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        self.out_indices = []
+        for index in out_indices:
+            i = index + self.num_layers if index < 0 else index
+            if not 0 <= i < self.num_layers:
+                raise ValueError(f'VisionLLaMA: out index {index} is out of range for '
+                                 f'{self.num_layers} layers.')
+            self.out_indices.append(i)
+        self._freeze_stages()
+
+    def _parse_arch(self, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise KeyError(f'VisionLLaMA: unknown arch {arch!r}; choose one of '
+                               f'{sorted(set(self.arch_zoo))} or pass a dict.')
+            return dict(self.arch_zoo[key])
+        essential = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
+        if not isinstance(arch, dict) or not essential <= set(arch):
+            raise KeyError(f'VisionLLaMA: a custom arch must be a dict with keys {sorted(essential)}, '
+                           f'got {arch!r}.')
+        return dict(arch)
+
+    def init_weights(self):
+        super().init_weights()
+        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+        if not pretrained and self.cls_token is not None:
+            trunc_normal_(self.cls_token, std=.02)
+
+    def _cls_position(self, w: int) -> Optional[torch.Tensor]:
+        if not self.with_cls_token:
+            return None
+        if self.cls_token_pos == 'none':
+            return None
+        y = -1. if self.cls_token_pos == 'official' else 0.
+        return torch.tensor([[w - 1., y]])
+
+    def rope_table(self, h: int, w: int, device=None):
+        """RoPE cos/sin for the token sequence of an ``h x w`` grid (class token first).
+
+        Returns ``(cos, sin)`` of shape (num_extra_tokens + h*w, d_r/2). With an unrotated class
+        token (``cls_token_pos='none'``) its row is the identity rotation.
+        """
+        cls_pos = self._cls_position(w)
+        cos, sin = self.rope(h, w, extra_positions=cls_pos, device=device)
+        if self.with_cls_token and cls_pos is None:
+            key = ('identity-cls', h, w, cos.device)
+            cached = self.rope._cache.get(key)
+            if cached is None:
+                cached = (torch.cat([cos.new_ones(1, cos.shape[1]), cos]),
+                          torch.cat([sin.new_zeros(1, sin.shape[1]), sin]))
+                self.rope._cache[key] = cached
+            cos, sin = cached
+        return cos, sin
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, in_channels, H, W) -> tuple of one output per ``out_indices`` (see ``out_type``)."""
+        B = x.shape[0]
+        x, (h, w) = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+        x = self.drop_after_pos(x)
+        rope = self.rope_table(h, w, device=x.device)
+
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if self.with_cp and self.training and x.requires_grad:
+                x = cp.checkpoint(layer, x, rope, use_reentrant=False)
+            else:
+                x = layer(x, rope)
+            if i == self.num_layers - 1:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(self._format_output(x, (h, w)))
+        return tuple(outs)
+
+    def _format_output(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        if self.out_type == 'raw':
+            return x
+        if self.out_type == 'cls_token':
+            return x[:, 0]
+        patch_tokens = x[:, self.num_extra_tokens:]
+        if self.out_type == 'featmap':
+            B, _, C = patch_tokens.shape
+            return patch_tokens.transpose(1, 2).reshape(B, C, *hw)
+        return self.ln2(patch_tokens.mean(dim=1))  # avg_featmap
+
+    def _freeze_stages(self):
+        if self.frozen_stages <= 0:
+            return
+        frozen = [self.patch_embed, self.drop_after_pos]
+        frozen += list(self.layers[:self.frozen_stages])
+        if self.frozen_stages >= self.num_layers:
+            frozen += [self.ln1, self.ln2]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+        if self.cls_token is not None:
+            self.cls_token.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer id for layer-wise lr decay, as mmpretrain's ``VisionTransformer`` numbers them.
+
+        patch_embed / cls_token -> 0, ``layers.i`` -> i + 1, everything else (final norms,
+        anything outside the backbone) -> num_layers + 1. Returns ``(layer_id, num_layers + 2)``.
+        """
+        num_layers = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith(('cls_token', 'patch_embed', 'pos_embed')):
+            return 0, num_layers
+        if name.startswith('layers.'):
+            return int(name.split('.')[1]) + 1, num_layers
+        return num_layers - 1, num_layers

@@ -1,0 +1,10 @@
+"""Layers shared by every backbone of the package."""
+from .attention import RoPEAttention
+from .mlp import GatedFFN, GeGLUFFN, SwiGLUFFN, llama_hidden_dims
+from .patch_embed import PatchEmbed
+from .rope import RotaryEmbedding2D, apply_rope, grid_positions
+
+__all__ = [
+    'RoPEAttention', 'GatedFFN', 'GeGLUFFN', 'SwiGLUFFN', 'llama_hidden_dims', 'PatchEmbed',
+    'RotaryEmbedding2D', 'apply_rope', 'grid_positions'
+]

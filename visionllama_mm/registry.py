@@ -1,0 +1,47 @@
+"""Register the package's classes into mmpretrain, mmseg and mmdet at once.
+
+``MODELS.register_module()`` here puts a class into ``mmpretrain.registry.MODELS``,
+``mmseg.registry.MODELS`` and ``mmdet.registry.MODELS``, so a config of any of the three toolboxes
+finds ``type='VisionLLaMA'`` without a scope prefix. The same holds for every other registry name
+below.
+"""
+import importlib
+from typing import Callable, List, Optional
+
+__all__ = ['MultiRegistry', 'MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS',
+           'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES']
+
+TOOLBOXES = ('mmpretrain', 'mmseg', 'mmdet')
+
+
+class MultiRegistry:
+    """One registry name (e.g. ``'MODELS'``) of every toolbox in :data:`TOOLBOXES`."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def registries(self) -> List:
+        return [getattr(importlib.import_module(f'{tb}.registry'), self.name) for tb in TOOLBOXES]
+
+    def register_module(self, name: Optional[str] = None, module=None) -> Callable:
+        """Decorator (or direct call with ``module``) registering into all three toolboxes."""
+
+        def _register(cls):
+            for registry in self.registries():
+                registry.register_module(name=name, module=cls)
+            return cls
+
+        if module is not None:
+            return _register(module)
+        return _register
+
+    def __repr__(self) -> str:
+        return f'MultiRegistry({self.name!r} of {", ".join(TOOLBOXES)})'
+
+
+MODELS = MultiRegistry('MODELS')
+DATASETS = MultiRegistry('DATASETS')
+TRANSFORMS = MultiRegistry('TRANSFORMS')
+METRICS = MultiRegistry('METRICS')
+HOOKS = MultiRegistry('HOOKS')
+OPTIM_WRAPPER_CONSTRUCTORS = MultiRegistry('OPTIM_WRAPPER_CONSTRUCTORS')
