@@ -13,8 +13,9 @@ by ``import visionllama_mm``; :func:`applied` lists them.
    mmengine (which holds ``HistoryBuffer`` objects in its ``message_hub``) cannot be loaded by
    ``tools/test.py``, ``load_from`` or ``--resume``. We register a local-file loader that always uses
    ``weights_only=True`` and allow-lists only the plain-data classes mmengine itself writes
-   (``HistoryBuffer`` and numpy arrays/scalars). No code runs from a checkpoint: anything else in a
-   pickle is refused with a message naming the file and the offending global.
+   (``HistoryBuffer``, numpy arrays/scalars, and ``getattr`` restricted to HistoryBuffer's
+   statistics methods). No code runs from a checkpoint: anything else in a pickle is refused with
+   a message naming the file and the offending global.
 """
 import os.path as osp
 import pickle
@@ -59,6 +60,21 @@ def _patch_cpu_dist_init() -> None:
 # --------------------------------------------------------------------------------------------------
 # 2. weights_only checkpoint loading
 # --------------------------------------------------------------------------------------------------
+def _history_buffer_getattr(obj, name):
+    """The only ``getattr`` a checkpoint may call: a statistics method of ``HistoryBuffer``.
+
+    mmengine's message hub stores ``HistoryBuffer._statistics_methods`` (``min``, ``max``,
+    ``current``, ``mean`` and registered ones), which pickle as ``getattr(HistoryBuffer, 'min')``.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); only HistoryBuffer statistics '
+        'methods are allowed (Unsupported global: getattr)')
+
+
 def safe_globals() -> list:
     """Plain-data classes that mmengine's own checkpoints contain, allowed under weights_only."""
     import numpy as np
@@ -69,6 +85,7 @@ def safe_globals() -> list:
     # numpy >= 1.25 pickles dtypes through their per-type classes
     out += [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
                                         np.float16, np.float32, np.float64)]
+    out.append((_history_buffer_getattr, 'builtins.getattr'))
     return out
 
 
@@ -87,11 +104,13 @@ def load_checkpoint_file(filename: str, map_location=None):
         with torch.serialization.safe_globals(safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()
-        reason = next((line for line in first if 'Unsupported global' in line), first[0] if first else '')
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        # torch's message: a generic preamble, then the line naming the refused global
+        reason = next((line for line in lines if 'GLOBAL' in line or 'global' in line),
+                      lines[0] if lines else repr(err))
         raise RuntimeError(
             f'Refusing to load {filename}: it holds Python objects that are not plain data and '
-            f'torch.load(weights_only=True) rejects them ({reason.strip()}). visionllama_mm never '
+            f'torch.load(weights_only=True) rejects them: {reason}. visionllama_mm never '
             'unpickles code from a checkpoint. Save the weights as {"state_dict": ...} (tensors '
             'only) or convert a released checkpoint with tools/model_converters/.') from err
 

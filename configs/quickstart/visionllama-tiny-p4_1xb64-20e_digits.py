@@ -1,7 +1,7 @@
 # Quickstart: a tiny VisionLLaMA (4 blocks, AS2DRoPE on) learns scikit-learn's handwritten digits.
 #   python tools/train.py configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py
 #   python tools/test.py  configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py CKPT
-# 1,437 train / 360 val images (8x8 upsampled to 32x32), written once to data/digits in the
+# 1,438 train / 359 val images (8x8 upsampled to 32x32), written once to data/digits in the
 # ImageNet folder format and read through mmpretrain's stock pipeline, Runner and Accuracy.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 

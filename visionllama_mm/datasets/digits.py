@@ -7,7 +7,7 @@ mmpretrain's ``CustomDataset`` reads::
     data_root/train/<label>/<index>.png   data_root/meta/train.txt  ("train/3/00012.png 3")
     data_root/val/<label>/<index>.png     data_root/meta/val.txt
 
-The split is fixed: a stratified 80/20 split with seed 0 (1,437 train / 360 val images).
+The split is fixed: a stratified 80/20 split with seed 0 (1,438 train / 359 val images).
 """
 import os
 import os.path as osp
@@ -83,7 +83,7 @@ class DigitsDataset(CustomDataset):
 
     Args:
         data_root: Where the images are (or will be) written.
-        split: ``'train'`` (1,437 images) or ``'val'`` (360 images).
+        split: ``'train'`` (1,438 images) or ``'val'`` (359 images).
         image_size: Side of the written images (set when the folder is first created).
         **kwargs: Passed to mmpretrain's ``CustomDataset`` (``pipeline``, ``test_mode`` ...).
     """

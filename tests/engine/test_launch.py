@@ -1,0 +1,58 @@
+"""tools/train.py and tools/test.py's config handling: CPU adaptation, stock-flag semantics."""
+from argparse import Namespace
+
+from mmengine.config import Config
+
+import visionllama_mm  # noqa: F401
+from visionllama_mm.engine.launch import adapt_to_device, merge_train_args, toolbox_of
+
+
+def _cfg(**kwargs):
+    return Config(dict(default_scope='mmseg', **kwargs))
+
+
+def test_adapt_to_cpu_replaces_syncbn_amp_and_ddp_settings():
+    cfg = _cfg(
+        launcher='pytorch',
+        model=dict(type='EncoderDecoder', backbone=dict(norm_cfg=dict(type='SyncBN')),
+                   decode_head=dict(norm_cfg=dict(type='SyncBN', requires_grad=True))),
+        optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                           optimizer=dict(type='AdamW', lr=1e-4)),
+        env_cfg=dict(dist_cfg=dict(backend='nccl')),
+        train_dataloader=dict(pin_memory=True))
+    adapt_to_device(cfg, cuda=False)
+    assert cfg.model.backbone.norm_cfg.type == 'BN'
+    assert cfg.model.decode_head.norm_cfg == dict(type='BN', requires_grad=True)
+    assert cfg.optim_wrapper == dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4))
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.train_dataloader.pin_memory is False
+
+
+def test_adapt_is_noop_with_cuda():
+    cfg = _cfg(model=dict(norm_cfg=dict(type='SyncBN')))
+    adapt_to_device(cfg, cuda=True)
+    assert cfg.model.norm_cfg.type == 'SyncBN'
+
+
+def test_collate_fn_scope_is_stripped(tmp_path):
+    # a collate_fn inherited through `pkg::` carries `_scope_`, which reaches default_collate()
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py']\n")
+    cfg = Config.fromfile(str(child))
+    assert cfg.train_dataloader.collate_fn.get('_scope_') == 'mmpretrain'  # the trap
+    args = Namespace(config='x.py', launcher='none', work_dir=None, no_validate=False, amp=False,
+                     resume=None, auto_scale_lr=False, cfg_options=None)
+    merge_train_args(cfg, args)
+    assert '_scope_' not in cfg.train_dataloader.collate_fn
+
+
+def test_toolbox_from_default_scope():
+    assert toolbox_of(Config(dict(default_scope='mmdet'))) == 'mmdet'
+    assert toolbox_of(Config(dict())) == 'mmpretrain'
+    try:
+        toolbox_of(Config(dict(default_scope='mmocr')))
+    except ValueError as err:
+        assert 'mmocr' in str(err)
+    else:
+        raise AssertionError('unknown scope accepted')
