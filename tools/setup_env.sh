@@ -47,12 +47,14 @@ link_repo() {
 }
 
 editable_ok() {
-    "$VPY" - "$ROOT" <<'EOF' >/dev/null 2>&1
+    # run from / so that the current directory does not shadow the installed package
+    (cd / && "$VPY" - "$ROOT" <<'EOF' >/dev/null 2>&1
 import os, sys, importlib.util
 spec = importlib.util.find_spec('visionllama_mm')
 assert spec is not None
 assert os.path.realpath(os.path.dirname(spec.origin)) == os.path.realpath(os.path.join(sys.argv[1], 'visionllama_mm'))
 EOF
+    )
 }
 
 if [ "$MODE" = "--check" ]; then

@@ -90,3 +90,17 @@ def test_benchmark_side_by_side_with_timm(python):
                     'vit_tiny_patch16_224', '--batch-size', '4', '--iters', '2', '--warmup', '1',
                     '--repeats', '1', '--shape', '32'])
     assert re.search(r'ratio ours/timm: forward [\d.]+, forward\+backward [\d.]+', out), out
+
+
+def test_stock_mmpretrain_tools_run_our_config(tmp_path, python, digits_root):
+    """mmpretrain's own tools/train.py and tools/test.py (shipped in the wheel) run our config:
+    custom_imports brings in the registries and the shims."""
+    import mmpretrain
+    stock = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
+    opts = _digits_opts(digits_root, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1')
+    out = run_tool([python, osp.join(stock, 'train.py'), QUICKSTART, '--work-dir', str(tmp_path),
+                    *opts])
+    assert re.search(r'Epoch\(val\) \[1\]\[3/3\]\s+accuracy/top1', out)
+    out = run_tool([python, osp.join(stock, 'test.py'), QUICKSTART,
+                    str(tmp_path / 'epoch_1.pth'), *opts])
+    assert re.search(r'Epoch\(test\) \[3/3\]\s+accuracy/top1: [\d.]+', out)
