@@ -1,3 +1,3 @@
-from .vision_llama import VisionLLaMA, VisionLLaMABlock
+from .vision_llama import VisionLLaMA, VisionLLaMABlock, convert_official_plain
 
-__all__ = ['VisionLLaMA', 'VisionLLaMABlock']
+__all__ = ['VisionLLaMA', 'VisionLLaMABlock', 'convert_official_plain']

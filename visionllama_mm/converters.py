@@ -1,0 +1,76 @@
+"""Turn the authors' released checkpoints into checkpoints of this package.
+
+Each released format is recognised from its keys; the key mapping itself lives beside the model it
+targets (``convert_official_*``), so tests and ``tools/model_converters/`` share one code path.
+Sources are read with ``torch.load(weights_only=True)``; the only non-tensor objects allowed are
+those the official training scripts store beside the weights (``argparse.Namespace`` in DeiT-style
+checkpoints, mmengine's logging state in mmpretrain-fork ones).
+"""
+import argparse
+import os.path as osp
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+from .compat import safe_globals
+
+__all__ = ['KINDS', 'load_source', 'detect_kind', 'convert_state_dict', 'convert_file']
+
+
+def _is_deit_plain(sd: Dict) -> bool:
+    return 'blocks.0.mlp.c_fc1.weight' in sd and 'blocks.0.attn.qkv.weight' in sd
+
+
+def _convert_plain(sd):
+    from .models.backbones.vision_llama import convert_official_plain
+    return convert_official_plain(sd)
+
+
+# (name, where the weights sit in the file, detector on those weights, converter)
+KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
+    ('deit-plain', 'model', _is_deit_plain, _convert_plain),
+]
+
+
+def load_source(path: str) -> Dict:
+    """Read a released checkpoint with ``weights_only=True``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path} does not exist')
+    with torch.serialization.safe_globals(safe_globals() + [argparse.Namespace]):
+        try:
+            return torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as err:  # noqa: BLE001 - rephrase with the file name
+            raise RuntimeError(f'cannot read {path} with torch.load(weights_only=True): '
+                               f'{str(err).strip().splitlines()[-1]}') from err
+
+
+def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
+    """Which released format ``ckpt`` is -> (kind name, the weights dict)."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
+    for name, field, detect, _ in KINDS:
+        weights = ckpt.get(field, None) if field else ckpt
+        if isinstance(weights, dict) and detect(weights):
+            return name, weights
+    top = sorted(ckpt)[:8]
+    inner = next((ckpt[k] for k in ('model', 'state_dict') if isinstance(ckpt.get(k), dict)), ckpt)
+    sample = sorted(inner)[:8]
+    raise ValueError(
+        'unrecognised checkpoint: none of the known VisionLLaMA release formats '
+        f'({", ".join(k[0] for k in KINDS)}) matches. Top-level keys: {top}; first weight keys: '
+        f'{sample}')
+
+
+def convert_state_dict(ckpt: Dict) -> Tuple[str, Dict]:
+    """(kind, converted state dict) of a loaded released checkpoint."""
+    kind, weights = detect_kind(ckpt)
+    convert = next(k[3] for k in KINDS if k[0] == kind)
+    return kind, convert(weights)
+
+
+def convert_file(src: str, dst: str) -> str:
+    """Convert ``src`` into ``dst`` (``{'state_dict', 'meta'}``, tensors only) -> the kind."""
+    kind, state_dict = convert_state_dict(load_source(src))
+    torch.save({'state_dict': state_dict,
+                'meta': {'converted_from': osp.basename(src), 'source_format': kind}}, dst)
+    return kind
