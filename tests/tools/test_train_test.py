@@ -41,13 +41,43 @@ def test_quickstart_trains_logs_and_validates(quickstart_run):
     assert osp.exists(osp.join(work, 'epoch_1.pth'))
 
 
-def test_quickstart_reaches_95_percent(tmp_path, python, digits_root):
-    """The README's quickstart as shipped (20 epochs, 2 workers): >= 95% held-out top-1."""
-    out = run_tool([python, 'tools/train.py', QUICKSTART, '--work-dir', str(tmp_path),
+@pytest.fixture(scope='module')
+def full_quickstart(tmp_path_factory, python, digits_root):
+    """The README's quickstart as shipped (20 epochs, 2 workers)."""
+    work = str(tmp_path_factory.mktemp('quickstart_full'))
+    out = run_tool([python, 'tools/train.py', QUICKSTART, '--work-dir', work,
                     '--cfg-options', f'train_dataloader.dataset.data_root={digits_root}',
                     f'val_dataloader.dataset.data_root={digits_root}'])
+    return work, out
+
+
+def test_quickstart_reaches_95_percent(full_quickstart):
+    _, out = full_quickstart
     accs = [float(a) for a in re.findall(r'Epoch\(val\) \[\d+\]\[3/3\]\s+accuracy/top1: ([\d.]+)', out)]
     assert len(accs) == 4 and accs[-1] >= 95.0, accs
+
+
+def _accuracy_at(python, config, ckpt, digits_root, work, size, auto_scale):
+    out = run_tool([python, 'tools/test.py', config, ckpt, '--work-dir', work,
+                    *_digits_opts(digits_root, f'model.backbone.auto_scale={auto_scale}',
+                                  f'test_dataloader.dataset.pipeline.1.scale=({size},{size})')])
+    return float(re.search(r"'accuracy/top1': ([\d.]+)", out).group(1))
+
+
+def test_as2drope_generalises_to_twice_the_training_size(full_quickstart, python, digits_root,
+                                                         tmp_path):
+    """Paper Table 12 on our data: the model trained at 32 px (8x8 tokens) is evaluated at 64 px
+    (16x16 tokens) with tools/test.py and --cfg-options only, with AS2DRoPE and with plain 2D RoPE
+    (same weights: at the training size the two are identical)."""
+    work, _ = full_quickstart
+    ckpt = osp.join(work, 'epoch_20.pth')
+    args = (python, QUICKSTART, ckpt, digits_root, str(tmp_path))
+    at_train_size = _accuracy_at(*args, 32, False)
+    as2d = _accuracy_at(*args, 64, True)
+    rope2d = _accuracy_at(*args, 64, False)
+    print(f'32px: {at_train_size:.2f}  64px AS2DRoPE: {as2d:.2f}  64px 2D RoPE: {rope2d:.2f}')
+    assert at_train_size >= 95.0
+    assert as2d >= 90.0 and as2d > rope2d + 20.0
 
 
 def test_quickstart_checkpoint_evaluates_with_test_py(quickstart_run, python, digits_root, tmp_path):
