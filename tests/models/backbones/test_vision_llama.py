@@ -131,3 +131,22 @@ def test_frozen_stages():
     assert not m.patch_embed.projection.weight.requires_grad
     assert not any(p.requires_grad for p in m.layers[1].parameters())
     assert all(p.requires_grad for p in m.layers[2].parameters())
+
+
+def test_windowed_blocks_vitdet():
+    tiny = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128)
+    torch.manual_seed(0)
+    glob = VisionLLaMA(arch=tiny, with_cls_token=False, out_type='featmap', auto_scale=True,
+                       img_size=64)
+    win = VisionLLaMA(arch=tiny, with_cls_token=False, out_type='featmap', window_size=4,
+                      global_attn_indexes=[1, 3], auto_scale=True, img_size=64)
+    win.load_state_dict(glob.state_dict())
+    assert [blk.window_size for blk in win.layers] == [4, 0, 4, 0]
+    x = torch.randn(1, 3, 64, 64)  # 4x4 tokens = one window: windowed == global
+    assert torch.allclose(glob(x)[0], win(x)[0], atol=1e-5)
+    # 5x6 tokens: windows pad to 8x8 and the result differs from global attention
+    y = torch.randn(2, 3, 80, 96)
+    out = win(y)[0]
+    assert out.shape == (2, 64, 5, 6) and not torch.allclose(out, glob(y)[0], atol=1e-3)
+    with pytest.raises(ValueError, match='with_cls_token=False'):
+        VisionLLaMA(arch=tiny, window_size=4)

@@ -20,7 +20,8 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from ...registry import MODELS
-from ..layers import PatchEmbed, RoPEAttention, RotaryEmbedding2D, SwiGLUFFN
+from ..layers import (PatchEmbed, RoPEAttention, RotaryEmbedding2D, SwiGLUFFN,
+                      window_partition, window_unpartition)
 
 __all__ = ['VisionLLaMA', 'VisionLLaMABlock', 'convert_official_plain']
 
@@ -51,16 +52,21 @@ class VisionLLaMABlock(nn.Module):
         ffn_drop_path: Apply drop path to the FFN branch too (the MAE fork does not, spec Q3).
         layer_scale_init_value: LayerScale init; 0 disables LayerScale.
         norm_eps: LayerNorm epsilon.
+        window_size: If > 0, attention runs inside ws x ws windows (ViTDet): the normalised tokens
+            are zero-padded to multiples of ws (no mask) and ``rope`` is the window-local table.
 
     Shapes:
-        x: (B, N, C), rope tables for N tokens -> (B, N, C).
+        x: (B, N, C), rope tables for N tokens (or ws*ws with windows), ``hw`` the token grid
+        (needed with windows) -> (B, N, C).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, ffn_dims: int, qkv_bias: bool = True,
                  ffn_bias: bool = False, drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0., ffn_drop_path: bool = True,
-                 layer_scale_init_value: float = 0., norm_eps: float = 1e-6):
+                 layer_scale_init_value: float = 0., norm_eps: float = 1e-6,
+                 window_size: int = 0):
         super().__init__()
+        self.window_size = window_size
         self.ln1 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.attn = RoPEAttention(embed_dims, num_heads, qkv_bias=qkv_bias,
                                   attn_drop=attn_drop_rate, proj_drop=drop_rate)
@@ -74,8 +80,14 @@ class VisionLLaMABlock(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.ffn_drop_path = self.drop_path if ffn_drop_path else nn.Identity()
 
-    def forward(self, x: torch.Tensor, rope) -> torch.Tensor:
-        x = x + self.drop_path(self.ls1(self.attn(self.ln1(x), rope)))
+    def forward(self, x: torch.Tensor, rope, hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        y = self.ln1(x)
+        if self.window_size > 0:
+            y, padded_hw = window_partition(y, hw, self.window_size)
+            y = window_unpartition(self.attn(y, rope), hw, padded_hw, self.window_size)
+        else:
+            y = self.attn(y, rope)
+        x = x + self.drop_path(self.ls1(y))
         x = x + self.ffn_drop_path(self.ls2(self.ffn(self.ln2(x))))
         return x
 
@@ -112,6 +124,9 @@ class VisionLLaMA(BaseBackbone):
             ``'uniform'`` (every block ``rate``, DeiT III and the supervised VisionLLaMA).
         layer_scale_init_value: LayerScale init (1e-4 in the supervised models, 0 = off).
         norm_eps: LayerNorm epsilon.
+        window_size: If > 0, blocks not in ``global_attn_indexes`` attend inside ws x ws windows
+            with a window-local RoPE table (ViTDet, spec §6.3); needs ``with_cls_token=False``.
+        global_attn_indexes: Blocks that keep global attention when ``window_size > 0``.
         final_norm: Apply ``ln1`` after the last block.
         frozen_stages: If > 0, freeze the patch embedding, class token and the first
             ``frozen_stages`` blocks (and the final norms when every block is frozen).
@@ -152,6 +167,8 @@ class VisionLLaMA(BaseBackbone):
                  drop_path_schedule: str = 'linear',
                  layer_scale_init_value: float = 0.,
                  norm_eps: float = 1e-6,
+                 window_size: int = 0,
+                 global_attn_indexes: Sequence[int] = (),
                  final_norm: bool = True,
                  frozen_stages: int = -1,
                  with_cp: bool = False,
@@ -177,6 +194,9 @@ class VisionLLaMA(BaseBackbone):
         if drop_path_schedule not in ('linear', 'uniform'):
             raise ValueError('VisionLLaMA: drop_path_schedule must be "linear" or "uniform", '
                              f'got {drop_path_schedule!r}.')
+        if window_size > 0 and with_cls_token:
+            raise ValueError('VisionLLaMA: windowed attention (window_size > 0) needs '
+                             'with_cls_token=False.')
         if self.embed_dims % num_heads:
             raise ValueError(f'VisionLLaMA: embed_dims {self.embed_dims} is not divisible by '
                              f'num_heads {num_heads}.')
@@ -202,12 +222,18 @@ class VisionLLaMA(BaseBackbone):
             dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
         else:
             dpr = [drop_path_rate] * self.num_layers
+        self.window_size = window_size
+        # windows are never auto-scaled (spec §2.2): their own unscaled table
+        self.window_rope = (RotaryEmbedding2D(self.embed_dims // num_heads, ratio=rope_ratio,
+                                              theta=rope_theta) if window_size > 0 else None)
+        global_attn_indexes = [i % self.num_layers for i in global_attn_indexes]
         self.layers = nn.ModuleList([
             VisionLLaMABlock(
                 self.embed_dims, num_heads, self.arch_settings['feedforward_channels'],
                 qkv_bias=qkv_bias, ffn_bias=ffn_bias, drop_rate=drop_rate,
                 attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[i], ffn_drop_path=ffn_drop_path,
-                layer_scale_init_value=layer_scale_init_value, norm_eps=norm_eps)
+                layer_scale_init_value=layer_scale_init_value, norm_eps=norm_eps,
+                window_size=0 if i in global_attn_indexes else window_size)
             for i in range(self.num_layers)
         ])
         self.ln1 = nn.LayerNorm(self.embed_dims, eps=norm_eps) if final_norm else nn.Identity()
@@ -278,13 +304,16 @@ class VisionLLaMA(BaseBackbone):
             x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         x = self.drop_after_pos(x)
         rope = self.rope_table(h, w, device=x.device)
+        window_rope = (self.window_rope(self.window_size, self.window_size, device=x.device)
+                       if self.window_rope is not None else None)
 
         outs = []
         for i, layer in enumerate(self.layers):
+            table = window_rope if layer.window_size > 0 else rope
             if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(layer, x, rope, use_reentrant=False)
+                x = cp.checkpoint(layer, x, table, (h, w), use_reentrant=False)
             else:
-                x = layer(x, rope)
+                x = layer(x, table, (h, w))
             if i == self.num_layers - 1:
                 x = self.ln1(x)
             if i in self.out_indices:

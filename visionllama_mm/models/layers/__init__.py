@@ -3,8 +3,9 @@ from .attention import RoPEAttention
 from .mlp import GatedFFN, GeGLUFFN, SwiGLUFFN, llama_hidden_dims
 from .patch_embed import PatchEmbed
 from .rope import RotaryEmbedding2D, apply_rope, grid_positions
+from .window import window_partition, window_unpartition
 
 __all__ = [
     'RoPEAttention', 'GatedFFN', 'GeGLUFFN', 'SwiGLUFFN', 'llama_hidden_dims', 'PatchEmbed',
-    'RotaryEmbedding2D', 'apply_rope', 'grid_positions'
+    'RotaryEmbedding2D', 'apply_rope', 'grid_positions', 'window_partition', 'window_unpartition'
 ]
