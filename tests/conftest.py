@@ -36,3 +36,17 @@ def digits_root(tmp_path_factory):
     """The quickstart's digits written once per session in ImageNet format."""
     from visionllama_mm.datasets import prepare_digits
     return prepare_digits(str(tmp_path_factory.mktemp('data') / 'digits'))
+
+
+@pytest.fixture(scope='session')
+def ade20k_root(tmp_path_factory):
+    """ADE20K-format shapes dataset (see tests/data_fixtures.py)."""
+    from .data_fixtures import write_ade20k
+    return write_ade20k(str(tmp_path_factory.mktemp('ade') / 'ADEChallengeData2016'))
+
+
+@pytest.fixture(scope='session')
+def coco_root(tmp_path_factory):
+    """COCO-format shapes dataset with polygon and RLE masks (see tests/data_fixtures.py)."""
+    from .data_fixtures import write_coco
+    return write_coco(str(tmp_path_factory.mktemp('coco') / 'coco'))

@@ -6,7 +6,7 @@ finds ``type='VisionLLaMA'`` without a scope prefix. The same holds for every ot
 below.
 """
 import importlib
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 __all__ = ['MultiRegistry', 'MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS',
            'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES']
@@ -20,14 +20,16 @@ class MultiRegistry:
     def __init__(self, name: str):
         self.name = name
 
-    def registries(self) -> List:
-        return [getattr(importlib.import_module(f'{tb}.registry'), self.name) for tb in TOOLBOXES]
+    def registries(self, toolboxes: Sequence[str] = TOOLBOXES) -> List:
+        return [getattr(importlib.import_module(f'{tb}.registry'), self.name) for tb in toolboxes]
 
-    def register_module(self, name: Optional[str] = None, module=None) -> Callable:
-        """Decorator (or direct call with ``module``) registering into all three toolboxes."""
+    def register_module(self, name: Optional[str] = None, module=None,
+                        toolboxes: Sequence[str] = TOOLBOXES) -> Callable:
+        """Decorator (or direct call with ``module``) registering into the toolboxes (all three
+        unless ``toolboxes`` names fewer, e.g. when one already ships an equivalent class)."""
 
         def _register(cls):
-            for registry in self.registries():
+            for registry in self.registries(toolboxes):
                 registry.register_module(name=name, module=cls)
             return cls
 
