@@ -49,8 +49,13 @@ def main():
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
-    print({k: round(float(v), 4) if isinstance(v, (int, float)) else v
-           for k, v in (metrics or {}).items()})
+    def plain(v):
+        try:
+            return round(float(v), 4)  # python and numpy scalars
+        except (TypeError, ValueError):
+            return v
+
+    print({k: plain(v) for k, v in (metrics or {}).items()})
 
 
 if __name__ == '__main__':

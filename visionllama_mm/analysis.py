@@ -10,8 +10,12 @@ from mmengine.config import Config
 __all__ = ['build_model_from_cfg', 'default_input_shape', 'count_complexity', 'benchmark_models']
 
 
-def build_model_from_cfg(cfg: Config) -> nn.Module:
-    """Build ``cfg.model`` with the MODELS registry of the config's toolbox."""
+def build_model_from_cfg(cfg: Config, init: bool = True) -> nn.Module:
+    """Build ``cfg.model`` with the MODELS registry of the config's toolbox.
+
+    ``init=False`` skips ``init_weights`` (no pretrained files are read; the constructors' own
+    random initialisation stays), which is all that FLOP counting and benchmarking need.
+    """
     from mmengine.registry import init_default_scope
 
     from .engine.launch import toolbox_of
@@ -19,7 +23,7 @@ def build_model_from_cfg(cfg: Config) -> nn.Module:
     init_default_scope(scope)
     registry = importlib.import_module(f'{scope}.registry').MODELS
     model = registry.build(cfg.model)
-    if hasattr(model, 'init_weights'):
+    if init and hasattr(model, 'init_weights'):
         model.init_weights()
     return model
 
@@ -63,7 +67,7 @@ def count_complexity(cfg: Config, shape=None, batch_size: int = 1) -> Dict:
     """Params and FLOPs (MACs) of ``cfg.model`` for an input of ``shape``."""
     from mmengine.analysis import FlopAnalyzer
 
-    model = build_model_from_cfg(cfg)
+    model = build_model_from_cfg(cfg, init=False)
     model.eval()
     h, w = _shape(cfg, shape)
     x = torch.randn(batch_size, 3, h, w)
@@ -120,7 +124,7 @@ def benchmark_models(cfg: Config, timm_name: Optional[str] = None, batch_size: i
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     h, w = _shape(cfg, shape)
     models = [(cfg.model.get('backbone', {}).get('type', cfg.model['type']),
-               build_model_from_cfg(cfg))]
+               build_model_from_cfg(cfg, init=False))]
     if timm_name:
         import timm
         num_classes = cfg.model.get('head', {}).get('num_classes', 1000)

@@ -1,0 +1,63 @@
+"""Every dense-prediction config, as shipped, through tools/train.py and tools/test.py on tiny data
+in the real ADE20K / COCO formats. Only the backbone size, image scale and iteration count are
+shrunk, with --cfg-options (what a user has)."""
+import os.path as osp
+import re
+
+import pytest
+
+from ..conftest import run_tool
+
+TINY_PLAIN = [
+    'model.backbone.arch.embed_dims=64', 'model.backbone.arch.num_layers=4',
+    'model.backbone.arch.num_heads=2', 'model.backbone.arch.feedforward_channels=128',
+    'model.backbone.init_cfg=None',
+]
+
+
+def _loaders(root, extra_test=()):
+    opts = []
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.dataset.data_root={root}',
+                 f'{split}_dataloader.num_workers=0',
+                 f'{split}_dataloader.persistent_workers=False']
+    return opts
+
+
+def seg_opts(root, iters=4):
+    return [
+        *_loaders(root),
+        'train_dataloader.batch_size=2',
+        'train_dataloader.dataset.pipeline.2.scale=(128,64)',
+        'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
+        'val_dataloader.dataset.pipeline.1.scale=(128,64)',
+        'test_dataloader.dataset.pipeline.1.scale=(128,64)',
+        'model.data_preprocessor.size=(64,64)',
+        'model.test_cfg.crop_size=(64,64)', 'model.test_cfg.stride=(43,43)',
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        f'default_hooks.checkpoint.interval={iters}',
+    ]
+
+
+PLAIN_UPERNET = [
+    *TINY_PLAIN, 'model.backbone.out_indices=[0,1,2,3]', 'model.neck.embed_dim=64',
+    'model.decode_head.in_channels=[64,64,64,64]', 'model.decode_head.channels=32',
+    'model.auxiliary_head.in_channels=64', 'model.auxiliary_head.channels=16',
+]
+
+SEG_CONFIGS = {
+    'configs/visionllama/upernet_visionllama-base-p16_mae-800e-pre_8xb2-amp-160k_ade20k-512x512.py':
+    PLAIN_UPERNET,
+    'configs/visionllama/upernet_visionllama-large-p16_mae-800e-pre_8xb1-accum2-amp-160k_ade20k-512x512.py':
+    PLAIN_UPERNET,
+}
+
+
+@pytest.mark.parametrize('config', sorted(SEG_CONFIGS))
+def test_seg_config_trains_and_tests(config, python, ade20k_root, tmp_path):
+    opts = ['--cfg-options', *SEG_CONFIGS[config], *seg_opts(ade20k_root)]
+    out = run_tool([python, 'tools/train.py', config, '--work-dir', str(tmp_path), *opts])
+    assert re.search(r'Iter\(train\) \[4/4\]', out), out[-3000:]
+    out = run_tool([python, 'tools/test.py', config, str(tmp_path / 'iter_4.pth'),
+                    '--work-dir', str(tmp_path), *opts])
+    assert re.search(r"'mIoU': [\d.]+", out), out[-3000:]
