@@ -56,9 +56,20 @@ def _sdpa_flop_jit(inputs, outputs):
     return batch * q[-2] * k[-2] * q[-1] + batch * q[-2] * k[-2] * v[-1]
 
 
+def _det_samples(x: torch.Tensor) -> list:
+    """Data samples with the image metadata mmdet's tensor path reads (no annotations)."""
+    from mmdet.structures import DetDataSample
+    h, w = x.shape[-2:]
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
+                scale_factor=(1., 1.))
+    return [DetDataSample(metainfo=meta) for _ in range(x.shape[0])]
+
+
 def _tensor_forward(model: nn.Module):
-    """A callable ``f(x)`` running the model's plain tensor path."""
+    """A callable ``f(x)`` running the model's plain tensor path (mmdet models get metadata)."""
     if hasattr(model, 'data_preprocessor') and 'mode' in model.forward.__code__.co_varnames:
+        if type(model).__module__.startswith('mmdet.'):
+            return lambda x: model(x, _det_samples(x), mode='tensor')
         return lambda x: model(x, mode='tensor')
     return model
 

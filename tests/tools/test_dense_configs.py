@@ -61,3 +61,56 @@ def test_seg_config_trains_and_tests(config, python, ade20k_root, tmp_path):
     out = run_tool([python, 'tools/test.py', config, str(tmp_path / 'iter_4.pth'),
                     '--work-dir', str(tmp_path), *opts])
     assert re.search(r"'mIoU': [\d.]+", out), out[-3000:]
+
+
+CLASSES = '(rectangle,disc,triangle)'
+
+
+def det_opts(root, lsj=True, iters=4):
+    inner = 'dataset.dataset' if lsj else 'dataset'
+    opts = [
+        f'train_dataloader.{inner}.data_root={root}/',
+        f'val_dataloader.dataset.data_root={root}/', f'test_dataloader.dataset.data_root={root}/',
+        f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
+        f'test_evaluator.ann_file={root}/annotations/instances_val2017.json',
+        'train_dataloader.batch_size=2',
+        # the fixture's own classes, as a user declares a custom COCO-format dataset
+        f'train_dataloader.{inner}.metainfo.classes={CLASSES}',
+        f'val_dataloader.dataset.metainfo.classes={CLASSES}',
+        f'test_dataloader.dataset.metainfo.classes={CLASSES}',
+        'model.roi_head.bbox_head.num_classes=3', 'model.roi_head.mask_head.num_classes=3',
+    ]
+    for split in ('train', 'val', 'test'):
+        opts += [f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False']
+    if lsj:
+        opts += [f'train_dataloader.{inner}.pipeline.2.scale=(128,128)',
+                 f'train_dataloader.{inner}.pipeline.3.crop_size=(128,128)',
+                 'model.data_preprocessor.batch_augments.0.size=(128,128)',
+                 'val_dataloader.dataset.pipeline.1.scale=(128,128)',
+                 'test_dataloader.dataset.pipeline.1.scale=(128,128)',
+                 f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+                 f'default_hooks.checkpoint.interval={iters}']
+    return opts
+
+
+VITDET = [
+    *TINY_PLAIN, 'model.backbone.out_indices=[3]', 'model.backbone.window_size=4',
+    'model.backbone.global_attn_indexes=[1,3]', 'model.neck.backbone_channel=64',
+    'model.neck.in_channels=[16,32,64,64]',
+]
+
+DET_CONFIGS = {
+    'configs/visionllama/mask-rcnn_visionllama-base-p16_mae-800e-pre_vitdet_8xb4-accum2-lsj-36e_coco.py':
+    (VITDET, True, 'iter_4.pth'),
+}
+
+
+@pytest.mark.parametrize('config', sorted(DET_CONFIGS))
+def test_det_config_trains_and_tests(config, python, coco_root, tmp_path):
+    shrink, lsj, ckpt = DET_CONFIGS[config]
+    opts = ['--cfg-options', *shrink, *det_opts(coco_root, lsj)]
+    run_tool([python, 'tools/train.py', config, '--work-dir', str(tmp_path), *opts])
+    out = run_tool([python, 'tools/test.py', config, str(tmp_path / ckpt),
+                    '--work-dir', str(tmp_path), *opts])
+    assert re.search(r"'coco/bbox_mAP': [\d.-]+", out), out[-3000:]
+    assert re.search(r"'coco/segm_mAP': [\d.-]+", out), out[-3000:]
