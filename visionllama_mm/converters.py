@@ -21,6 +21,15 @@ def _is_deit_plain(sd: Dict) -> bool:
     return 'blocks.0.mlp.c_fc1.weight' in sd and 'blocks.0.attn.qkv.weight' in sd
 
 
+def _is_deit_pyramid(sd: Dict) -> bool:
+    return 'patch_embeds.0.proj.weight' in sd and 'blocks.0.0.norm1.weight' in sd
+
+
+def _convert_pyramid(sd):
+    from .models.backbones.pyramid_vision_llama import convert_official_pyramid
+    return convert_official_pyramid(sd)
+
+
 def _convert_plain(sd):
     from .models.backbones.vision_llama import convert_official_plain
     return convert_official_plain(sd)
@@ -29,6 +38,7 @@ def _convert_plain(sd):
 # (name, where the weights sit in the file, detector on those weights, converter)
 KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
     ('deit-plain', 'model', _is_deit_plain, _convert_plain),
+    ('deit-pyramid', 'model', _is_deit_pyramid, _convert_pyramid),
 ]
 
 

@@ -1,0 +1,130 @@
+"""Pyramid VisionLLaMA: sizes, parity with the official layout, positions, shapes, errors."""
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+
+import visionllama_mm  # noqa: F401
+from visionllama_mm.converters import convert_state_dict
+from visionllama_mm.models.backbones import PyramidVisionLLaMA
+
+from .official_pyramid_reference import OfficialPyramidVisionLLaMA
+
+ARCHS = {
+    'small': dict(dims=(64, 128, 256, 512), depths=(2, 2, 10, 4), heads=(2, 4, 8, 16)),
+    'base': dict(dims=(96, 192, 384, 768), depths=(2, 2, 18, 2), heads=(3, 6, 12, 24)),
+    'large': dict(dims=(128, 256, 512, 1024), depths=(2, 2, 18, 2), heads=(4, 8, 16, 32)),
+}
+TINY = dict(embed_dims=[16, 32, 32, 64], depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4],
+            ffn_dims=[32, 64, 64, 128])
+
+
+def _classifier(arch, **backbone):
+    return MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='PyramidVisionLLaMA', arch=arch, out_indices=(3, ),
+                      out_type='avg_featmap', **backbone),
+        head=dict(type='LinearClsHead', num_classes=1000,
+                  in_channels=ARCHS[arch]['dims'][-1])))
+
+
+def _randomize(module, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if 'norm' in name and name.endswith('weight'):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith(('gamma_1', 'gamma_2')):
+                p.copy_(0.5 + torch.rand(p.shape, generator=g))
+            else:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    return module
+
+
+@pytest.mark.parametrize('arch,expected', [('small', 25_903_976), ('base', 56_029_480),
+                                           ('large', 104_721_128)])
+def test_param_counts_match_official(arch, expected):
+    assert sum(p.numel() for p in _classifier(arch).parameters()) == expected
+
+
+@pytest.mark.parametrize('auto_scale,size', [(False, (224, 224)), (True, (224, 224)),
+                                             (True, (256, 320))])
+def test_small_parity_with_official_layout(auto_scale, size):
+    ref = _randomize(OfficialPyramidVisionLLaMA(**ARCHS['small'], auto_scale=auto_scale)).eval()
+    kind, converted = convert_state_dict({'model': ref.state_dict()})
+    assert kind == 'deit-pyramid'
+    model = _classifier('small', auto_scale=auto_scale).eval()
+    missing, unexpected = model.load_state_dict(converted, strict=True)
+    assert not missing and not unexpected
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        diff = (model(x, mode='tensor') - ref(x)).abs().max().item()
+    assert diff <= 1e-4, diff
+
+
+@pytest.mark.parametrize('arch', ['base', 'large'])
+def test_base_large_keys_and_shapes(arch):
+    with torch.device('meta'):
+        ref = OfficialPyramidVisionLLaMA(**ARCHS[arch])
+        ours = _classifier(arch)
+    _, converted = convert_state_dict({'model': ref.state_dict()})
+    assert {k: v.shape for k, v in converted.items()} == {
+        k: v.shape for k, v in ours.state_dict().items()}
+
+
+def test_gsa_key_positions():
+    official = PyramidVisionLLaMA(arch=TINY, gsa_key_pos='official')
+    paper = PyramidVisionLLaMA(arch=TINY, gsa_key_pos='paper')
+    # stage 0 at 224: 56x56 tokens, sr 8 -> 49 keys
+    p = paper.key_positions(0, 56, 56)
+    centres = torch.arange(7) * 8 + 3.5
+    assert torch.equal(p[:, 0].view(7, 7), centres.expand(7, 7))
+    assert torch.equal(p[:, 1].view(7, 7), centres[:, None].expand(7, 7))
+    o = official.key_positions(0, 56, 56)  # the released code: y = 0.875, x = 0.875 + 8m
+    assert torch.all(o[:, 1] == 0.875) and torch.equal(o[:, 0], 0.875 + 8 * torch.arange(49.))
+    # sr = 1 (stage 3): both are the query grid
+    assert torch.equal(official.key_positions(3, 7, 7), paper.key_positions(3, 7, 7))
+
+
+def test_auto_scale_rules():
+    anchor = PyramidVisionLLaMA(arch=TINY, auto_scale=True, auto_scale_rule='anchor', img_size=224)
+    plain = PyramidVisionLLaMA(arch=TINY)
+    for k, grid in enumerate([56, 28, 14, 7]):
+        assert anchor._scale(k, grid, grid) == (1.0, 1.0)  # at the anchor: plain 2D RoPE
+        q_a, k_a = anchor.gsa_tables(k, grid, grid, 'cpu')
+        q_p, k_p = plain.gsa_tables(k, grid, grid, 'cpu')
+        assert torch.equal(q_a[0], q_p[0]) and torch.equal(k_a[1], k_p[1])
+    assert anchor._scale(0, 128, 64) == (56 / 64, 56 / 128)  # per axis
+    official = PyramidVisionLLaMA(arch=TINY, auto_scale=True)
+    assert official._scale(0, 128, 64) == (14 / 128, 14 / 128)  # 14 / H, both axes (spec Q6)
+
+
+def test_dense_outputs_non_square_and_errors():
+    m = PyramidVisionLLaMA(arch=TINY, out_indices=(0, 1, 2, 3))
+    outs = m(torch.randn(1, 3, 224, 320))
+    assert [tuple(o.shape) for o in outs] == [(1, 16, 56, 80), (1, 32, 28, 40), (1, 32, 14, 20),
+                                             (1, 64, 7, 10)]
+    with pytest.raises(ValueError, match='230x224 must be a multiple of 32'):
+        m(torch.randn(1, 3, 230, 224))
+    with pytest.raises(KeyError, match="unknown arch 'tiny'"):
+        PyramidVisionLLaMA(arch='tiny')
+
+
+def test_with_cp_same_gradients():
+    torch.manual_seed(0)
+    a = PyramidVisionLLaMA(arch=TINY, out_indices=(3, ), out_type='avg_featmap')
+    b = PyramidVisionLLaMA(arch=TINY, out_indices=(3, ), out_type='avg_featmap', with_cp=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 64, 96)
+    a(x)[0].pow(2).sum().backward()
+    b(x)[0].pow(2).sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-6), name
+
+
+def test_layer_depth():
+    m = PyramidVisionLLaMA(arch='small')
+    assert m.get_layer_depth('backbone.patch_embeds.0.projection.weight', 'backbone.') == (0, 20)
+    assert m.get_layer_depth('backbone.stages.0.0.attn.qkv.weight', 'backbone.') == (1, 20)
+    assert m.get_layer_depth('backbone.stages.2.3.ffn.w3.weight', 'backbone.') == (8, 20)
+    assert m.get_layer_depth('backbone.patch_embeds.3.norm.weight', 'backbone.') == (14, 20)
+    assert m.get_layer_depth('backbone.out_norms.0.weight', 'backbone.') == (19, 20)
