@@ -219,7 +219,8 @@ class VisionLLaMA(BaseBackbone):
                                       theta=rope_theta, anchor=anchor)
 
         if drop_path_schedule == 'linear':
-            dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+            n = self.num_layers
+            dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
         else:
             dpr = [drop_path_rate] * self.num_layers
         self.window_size = window_size
