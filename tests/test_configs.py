@@ -29,4 +29,4 @@ def test_config_builds(path):
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)
         if isinstance(loader, dict) and isinstance(loader.get('collate_fn'), dict):
-            assert '_scope_' not in loader['collate_fn'], f'{field}.collate_fn carries _scope_'
+            assert not {'_scope_', '_delete_'} & set(loader['collate_fn']), field

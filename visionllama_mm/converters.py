@@ -30,6 +30,15 @@ def _convert_pyramid(sd):
     return convert_official_pyramid(sd)
 
 
+def _is_mmpretrain_fork(sd: Dict) -> bool:
+    return 'backbone.layers.0.ffn.w12.weight' in sd and 'backbone.patch_embed.projection.weight' in sd
+
+
+def _convert_fork(sd):
+    from .models.selfsup.mae_vision_llama import convert_official_mae
+    return convert_official_mae(sd)
+
+
 def _convert_plain(sd):
     from .models.backbones.vision_llama import convert_official_plain
     return convert_official_plain(sd)
@@ -39,6 +48,7 @@ def _convert_plain(sd):
 KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
     ('deit-plain', 'model', _is_deit_plain, _convert_plain),
     ('deit-pyramid', 'model', _is_deit_pyramid, _convert_pyramid),
+    ('mmpretrain-fork', 'state_dict', _is_mmpretrain_fork, _convert_fork),
 ]
 
 

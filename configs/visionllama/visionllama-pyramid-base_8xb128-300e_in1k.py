@@ -22,6 +22,6 @@ model = dict(
     neck=None,
     head=dict(in_channels=768))
 
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
-val_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
+train_dataloader = dict(collate_fn=dict(type='default_collate'))
+val_dataloader = dict(collate_fn=dict(type='default_collate'))
 test_dataloader = val_dataloader

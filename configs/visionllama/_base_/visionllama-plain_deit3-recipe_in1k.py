@@ -40,7 +40,7 @@ three_augment = dict(type='RandomChoice', transforms=[
     [dict(type='RandomGrayscale', prob=1.0, keep_channels=True)],
     [dict(type='Solarize', thr=128, prob=1.0)],
     [dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_level=10,
-          magnitude_std='inf', total_level=10, prob=1.0, random_negative_prob=0.)],
+          magnitude_std='inf', total_level=10, prob=1.0)],
 ])
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -60,13 +60,13 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=256,
     num_workers=10,
-    collate_fn=dict(_delete_=True, type='default_collate'),
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True),
     dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=256,
     num_workers=10,
-    collate_fn=dict(_delete_=True, type='default_collate'),
+    collate_fn=dict(type='default_collate'),
     dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 

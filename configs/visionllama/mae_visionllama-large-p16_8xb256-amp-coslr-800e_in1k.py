@@ -1,0 +1,7 @@
+# MAE pre-training of VisionLLaMA-L, 800 epochs (paper Table 3: 85.5 fine-tuned, 77.3 linear).
+# Per-GPU batch 256 x 8 = 2048 as released (the paper says 4096); released width (hidden 11008).
+_base_ = ['./mae_visionllama-base-p16_8xb512-amp-coslr-800e_in1k.py']
+
+model = dict(backbone=dict(arch='mae-large'), neck=dict(embed_dim=1024))
+train_dataloader = dict(batch_size=256)
+auto_scale_lr = dict(base_batch_size=2048)

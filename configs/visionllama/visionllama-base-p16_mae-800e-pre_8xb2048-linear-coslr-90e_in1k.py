@@ -1,0 +1,22 @@
+# Linear probing of the MAE-pre-trained VisionLLaMA-B (paper Table 3: 69.7 after 800 epochs, 71.7
+# after 1600), spec §5.4 / Q11: frozen backbone, GAP through a frozen, never-trained LayerNorm
+# (ln2: a plain standardisation), BatchNorm neck without affine, linear head; LARS lr 6.4 at batch
+# 16384, 10 warm-up epochs, cosine, 90 epochs.
+_base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py']
+
+custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+
+pretrained = 'pretrain/visionllama-base-mae-800e.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='VisionLLaMA',
+        arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=8192),
+        ffn_bias=True,
+        img_size=224,
+        patch_size=16,
+        with_cls_token=False,
+        out_type='avg_featmap',
+        final_norm=False,
+        frozen_stages=12,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')))

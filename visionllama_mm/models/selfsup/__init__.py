@@ -1,0 +1,3 @@
+from .mae_vision_llama import MAEVisionLLaMA, convert_official_mae
+
+__all__ = ['MAEVisionLLaMA', 'convert_official_mae']
