@@ -45,7 +45,15 @@ PLAIN_UPERNET = [
     'model.auxiliary_head.in_channels=64', 'model.auxiliary_head.channels=16',
 ]
 
+# the pyramid configs name their arch by string: shrink to 'small' (the smallest released size)
+PYRAMID_UPERNET = ['model.backbone.arch=small', 'model.backbone.init_cfg=None',
+                   'model.decode_head.in_channels=[64,128,256,512]',
+                   'model.decode_head.channels=64', 'model.auxiliary_head.in_channels=256',
+                   'model.auxiliary_head.channels=32']
+
 SEG_CONFIGS = {
+    **{f'configs/visionllama/upernet_visionllama-pyramid-{a}_8xb2-160k_ade20k-512x512.py':
+       PYRAMID_UPERNET for a in ('small', 'base', 'large')},
     'configs/visionllama/upernet_visionllama-base-p16_mae-800e-pre_8xb2-amp-160k_ade20k-512x512.py':
     PLAIN_UPERNET,
     'configs/visionllama/upernet_visionllama-large-p16_mae-800e-pre_8xb1-accum2-amp-160k_ade20k-512x512.py':
@@ -99,7 +107,20 @@ VITDET = [
     'model.neck.in_channels=[16,32,64,64]',
 ]
 
+PYRAMID_MRCNN = [
+    'model.backbone.arch=small', 'model.backbone.init_cfg=None',
+    'model.neck.in_channels=[64,128,256,512]',
+    'train_dataloader.dataset.pipeline.3.transforms.0.0.scales=[(128,128)]',
+    'train_dataloader.dataset.pipeline.3.transforms.1.0.scales=[(128,128)]',
+    'train_dataloader.dataset.pipeline.3.transforms.1.1.crop_size=(64,64)',
+    'train_dataloader.dataset.pipeline.3.transforms.1.2.scales=[(128,128)]',
+    'val_dataloader.dataset.pipeline.1.scale=(128,128)',
+    'test_dataloader.dataset.pipeline.1.scale=(128,128)', 'train_cfg.max_epochs=1',
+]
+
 DET_CONFIGS = {
+    'configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_ms-crop-3x_coco.py':
+    (PYRAMID_MRCNN, False, 'epoch_1.pth'),
     'configs/visionllama/mask-rcnn_visionllama-base-p16_mae-800e-pre_vitdet_8xb4-accum2-lsj-36e_coco.py':
     (VITDET, True, 'iter_4.pth'),
 }
