@@ -135,3 +135,29 @@ def test_det_config_trains_and_tests(config, python, coco_root, tmp_path):
                     '--work-dir', str(tmp_path), *opts])
     assert re.search(r"'coco/bbox_mAP': [\d.-]+", out), out[-3000:]
     assert re.search(r"'coco/segm_mAP': [\d.-]+", out), out[-3000:]
+
+
+def _stock_tools(toolbox):
+    import importlib
+    return osp.join(osp.dirname(importlib.import_module(toolbox).__file__), '.mim', 'tools')
+
+
+def test_stock_mmseg_tools_run_pyramid_upernet(python, ade20k_root, tmp_path):
+    config = 'configs/visionllama/upernet_visionllama-pyramid-small_8xb2-160k_ade20k-512x512.py'
+    opts = ['--cfg-options', *SEG_CONFIGS[config], *seg_opts(ade20k_root, iters=2)]
+    tools = _stock_tools('mmseg')
+    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts])
+    out = run_tool([python, osp.join(tools, 'test.py'), config, str(tmp_path / 'iter_2.pth'),
+                    '--work-dir', str(tmp_path), *opts])
+    assert re.search(r'mIoU: [\d.]+', out), out[-3000:]
+
+
+def test_stock_mmdet_tools_run_pyramid_mask_rcnn(python, coco_root, tmp_path):
+    config = 'configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_ms-crop-3x_coco.py'
+    shrink, lsj, ckpt = DET_CONFIGS[config]
+    opts = ['--cfg-options', *shrink, *det_opts(coco_root, lsj)]
+    tools = _stock_tools('mmdet')
+    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts])
+    out = run_tool([python, osp.join(tools, 'test.py'), config, str(tmp_path / ckpt),
+                    '--work-dir', str(tmp_path), *opts])
+    assert re.search(r'coco/bbox_mAP: [\d.-]+', out), out[-3000:]
