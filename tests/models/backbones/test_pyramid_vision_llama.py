@@ -5,7 +5,7 @@ from mmpretrain.registry import MODELS
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.converters import convert_state_dict
-from visionllama_mm.models.backbones import PyramidVisionLLaMA
+from visionllama_mm.models.backbones import PyramidVisionLLaMA, convert_official_pyramid
 
 from .official_pyramid_reference import OfficialPyramidVisionLLaMA
 
@@ -46,16 +46,25 @@ def test_param_counts_match_official(arch, expected):
     assert sum(p.numel() for p in _classifier(arch).parameters()) == expected
 
 
-@pytest.mark.parametrize('auto_scale,size', [(False, (224, 224)), (True, (224, 224)),
-                                             (True, (256, 320))])
-def test_small_parity_with_official_layout(auto_scale, size):
-    ref = _randomize(OfficialPyramidVisionLLaMA(**ARCHS['small'], auto_scale=auto_scale)).eval()
+@pytest.fixture(scope='module')
+def small_reference():
+    """The official-layout S at random init (shared by the parity cases) and its conversion."""
+    ref = _randomize(OfficialPyramidVisionLLaMA(**ARCHS['small'])).eval()
     kind, converted = convert_state_dict({'model': ref.state_dict()})
     assert kind == 'deit-pyramid'
+    assert converted.keys() == convert_official_pyramid(ref.state_dict()).keys()
+    return ref, converted
+
+
+@pytest.mark.parametrize('auto_scale,size', [(False, (224, 224)), (True, (224, 224)),
+                                             (True, (256, 320))])
+def test_small_parity_with_official_layout(small_reference, auto_scale, size):
+    ref, converted = small_reference
+    ref.auto_scale = auto_scale
     model = _classifier('small', auto_scale=auto_scale).eval()
     missing, unexpected = model.load_state_dict(converted, strict=True)
     assert not missing and not unexpected
-    x = torch.randn(2, 3, *size)
+    x = torch.randn(1, 3, *size)
     with torch.no_grad():
         diff = (model(x, mode='tensor') - ref(x)).abs().max().item()
     assert diff <= 1e-4, diff
@@ -107,6 +116,36 @@ def test_dense_outputs_non_square_and_errors():
         m(torch.randn(1, 3, 230, 224))
     with pytest.raises(KeyError, match="unknown arch 'tiny'"):
         PyramidVisionLLaMA(arch='tiny')
+    with pytest.raises(ValueError, match='out_indices must name stages'):
+        PyramidVisionLLaMA(arch=TINY, out_indices=(4, ))
+    with pytest.raises(ValueError, match='returns the last stage only'):
+        PyramidVisionLLaMA(arch=TINY, out_indices=(2, 3), out_type='avg_featmap')
+    # without the per-stage norms the outputs are the raw stage tokens
+    raw = PyramidVisionLLaMA(arch=TINY, out_indices=(1, ), norm_after_stage=False)
+    assert not hasattr(raw, 'out_norms')
+    assert raw(torch.randn(1, 3, 64, 64))[0].shape == (1, 32, 8, 8)
+
+
+def test_frozen_stages():
+    m = PyramidVisionLLaMA(arch=TINY, out_indices=(0, 1, 2, 3), frozen_stages=2).train()
+    frozen = {n for n, p in m.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(('patch_embeds.0.', 'patch_embeds.1.', 'stages.0.',
+                                        'stages.1.', 'out_norms.0.', 'out_norms.1.'))
+                          for n in frozen)
+    assert {'stages.1.1.attn.sr.weight', 'out_norms.1.weight'} <= frozen
+    assert not m.stages[1].training and m.stages[2].training
+
+
+def test_gsa_table_cache_is_bounded_and_reset_on_move():
+    m = PyramidVisionLLaMA(arch=TINY)
+    m.gsa_cache_size = 3
+    first = m.gsa_tables(0, 8, 8, 'cpu')
+    assert m.gsa_tables(0, 8, 8, 'cpu') is first  # cached
+    for w in (16, 24, 32):
+        m.gsa_tables(0, 8, w, 'cpu')
+    assert len(m._gsa_cache) == 3 and (0, 8, 8, torch.device('cpu'), False) not in m._gsa_cache
+    m.float()
+    assert len(m._gsa_cache) == 0
 
 
 def test_with_cp_same_gradients():
