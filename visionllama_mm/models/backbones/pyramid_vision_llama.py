@@ -12,6 +12,7 @@ class token, no position embedding, no PEG.
       -> dense: one fresh LayerNorm per returned stage -> (B, C_k, H/s_k, W/s_k)
 """
 import math
+from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -98,8 +99,11 @@ class PyramidVisionLLaMA(BaseBackbone):
         window_size: LSA window.
         sr_ratios: GSA key/value sub-sampling per stage.
         out_indices: Stages returned.
-        out_type: ``'featmap'`` (dense: a fresh LayerNorm per returned stage, (B, C, H, W)) or
-            ``'avg_featmap'`` (classification: the official ``norm(mean(norm(x)))``, (B, C)).
+        out_type: ``'featmap'`` (dense: (B, C_k, H/s_k, W/s_k) per returned stage) or
+            ``'avg_featmap'`` (classification: the official ``norm(mean(norm(x)))``, (B, C);
+            needs ``out_indices=(3, )``).
+        norm_after_stage: With ``'featmap'``, pass each returned stage through its own fresh
+            LayerNorm (``out_norms``), as the official seg/det backbones (spec §3.5).
         auto_scale: AS2DRoPE in GSA (LSA windows are never scaled).
         auto_scale_rule: ``'official'``: ``s = 14 / H_stage`` on both axes in every stage (the
             released seg/det code, spec Q6); ``'anchor'``: ``s_h = (img_h / stride) / H_stage``,
@@ -114,7 +118,8 @@ class PyramidVisionLLaMA(BaseBackbone):
         layer_scale_init_value: LayerScale init (1e-4 in the released models although their name
             says "wols", spec Q5; 0 disables it).
         norm_eps: LayerNorm epsilon (1e-5 as in the official code).
-        frozen_stages: Freeze the first ``frozen_stages`` stages (patch embedding + blocks).
+        frozen_stages: Freeze the first ``frozen_stages`` stages (patch embedding, blocks and
+            their output norms).
         with_cp: Activation checkpointing of every block.
     """
 
@@ -137,8 +142,9 @@ class PyramidVisionLLaMA(BaseBackbone):
                  patch_sizes: Sequence[int] = (4, 2, 2, 2),
                  window_size: int = 7,
                  sr_ratios: Sequence[int] = (8, 4, 2, 1),
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
                  out_type: str = 'featmap',
+                 norm_after_stage: bool = True,
                  auto_scale: bool = False,
                  auto_scale_rule: str = 'official',
                  gsa_key_pos: str = 'official',
@@ -172,7 +178,12 @@ class PyramidVisionLLaMA(BaseBackbone):
             if value not in allowed:
                 raise ValueError(f'PyramidVisionLLaMA: {name} must be one of {allowed}, '
                                  f'got {value!r}.')
-        self.out_indices = [i % 4 for i in out_indices]
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not out_indices or any(not -4 <= i < 4 for i in out_indices):
+            raise ValueError('PyramidVisionLLaMA: out_indices must name stages 0..3 (or -4..-1), '
+                             f'got {out_indices!r}.')
+        self.out_indices = sorted({i % 4 for i in out_indices})
         if out_type == 'avg_featmap' and self.out_indices != [3]:
             raise ValueError('PyramidVisionLLaMA: out_type="avg_featmap" returns the last stage '
                              f'only; got out_indices={list(out_indices)}.')
@@ -212,12 +223,14 @@ class PyramidVisionLLaMA(BaseBackbone):
             self.stages.append(nn.ModuleList(blocks))
             self.ropes.append(RotaryEmbedding2D(dim // heads, ratio=rope_ratio, theta=rope_theta))
             cur += self.depths[k]
+        self.norm_after_stage = norm_after_stage
         if out_type == 'avg_featmap':
+            # one module, applied per token and again after the average (spec §3.4)
             self.norm = nn.LayerNorm(self.embed_dims[-1], eps=norm_eps)
-        else:
+        elif norm_after_stage:
             self.out_norms = nn.ModuleList(
                 [nn.LayerNorm(self.embed_dims[i], eps=norm_eps) for i in self.out_indices])
-        self._gsa_cache: Dict[tuple, tuple] = {}
+        self._gsa_cache: 'OrderedDict[tuple, tuple]' = OrderedDict()
         self._freeze_stages()
 
     def _parse_arch(self, arch):
@@ -253,20 +266,30 @@ class PyramidVisionLLaMA(BaseBackbone):
         return torch.stack([offset + (n % W) * sr, offset + torch.div(n, W, rounding_mode='floor')
                             * sr], dim=-1)
 
+    #: GSA tables kept (least recently used dropped first); multi-scale detection training sees
+    #: many input shapes and the stage-1 query table alone is H/4 * W/4 * head_dim floats.
+    gsa_cache_size: int = 32
+
     def gsa_tables(self, k: int, H: int, W: int, device) -> tuple:
-        """(query table, key table) of stage ``k``, cached per (stage, H, W, device)."""
+        """(query table, key table) of stage ``k``: ``(cos, sin)`` pairs for the H*W queries and
+        the (H/sr)*(W/sr) keys, cached per (stage, H, W, device) in a small LRU cache."""
         key = (k, H, W, torch.device(device), torch.is_inference_mode_enabled())
-        if key not in self._gsa_cache:
-            rope = self.ropes[k]
-            scale = torch.tensor(self._scale(k, H, W), device=device)
-            with torch.autocast(device_type=torch.device(device).type, enabled=False):
-                q = rope.table(grid_positions(H, W, device=device) * scale)
-                kt = rope.table(self.key_positions(k, H, W).to(device) * scale)
-            self._gsa_cache[key] = (q, kt)
-        return self._gsa_cache[key]
+        cached = self._gsa_cache.get(key)
+        if cached is not None:
+            self._gsa_cache.move_to_end(key)
+            return cached
+        rope = self.ropes[k]
+        scale = torch.tensor(self._scale(k, H, W), device=device)
+        with torch.autocast(device_type=torch.device(device).type, enabled=False):
+            q = rope.table(grid_positions(H, W, device=device) * scale)
+            kt = rope.table(self.key_positions(k, H, W).to(device) * scale)
+        self._gsa_cache[key] = cached = (q, kt)
+        while len(self._gsa_cache) > self.gsa_cache_size:
+            self._gsa_cache.popitem(last=False)
+        return cached
 
     def _apply(self, fn, *args, **kwargs):
-        self._gsa_cache = {}
+        self._gsa_cache = OrderedDict()
         return super()._apply(fn, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------ forward
@@ -293,14 +316,17 @@ class PyramidVisionLLaMA(BaseBackbone):
             if self.out_type == 'avg_featmap' and k == 3:
                 outs.append(self.norm(self.norm(x).mean(dim=1)))
             elif self.out_type == 'featmap' and k in self.out_indices:
-                y = self.out_norms[self.out_indices.index(k)](x)
+                y = self.out_norms[self.out_indices.index(k)](x) if self.norm_after_stage else x
                 outs.append(y.transpose(1, 2).reshape(B, -1, H, W))
             x = x.transpose(1, 2).reshape(B, -1, H, W)
         return tuple(outs)
 
     def _freeze_stages(self):
         for k in range(min(self.frozen_stages, 4)):
-            for module in (self.patch_embeds[k], self.stages[k]):
+            modules = [self.patch_embeds[k], self.stages[k]]
+            if self.out_type == 'featmap' and self.norm_after_stage and k in self.out_indices:
+                modules.append(self.out_norms[self.out_indices.index(k)])
+            for module in modules:
                 module.eval()
                 for p in module.parameters():
                     p.requires_grad = False
