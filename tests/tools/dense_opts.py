@@ -1,12 +1,12 @@
-"""Every dense-prediction config, as shipped, through tools/train.py and tools/test.py on tiny data
-in the real ADE20K / COCO formats. Only the backbone size, image scale and iteration count are
-shrunk, with --cfg-options (what a user has)."""
+"""--cfg-options that shrink the dense configs (model size, image scale, iterations, data)."""
+import importlib
 import os.path as osp
-import re
 
-import pytest
 
-from ..conftest import run_tool
+def stock_tools(toolbox):
+    """The tools/ folder shipped inside an installed toolbox."""
+    return osp.join(osp.dirname(importlib.import_module(toolbox).__file__), '.mim', 'tools')
+
 
 TINY_PLAIN = [
     'model.backbone.arch.embed_dims=64', 'model.backbone.arch.num_layers=4',
@@ -61,16 +61,6 @@ SEG_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize('config', sorted(SEG_CONFIGS))
-def test_seg_config_trains_and_tests(config, python, ade20k_root, tmp_path):
-    opts = ['--cfg-options', *SEG_CONFIGS[config], *seg_opts(ade20k_root)]
-    out = run_tool([python, 'tools/train.py', config, '--work-dir', str(tmp_path), *opts])
-    assert re.search(r'Iter\(train\) \[4/4\]', out), out[-3000:]
-    out = run_tool([python, 'tools/test.py', config, str(tmp_path / 'iter_4.pth'),
-                    '--work-dir', str(tmp_path), *opts])
-    assert re.search(r"'mIoU': [\d.]+", out), out[-3000:]
-
-
 CLASSES = '(rectangle,disc,triangle)'
 
 
@@ -82,11 +72,15 @@ def det_opts(root, lsj=True, iters=4):
         f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
         f'test_evaluator.ann_file={root}/annotations/instances_val2017.json',
         'train_dataloader.batch_size=2',
+        'val_dataloader.dataset.indices=2', 'test_dataloader.dataset.indices=2',
         # the fixture's own classes, as a user declares a custom COCO-format dataset
         f'train_dataloader.{inner}.metainfo.classes={CLASSES}',
         f'val_dataloader.dataset.metainfo.classes={CLASSES}',
         f'test_dataloader.dataset.metainfo.classes={CLASSES}',
         'model.roi_head.bbox_head.num_classes=3', 'model.roi_head.mask_head.num_classes=3',
+        # fewer proposals and sampled RoIs: RoIAlign dominates a CPU step
+        'model.train_cfg.rpn_proposal.max_per_img=100', 'model.train_cfg.rcnn.sampler.num=64',
+        'model.test_cfg.rpn.max_per_img=100', 'model.test_cfg.rcnn.max_per_img=20',
     ]
     for split in ('train', 'val', 'test'):
         opts += [f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False']
@@ -126,38 +120,3 @@ DET_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize('config', sorted(DET_CONFIGS))
-def test_det_config_trains_and_tests(config, python, coco_root, tmp_path):
-    shrink, lsj, ckpt = DET_CONFIGS[config]
-    opts = ['--cfg-options', *shrink, *det_opts(coco_root, lsj)]
-    run_tool([python, 'tools/train.py', config, '--work-dir', str(tmp_path), *opts])
-    out = run_tool([python, 'tools/test.py', config, str(tmp_path / ckpt),
-                    '--work-dir', str(tmp_path), *opts])
-    assert re.search(r"'coco/bbox_mAP': [\d.-]+", out), out[-3000:]
-    assert re.search(r"'coco/segm_mAP': [\d.-]+", out), out[-3000:]
-
-
-def _stock_tools(toolbox):
-    import importlib
-    return osp.join(osp.dirname(importlib.import_module(toolbox).__file__), '.mim', 'tools')
-
-
-def test_stock_mmseg_tools_run_pyramid_upernet(python, ade20k_root, tmp_path):
-    config = 'configs/visionllama/upernet_visionllama-pyramid-small_8xb2-160k_ade20k-512x512.py'
-    opts = ['--cfg-options', *SEG_CONFIGS[config], *seg_opts(ade20k_root, iters=2)]
-    tools = _stock_tools('mmseg')
-    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts])
-    out = run_tool([python, osp.join(tools, 'test.py'), config, str(tmp_path / 'iter_2.pth'),
-                    '--work-dir', str(tmp_path), *opts])
-    assert re.search(r'mIoU: [\d.]+', out), out[-3000:]
-
-
-def test_stock_mmdet_tools_run_pyramid_mask_rcnn(python, coco_root, tmp_path):
-    config = 'configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_ms-crop-3x_coco.py'
-    shrink, lsj, ckpt = DET_CONFIGS[config]
-    opts = ['--cfg-options', *shrink, *det_opts(coco_root, lsj)]
-    tools = _stock_tools('mmdet')
-    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts])
-    out = run_tool([python, osp.join(tools, 'test.py'), config, str(tmp_path / ckpt),
-                    '--work-dir', str(tmp_path), *opts])
-    assert re.search(r'coco/bbox_mAP: [\d.-]+', out), out[-3000:]
