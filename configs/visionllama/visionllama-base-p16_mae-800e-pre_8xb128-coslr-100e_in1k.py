@@ -24,6 +24,9 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
 
 optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(layer_decay_rate=0.45))
+# The stock bases of this config define no collate_fn, so none carries an inherited `_scope_` to
+# drop: `_delete_=True` would have nothing to delete, stay in the dict and reach default_collate as
+# a keyword. Hence the plain restatement (the MAE pre-training configs do need `_delete_`).
 train_dataloader = dict(collate_fn=dict(type='default_collate'))
 val_dataloader = dict(collate_fn=dict(type='default_collate'))
 test_dataloader = val_dataloader

@@ -20,3 +20,8 @@ model = dict(
         final_norm=False,
         frozen_stages=12,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
+
+# no collate_fn in the stock bases (see the fine-tuning config): restated without `_delete_`
+train_dataloader = dict(collate_fn=dict(type='default_collate'))
+val_dataloader = dict(collate_fn=dict(type='default_collate'))
+test_dataloader = val_dataloader

@@ -3,17 +3,32 @@
 Reuses mmpretrain's ``MAE`` algorithm, ``MAEPretrainDecoder`` and ``MAEPretrainHead`` unchanged. The
 encoder keeps 25% of the patch tokens per sample and rotates each kept token by its **original**
 grid position: the cos/sin rows of the full grid are gathered with the kept indices, giving a
-per-sample (B, N_keep, d_r/2) table. As in the official fork, the class token does not go through
-the encoder: it is prepended after the last block (the stock decoder expects a leading token),
-then the final LayerNorm is applied.
+per-sample (B, N_keep, d_r/2) table (spec §5.3). As in the official fork, the class token does not
+go through the encoder: it is prepended after the last block, only because the stock decoder drops
+a leading token (``MAEPretrainDecoder`` treats position 0 as the class token), then the final
+LayerNorm ``ln1`` is applied.
 
     image (B, 3, H, W) -> patch tokens (B, N, C) -> keep N/4 (random per sample)
       -> blocks with RoPE at the kept tokens' grid positions -> [cls] + tokens -> ln1
-      -> (latent (B, 1 + N/4, C), mask (B, N), ids_restore (B, N))
+      -> (latent (B, 1 + N/4, C), mask (B, N) with 1 = removed, ids_restore (B, N))
+
+FFN width (spec Q1). The fork computes the SwiGLU hidden width as
+``round_up(int(feedforward_channels * 8/3), 256)`` from ViT's 4x ``feedforward_channels``
+(3072 / 4096), i.e. **8192 (B) / 11008 (L)**, four times the LLaMA rule. The released checkpoints
+and the paper's MAE numbers use it. Here the width is chosen by ``arch``:
+
+    'mae-base' / 'mae-b'    768 x 12, 12 heads, hidden 8192   released width, 255.7M encoder
+    'mae-large' / 'mae-l'   1024 x 24, 16 heads, hidden 11008 released width, 913.8M encoder
+    'base' / 'large'        LLaMA rule, hidden 2048 / 2816    parameter-matched (~85.7M for B)
+
+(or any dict with ``feedforward_channels`` = the hidden width itself). The fork's FFN Linears have
+biases (``ffn_bias=True``) and no drop path (``ffn_drop_path=False``, spec Q3).
 """
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
 
 from ...registry import MODELS
 from ..backbones.vision_llama import VisionLLaMA
@@ -23,20 +38,27 @@ __all__ = ['MAEVisionLLaMA', 'convert_official_mae']
 
 @MODELS.register_module()
 class MAEVisionLLaMA(VisionLLaMA):
-    """VisionLLaMA encoder for MAE.
+    """VisionLLaMA encoder for MAE (the fork's ``MAELLaMA``).
 
     Args:
-        arch: As :class:`VisionLLaMA`, plus the MAE widths: ``'mae-base'``/``'mae-b'`` and
-            ``'mae-large'``/``'mae-l'`` are the **released** models, whose SwiGLU is 4x wider than
-            the LLaMA rule (hidden 8192 / 11008, spec Q1; 255.7M-parameter B encoder), while
-            ``'base'``/``'large'`` follow the LLaMA rule (hidden 2048 / 2816).
-        mask_ratio: Fraction of patch tokens removed.
+        arch: As :class:`VisionLLaMA`, plus the released MAE widths ``'mae-base'``/``'mae-b'`` and
+            ``'mae-large'``/``'mae-l'`` (SwiGLU hidden 8192 / 11008, spec Q1). ``'base'`` and
+            ``'large'`` follow the LLaMA rule (hidden 2048 / 2816). See the module docstring.
+        mask_ratio: Fraction of patch tokens removed, per sample.
         ffn_bias: Biases in the SwiGLU Linears (True in the fork).
         ffn_drop_path: Stochastic depth on the FFN branch (False in the fork, spec Q3).
-        **kwargs: Other :class:`VisionLLaMA` arguments.
+        out_type: Output of the unmasked forward (``mask=None``); ``'raw'`` as in the fork.
+        with_cls_token: Must stay True: the stock decoder expects a leading token, and the
+            released checkpoints have ``backbone.cls_token``.
+        init_cfg: Defaults to the fork's effective MAE init (Xavier-uniform Linears, LayerNorm
+            1/0), on top of which :meth:`init_weights` re-initialises the FFN biases, the patch
+            embedding and the class token as the fork does.
+        **kwargs: Other :class:`VisionLLaMA` arguments (``img_size``, ``patch_size``,
+            ``drop_path_rate``, ``with_cp``...).
 
     ``forward(x, mask=True)`` returns ``(latent, mask, ids_restore)`` like mmpretrain's ``MAEViT``;
-    ``forward(x, mask=None)`` is the plain backbone (any input size).
+    ``forward(x, mask=None)`` (or ``False``) is the plain backbone on any input size, with the
+    class token going through the blocks (the fork crashes there, spec Q8).
     """
 
     arch_zoo = {
@@ -47,32 +69,62 @@ class MAEVisionLLaMA(VisionLLaMA):
             embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=11008)),
     }
 
-    def __init__(self, arch: Union[str, dict] = 'mae-base', mask_ratio: float = 0.75,
-                 ffn_bias: bool = True, ffn_drop_path: bool = False, out_type: str = 'raw',
-                 init_cfg: Optional[dict] = None, **kwargs):
+    def __init__(self,
+                 arch: Union[str, dict] = 'mae-base',
+                 mask_ratio: float = 0.75,
+                 ffn_bias: bool = True,
+                 ffn_drop_path: bool = False,
+                 out_type: str = 'raw',
+                 with_cls_token: bool = True,
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 **kwargs):
         if not 0. < mask_ratio < 1.:
             raise ValueError(f'MAEVisionLLaMA: mask_ratio must be in (0, 1), got {mask_ratio}.')
-        kwargs.setdefault('with_cls_token', True)
+        if not with_cls_token:
+            raise ValueError('MAEVisionLLaMA: the stock MAEPretrainDecoder drops a leading token, '
+                             'so with_cls_token must be True.')
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='Xavier', layer='Linear', distribution='uniform'),
+                dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+            ]
         super().__init__(arch=arch, ffn_bias=ffn_bias, ffn_drop_path=ffn_drop_path,
-                         out_type=out_type, init_cfg=init_cfg, **kwargs)
-        if not self.with_cls_token:
-            raise ValueError('MAEVisionLLaMA: the stock MAE decoder needs with_cls_token=True.')
+                         out_type=out_type, with_cls_token=True, init_cfg=init_cfg, **kwargs)
         self.mask_ratio = mask_ratio
 
     def init_weights(self):
         super().init_weights()
         pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
-        if not pretrained:  # the fork's MAE init: Xavier on the flattened patch-embed weight
-            w = self.patch_embed.projection.weight.data
-            torch.nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-            torch.nn.init.normal_(self.cls_token, std=.02)
+        if pretrained:
+            return
+        # the fork's per-layer FFN re-init (spec §1.3): Xavier weights, biases N(0, 1e-6)
+        for layer in self.layers:
+            for m in layer.ffn.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+                    if m.bias is not None:
+                        nn.init.normal_(m.bias, std=1e-6)
+        # MAE's patch embedding: Xavier on the flattened conv weight; class token N(0, 0.02)
+        w = self.patch_embed.projection.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=.02)
 
-    def random_masking(self, x: torch.Tensor, mask_ratio: float):
-        """Per-sample random keep: (B, N, C) -> kept tokens, mask (1 = removed), ids_restore,
-        ids_keep (B, N_keep)."""
+    def random_masking(self, x: torch.Tensor, mask_ratio: float = 0.75):
+        """Per-sample random masking as mmpretrain's ``MAEViT.random_masking``.
+
+        Args:
+            x: Patch tokens (B, N, C) in raster order.
+            mask_ratio: Fraction removed; ``int(N * (1 - mask_ratio))`` tokens are kept.
+
+        Returns:
+            ``(kept, mask, ids_restore, ids_keep)``: kept tokens (B, N_keep, C); mask (B, N),
+            0 = kept, 1 = removed, in raster order; ``ids_restore`` (B, N) un-shuffles the
+            decoder's [kept, mask tokens] sequence; ``ids_keep`` (B, N_keep) the raster indices of
+            the kept tokens (their original grid positions).
+        """
         B, N, C = x.shape
         len_keep = int(N * (1 - mask_ratio))
-        noise = torch.rand(B, N, device=x.device)
+        noise = torch.rand(B, N, device=x.device)  # small = keep
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]
@@ -83,14 +135,22 @@ class MAEVisionLLaMA(VisionLLaMA):
         return kept, mask, ids_restore, ids_keep
 
     def visible_rope(self, h: int, w: int, ids_keep: torch.Tensor):
-        """Per-sample RoPE tables of the kept tokens at their original grid positions.
+        """RoPE tables of the kept tokens at their original positions on the ``h x w`` grid.
 
-        Returns ``(cos, sin)``, each (B, N_keep, d_r/2).
+        Gathers the rows ``ids_keep`` (B, N_keep) of the grid's cached (h*w, d_r/2) cos/sin
+        tables (no class-token row). Returns ``(cos, sin)``, each (B, N_keep, d_r/2), float32.
         """
-        cos, sin = self.rope(h, w, device=ids_keep.device)  # patch grid only, no class token
+        cos, sin = self.rope(h, w, device=ids_keep.device)
         return cos[ids_keep], sin[ids_keep]
 
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True):
+        """Masked encoding (``mask=True``) or the plain backbone (``mask=None``/``False``).
+
+        Returns:
+            With masking, ``(latent, mask, ids_restore)``: latent (B, 1 + N_keep, C) with the
+            class token first and ``ln1`` applied; mask and ids_restore (B, N). Without masking,
+            the tuple of :class:`VisionLLaMA` outputs.
+        """
         if mask is None or mask is False:
             return super().forward(x)
         B = x.shape[0]
@@ -99,8 +159,7 @@ class MAEVisionLLaMA(VisionLLaMA):
         rope = self.visible_rope(h, w, ids_keep)
         for layer in self.layers:
             if self.with_cp and self.training and x.requires_grad:
-                x = torch.utils.checkpoint.checkpoint(layer, x, rope, (h, w),
-                                                      use_reentrant=False)
+                x = cp.checkpoint(layer, x, rope, (h, w), use_reentrant=False)
             else:
                 x = layer(x, rope, (h, w))
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
@@ -110,8 +169,9 @@ class MAEVisionLLaMA(VisionLLaMA):
 def convert_official_mae(state_dict):
     """Official mmpretrain-fork checkpoint (MAE pre-training or fine-tuning) -> our keys.
 
-    The fork's names already match ours (``backbone.layers.i.{ln1,attn.qkv,attn.proj,ln2,ffn.w12,
-    ffn.w3}``, ``backbone.ln1``/``ln2``, ``neck.*``, ``head.*``); its ``backbone.pos_embed`` is a
-    frozen parameter that is never added (spec §1.3, Q12) and is dropped. Nothing else is touched.
+    The fork's names already match ours (``backbone.cls_token``, ``backbone.patch_embed.
+    projection``, ``backbone.layers.i.{ln1, attn.qkv, attn.proj, ln2, ffn.w12, ffn.w3}``,
+    ``backbone.ln1``/``ln2``, ``neck.*``, ``head.*``); its ``backbone.pos_embed`` is a frozen
+    parameter that is never added (spec §1.3, Q12) and is dropped. Nothing else is touched.
     """
     return {k: v for k, v in state_dict.items() if k != 'backbone.pos_embed'}
