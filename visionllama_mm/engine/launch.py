@@ -41,14 +41,19 @@ def _strip_scope_in_collate(cfg: Config) -> None:
             loader['collate_fn'].pop('_scope_', None)
 
 
-def merge_train_args(cfg: Config, args) -> Config:
-    """Apply ``tools/train.py``'s flags to ``cfg`` (same meaning as the stock tools)."""
-    scope = toolbox_of(cfg)
+def _set_launcher_and_work_dir(cfg: Config, args) -> None:
+    """``--launcher``; work dir from ``--work-dir``, else the config's, else work_dirs/<config>."""
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+
+def merge_train_args(cfg: Config, args) -> Config:
+    """Apply ``tools/train.py``'s flags to ``cfg`` (same meaning as the stock tools)."""
+    scope = toolbox_of(cfg)
+    _set_launcher_and_work_dir(cfg, args)
     if getattr(args, 'no_validate', False):
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
@@ -80,11 +85,7 @@ def merge_train_args(cfg: Config, args) -> Config:
 def merge_test_args(cfg: Config, args) -> Config:
     """Apply ``tools/test.py``'s flags to ``cfg``."""
     scope = toolbox_of(cfg)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    _set_launcher_and_work_dir(cfg, args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if getattr(args, 'cfg_options', None):
