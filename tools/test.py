@@ -7,13 +7,8 @@
 The checkpoint is loaded with torch.load(weights_only=True) (visionllama_mm.compat).
 """
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
-
-# use the package of this checkout, whichever clone the environment was last linked to
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args():

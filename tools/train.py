@@ -8,13 +8,8 @@ config is adapted automatically (gloo, CPU DDP, BN for SyncBN, fp32 for AMP); se
 visionllama_mm/engine/launch.py.
 """
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
-
-# use the package of this checkout, whichever clone the environment was last linked to
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args():

@@ -9,13 +9,8 @@ Both models are measured alternately, on the same random input, after the same w
 line prints ours/timm for each mode.
 """
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
-
-# use the package of this checkout, whichever clone the environment was last linked to
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args():

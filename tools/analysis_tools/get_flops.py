@@ -8,13 +8,8 @@ counted as 2*B*heads*Nq*Nk*head_dim MACs). Element-wise ops (norms, RoPE, activa
 counted, as in fvcore and the papers.
 """
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
-
-# use the package of this checkout, whichever clone the environment was last linked to
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args():

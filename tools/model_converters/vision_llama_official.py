@@ -9,10 +9,7 @@ loadable with ``torch.load(weights_only=True)``, ``load_from=DST`` or
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
 """
 import argparse
-import os.path as osp
 import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def main():
