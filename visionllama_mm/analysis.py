@@ -1,13 +1,18 @@
 """Model complexity and throughput, used by tools/analysis_tools/get_flops.py and benchmark.py."""
 import importlib
+import importlib.util
+import inspect
+import os.path as osp
+import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-__all__ = ['build_model_from_cfg', 'default_input_shape', 'count_complexity', 'benchmark_models']
+__all__ = ['build_model_from_cfg', 'default_input_shape', 'count_complexity', 'benchmark_models',
+           'build_references', 'format_benchmark', 'load_reference_file']
 
 
 def build_model_from_cfg(cfg: Config, init: bool = True) -> nn.Module:
@@ -124,57 +129,157 @@ def _time(fn, iters: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def benchmark_models(cfg: Config, timm_name: Optional[str] = None, batch_size: int = 32,
-                     shape=None, iters: int = 10, warmup: int = 3, repeats: int = 3,
-                     amp: Optional[str] = None, channels_last: bool = False,
-                     device: Optional[str] = None) -> List[Dict]:
-    """Images/s of forward (no grad) and forward+backward for ``cfg.model`` (and a timm model).
+def load_reference_file(path: str):
+    """Import a user's python file of model factories (e.g. an official repository's
+    ``models.py``) as a module.
 
-    Measurements alternate between the models for ``repeats`` rounds; the best round is kept.
+    The file's folder is put first on ``sys.path`` while it is imported, so that its own
+    sibling imports (``from utils import ...``) resolve, and removed afterwards.
+    """
+    path = osp.abspath(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--reference-file: no such file {path}')
+    name = '_benchmark_reference_' + osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    folder = osp.dirname(path)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def _build_reference(module, name: str, num_classes: int) -> nn.Module:
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        found = sorted(k for k, v in vars(module).items()
+                       if callable(v) and not isinstance(v, type) and not k.startswith('_')
+                       and getattr(v, '__module__', None) == module.__name__)
+        raise ValueError(f'--reference-model {name!r} is not a function of {module.__file__}; '
+                         f'its functions: {", ".join(found)}')
+    params = inspect.signature(factory).parameters
+    takes_classes = 'num_classes' in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return factory(num_classes=num_classes) if takes_classes else factory()
+
+
+_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def build_references(cfg: Config, timm_names: Sequence[str] = (),
+                     reference_file: Optional[str] = None, reference_models: Sequence[str] = (),
+                     shape=None) -> List[Tuple[str, nn.Module]]:
+    """``(name, model)`` of each reference: timm models by name (ViTs built for the input size)
+    and the factories ``reference_models`` of a user's python file (called with ``num_classes``),
+    all with the config head's number of classes."""
+    if bool(reference_models) != bool(reference_file):
+        raise ValueError('--reference-file and --reference-model go together: the file defines '
+                         'the model factories that --reference-model names')
+    h, w = _shape(cfg, shape)
+    num_classes = cfg.model.get('head', {}).get('num_classes', 1000)
+    refs = []
+    for timm_name in timm_names:
+        import timm
+        kwargs = dict(img_size=(h, w)) if 'vit' in timm_name else {}
+        refs.append((f'timm:{timm_name}', timm.create_model(
+            timm_name, pretrained=False, num_classes=num_classes, **kwargs)))
+    if reference_file:
+        module = load_reference_file(reference_file)
+        for name in reference_models:
+            refs.append((f'{osp.basename(reference_file)}:{name}',
+                         _build_reference(module, name, num_classes)))
+    return refs
+
+
+def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = (),
+                     batch_size: int = 32, shape=None, iters: int = 10, warmup: int = 3,
+                     repeats: int = 3, precisions: Sequence[str] = ('fp32', 'bf16'),
+                     channels_last: bool = False, device: Optional[str] = None) -> List[Dict]:
+    """Images/s of forward (no grad) and forward+backward of ``cfg.model`` and reference models
+    (``(name, model)`` pairs, see :func:`build_references`), in each precision (``'fp32'``, or
+    autocast ``'bf16'`` / ``'fp16'``).
+
+    Every model sees the same input and the same warm-up; then, for ``repeats`` rounds, each
+    (precision, mode) is timed for every model in turn (so a slow-down of a shared machine hits
+    all of them alike), and the best round is kept.
+
+    Returns:
+        One dict per model, ours first: ``name``, ``params``, and ``'{precision} fwd'`` /
+        ``'{precision} fwd+bwd'`` images/s.
     """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    for p in precisions:
+        if p not in _DTYPES:
+            raise ValueError(f'precision {p!r} is not one of {sorted(_DTYPES)}')
     h, w = _shape(cfg, shape)
     models = [(cfg.model.get('backbone', {}).get('type', cfg.model['type']),
-               build_model_from_cfg(cfg, init=False))]
-    if timm_name:
-        import timm
-        num_classes = cfg.model.get('head', {}).get('num_classes', 1000)
-        models.append((f'timm:{timm_name}',
-                       timm.create_model(timm_name, pretrained=False, num_classes=num_classes,
-                                         img_size=(h, w)) if 'vit' in timm_name else
-                       timm.create_model(timm_name, pretrained=False, num_classes=num_classes)))
+               build_model_from_cfg(cfg, init=False)), *references]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
-    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, None: None}[amp]
 
     runners = []
     for name, model in models:
         model = model.to(device).to(memory_format=memory_format)
         fwd_fn = _tensor_forward(model)
+        for precision in precisions:
+            dtype = _DTYPES[precision]
 
-        def forward(model=model, fwd_fn=fwd_fn):
-            model.eval()
-            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                fwd_fn(x)
+            def forward(model=model, fwd_fn=fwd_fn, dtype=dtype):
+                model.eval()
+                with torch.no_grad(), torch.autocast(device.type, dtype=dtype,
+                                                     enabled=dtype is not None):
+                    fwd_fn(x)
 
-        def train_step(model=model, fwd_fn=fwd_fn):
-            model.train()
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = _sum_outputs(fwd_fn(x))
-            loss.backward()
-            model.zero_grad(set_to_none=True)
+            def train_step(model=model, fwd_fn=fwd_fn, dtype=dtype):
+                model.train()
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    loss = _sum_outputs(fwd_fn(x))
+                loss.backward()
+                model.zero_grad(set_to_none=True)
 
-        runners.append(dict(name=name, model=model, forward=forward, train=train_step))
+            runners.append((name, precision, 'fwd', forward))
+            runners.append((name, precision, 'fwd+bwd', train_step))
 
-    for r in runners:  # warm-up (also builds RoPE caches, cudnn plans)
+    for *_, fn in runners:  # warm-up (also builds RoPE caches, oneDNN/cuDNN plans)
         for _ in range(warmup):
-            r['forward']()
-            r['train']()
-    best = {(i, mode): float('inf') for i in range(len(runners)) for mode in ('forward', 'train')}
+            fn()
+    best = {}
     for _ in range(repeats):
-        for i, r in enumerate(runners):
-            for mode in ('forward', 'train'):
-                best[i, mode] = min(best[i, mode], _time(r[mode], iters, device))
-    return [dict(name=r['name'], params=sum(p.numel() for p in r['model'].parameters()),
-                 forward=batch_size * iters / best[i, 'forward'],
-                 train=batch_size * iters / best[i, 'train']) for i, r in enumerate(runners)]
+        for precision in precisions:
+            for mode in ('fwd', 'fwd+bwd'):
+                for name, p, m, fn in runners:
+                    if (p, m) == (precision, mode):
+                        seconds = _time(fn, iters, device)
+                        best[name, p, m] = min(best.get((name, p, m), float('inf')), seconds)
+    rows = []
+    for name, model in models:
+        row = dict(name=name, params=sum(p.numel() for p in model.parameters()))
+        for precision in precisions:
+            for mode in ('fwd', 'fwd+bwd'):
+                row[f'{precision} {mode}'] = batch_size * iters / best[name, precision, mode]
+        rows.append(row)
+    return rows
+
+
+def format_benchmark(rows: List[Dict], precisions: Sequence[str]) -> str:
+    """The benchmark table: images/s per model and column, then the ratios of the first model
+    (ours) to each reference, and of each precision to fp32 for every model."""
+    cols = [f'{p} {m}' for p in precisions for m in ('fwd', 'fwd+bwd')]
+    width = max(len(r['name']) for r in rows)
+    lines = [f'{"model":{width}s} {"params(M)":>9s} ' + ' '.join(f'{c:>13s}' for c in cols)]
+    for r in rows:
+        lines.append(f'{r["name"]:{width}s} {r["params"] / 1e6:9.2f} '
+                     + ' '.join(f'{r[c]:13.2f}' for c in cols))
+    ours = rows[0]
+    for ref in rows[1:]:
+        lines.append(f'{"ours / " + ref["name"]:{width + 10}s} '
+                     + ' '.join(f'{ours[c] / ref[c]:12.3f}x' for c in cols))
+    others = [p for p in precisions if p != 'fp32']
+    if 'fp32' in precisions and others:
+        for r in rows:
+            lines.append(f'{r["name"]:{width}s} ' + ', '.join(
+                f'{p}/fp32 {m} {r[f"{p} {m}"] / r[f"fp32 {m}"]:.3f}x'
+                for p in others for m in ('fwd', 'fwd+bwd')))
+    return '\n'.join(lines)

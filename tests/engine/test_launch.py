@@ -23,7 +23,8 @@ def test_adapt_to_cpu_replaces_syncbn_amp_and_ddp_settings():
     adapt_to_device(cfg, cuda=False)
     assert cfg.model.backbone.norm_cfg.type == 'BN'
     assert cfg.model.decode_head.norm_cfg == dict(type='BN', requires_grad=True)
-    assert cfg.optim_wrapper == dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4))
+    assert cfg.optim_wrapper == dict(type='CPUBF16AmpOptimWrapper',
+                                     optimizer=dict(type='AdamW', lr=1e-4))
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg.device_ids is None
     assert cfg.train_dataloader.pin_memory is False

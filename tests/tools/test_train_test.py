@@ -115,11 +115,23 @@ def test_get_flops(python):
     assert 4.4 < gflops < 4.8  # spec §4.1: ~4.6 G
 
 
-def test_benchmark_side_by_side_with_timm(python):
+def test_benchmark_side_by_side_with_timm_and_a_reference_file(python, tmp_path):
+    ref = tmp_path / 'my_models.py'  # a user's model file, with a sibling import of its own
+    (tmp_path / 'my_layers.py').write_text('import torch.nn as nn\nWIDTH = 16\n')
+    ref.write_text('import torch.nn as nn\nfrom my_layers import WIDTH\n\n\n'
+                   'def tiny_mlp(num_classes=1000, **kwargs):\n'
+                   '    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, WIDTH), nn.GELU(),\n'
+                   '                         nn.Linear(WIDTH, num_classes))\n')
     out = run_tool([python, 'tools/analysis_tools/benchmark.py', QUICKSTART, '--timm',
-                    'vit_tiny_patch16_224', '--batch-size', '4', '--iters', '2', '--warmup', '1',
+                    'vit_tiny_patch16_224', '--reference-file', str(ref), '--reference-model',
+                    'tiny_mlp', '--batch-size', '4', '--iters', '1', '--warmup', '1',
                     '--repeats', '1', '--shape', '32'])
-    assert re.search(r'ratio ours/timm: forward [\d.]+, forward\+backward [\d.]+', out), out
+    header = re.search(r'model +params\(M\) +fp32 fwd +fp32 fwd\+bwd +bf16 fwd +bf16 fwd\+bwd', out)
+    assert header, out
+    assert re.search(r'my_models.py:tiny_mlp +0\.05( +[\d.]+){4}', out), out  # 49,338 params
+    for ref_name in ('timm:vit_tiny_patch16_224', 'my_models.py:tiny_mlp'):
+        assert re.search(rf'ours / {re.escape(ref_name)}( +[\d.]+x){{4}}', out), out
+    assert re.search(r'VisionLLaMA +bf16/fp32 fwd [\d.]+x, bf16/fp32 fwd\+bwd [\d.]+x', out), out
 
 
 def test_stock_mmpretrain_tools_run_our_config(tmp_path, python, digits_root):

@@ -2,8 +2,9 @@
 
 One pair of tools serves mmpretrain, mmseg and mmdet configs: the toolbox is read from the config's
 ``default_scope``. On a machine without CUDA the config is adapted automatically (each change is
-logged): gloo instead of nccl, DDP without ``device_ids``, BN instead of SyncBN, and fp32 instead of
-mmengine's GPU-only ``AmpOptimWrapper``.
+logged): gloo instead of nccl, DDP without ``device_ids``, BN instead of SyncBN, and bf16 autocast
+(:class:`~visionllama_mm.engine.amp.CPUBF16AmpOptimWrapper`) instead of mmengine's GPU-only
+``AmpOptimWrapper``.
 """
 import copy
 import os
@@ -133,7 +134,8 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
     * distributed: gloo backend; DDP built with ``device_ids=None`` (mmengine otherwise passes the
       local rank as a GPU id);
     * SyncBN/MMSyncBN -> BN (SyncBN refuses CPU tensors under DDP);
-    * ``AmpOptimWrapper`` -> ``OptimWrapper`` (mmengine's AMP wrapper is GPU-only): fp32 training;
+    * ``AmpOptimWrapper`` (GPU-only: CUDA's loss scaler) -> ``CPUBF16AmpOptimWrapper``: bf16
+      autocast, no loss scaling (``loss_scale``/``dtype``/``use_fsdp`` dropped, logged);
     * ``pin_memory`` off.
     """
     cuda = torch.cuda.is_available() if cuda is None else cuda
@@ -156,11 +158,13 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
         _log('no CUDA: SyncBN -> BN at ' + ', '.join(c.split(':')[0] for c in changed))
     optim = cfg.get('optim_wrapper')
     if isinstance(optim, dict) and optim.get('type') == 'AmpOptimWrapper':
+        dropped = [f'{k}={optim[k]!r}' for k in ('loss_scale', 'dtype', 'use_fsdp')
+                   if k in optim and not (k == 'dtype' and optim[k] in (None, 'bfloat16'))]
         keep = {k: v for k, v in optim.items()
                 if k not in ('type', 'loss_scale', 'dtype', 'use_fsdp')}
-        cfg.optim_wrapper = ConfigDict(type='OptimWrapper', **copy.deepcopy(keep))
-        _log('no CUDA: mmengine\'s AmpOptimWrapper is GPU-only; training in fp32 with '
-             'OptimWrapper instead')
+        cfg.optim_wrapper = ConfigDict(type='CPUBF16AmpOptimWrapper', **copy.deepcopy(keep))
+        _log('no CUDA: AmpOptimWrapper -> CPUBF16AmpOptimWrapper: training in bf16 autocast on CPU'
+             + (f' (not used on CPU: {", ".join(dropped)})' if dropped else ''))
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)
         if isinstance(loader, dict) and loader.get('pin_memory'):
