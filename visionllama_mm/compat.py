@@ -15,10 +15,13 @@ by ``import visionllama_mm``; :func:`applied` lists them.
    ``weights_only=True`` and allow-lists only the plain-data classes mmengine itself writes
    (``HistoryBuffer``, numpy arrays/scalars, and ``getattr`` restricted to HistoryBuffer's
    statistics methods). No code runs from a checkpoint: anything else in a pickle is refused with
-   a message naming the file and the offending global.
+   a message naming the file and the offending global. A file that is not a torch checkpoint (text,
+   random bytes) or is truncated gets an error naming the file and the fault instead of torch's
+   unpickling advice.
 """
 import os.path as osp
 import pickle
+import zipfile
 from typing import List
 
 import torch
@@ -89,22 +92,72 @@ def safe_globals() -> list:
     return out
 
 
-def load_checkpoint_file(filename: str, map_location=None):
+def _describe_start(head: bytes) -> str:
+    """A few words on what a file that is not a torch checkpoint looks like."""
+    if not head:
+        return 'it is empty (0 bytes)'
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError:
+        return f'its first bytes are {head[:16]!r}'
+    if all(c.isprintable() or c in '\t\r\n' for c in text):
+        return f'it looks like a text file (starts with {text[:40]!r})'
+    return f'its first bytes are {head[:16]!r}'
+
+
+def _check_torch_file(filename: str) -> str:
+    """``'zip'`` or ``'pickle'``: which of torch.save's two formats ``filename`` is in.
+
+    Raises:
+        ValueError: it is neither (not a checkpoint), or a zip archive without its directory
+            (a truncated file: the zip directory is written last).
+    """
+    with open(filename, 'rb') as f:
+        head = f.read(64)
+    if head.startswith(b'PK\x03\x04'):
+        if not zipfile.is_zipfile(filename):
+            raise ValueError(
+                f'checkpoint {filename} is truncated or corrupt: it starts as a torch.save zip '
+                f'archive but has no zip directory at its end ({osp.getsize(filename)} bytes). '
+                'A run killed while saving leaves such a file; use the previous checkpoint '
+                '(`last_checkpoint` in the work dir) or copy/download the file again.')
+        return 'zip'
+    if head[:1] == b'\x80' and head[1:2] in (b'\x02', b'\x03', b'\x04', b'\x05'):
+        return 'pickle'  # torch.save(..., _use_new_zipfile_serialization=False)
+    raise ValueError(
+        f'{filename} is not a torch checkpoint: {_describe_start(head)}. Expected a file '
+        'written by torch.save (a zip archive, or a pickle for torch < 1.6), e.g. a .pth from '
+        'tools/train.py or tools/model_converters/.')
+
+
+def load_checkpoint_file(filename: str, map_location=None, extra_safe_globals=()):
     """``torch.load(filename, weights_only=True)`` with mmengine's plain-data classes allowed.
+
+    Args:
+        filename: Local path.
+        map_location: As in ``torch.load``.
+        extra_safe_globals: More classes to allow (e.g. ``argparse.Namespace`` in the authors'
+            DeiT-style checkpoints).
 
     Raises:
         FileNotFoundError: the file does not exist.
+        ValueError: the file is not a torch checkpoint, or it is truncated or corrupt; the
+            message names the file.
         RuntimeError: the pickle holds something else (code, foreign objects); the message names
             the file and what was refused.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    kind = _check_torch_file(filename)
     try:
-        with torch.serialization.safe_globals(safe_globals()):
+        with torch.serialization.safe_globals(safe_globals() + list(extra_safe_globals)):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        if kind == 'pickle' and any('truncated' in line or 'EOF' in line for line in lines):
+            raise ValueError(f'checkpoint {filename} is truncated or corrupt: the pickle ends '
+                             'early.') from err
         # torch's message: a generic preamble, then the line naming the refused global
         reason = next((line for line in lines if 'GLOBAL' in line or 'global' in line),
                       lines[0] if lines else repr(err))
@@ -113,6 +166,12 @@ def load_checkpoint_file(filename: str, map_location=None):
             f'torch.load(weights_only=True) rejects them: {reason}. visionllama_mm never '
             'unpickles code from a checkpoint. Save the weights as {"state_dict": ...} (tensors '
             'only) or convert a released checkpoint with tools/model_converters/.') from err
+    except (EOFError, RuntimeError) as err:
+        # a zip archive whose records are damaged: torch's PytorchStreamReader fails
+        if isinstance(err, EOFError) or 'PytorchStreamReader' in str(err) or 'zip' in str(err):
+            raise ValueError(f'checkpoint {filename} is truncated or corrupt: '
+                             f'{str(err).strip().splitlines()[0]}') from err
+        raise
 
 
 def _patch_weights_only_loader() -> None:

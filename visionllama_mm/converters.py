@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-from .compat import safe_globals
+from .compat import load_checkpoint_file
 
 __all__ = ['KINDS', 'load_source', 'detect_kind', 'convert_state_dict', 'convert_file']
 
@@ -53,15 +53,9 @@ KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
 
 
 def load_source(path: str) -> Dict:
-    """Read a released checkpoint with ``weights_only=True``."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{path} does not exist')
-    with torch.serialization.safe_globals(safe_globals() + [argparse.Namespace]):
-        try:
-            return torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as err:  # noqa: BLE001 - rephrase with the file name
-            raise RuntimeError(f'cannot read {path} with torch.load(weights_only=True): '
-                               f'{str(err).strip().splitlines()[-1]}') from err
+    """Read a released checkpoint with ``weights_only=True`` (errors name the file and the fault:
+    missing, not a torch checkpoint, truncated, or holding code)."""
+    return load_checkpoint_file(path, map_location='cpu', extra_safe_globals=[argparse.Namespace])
 
 
 def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:

@@ -27,8 +27,10 @@ def main():
     args = parse_args()
     import visionllama_mm  # noqa: F401
     from visionllama_mm.analysis import count_complexity
+    from visionllama_mm.engine.checks import check_cfg_options
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     result = count_complexity(cfg, shape=args.shape, batch_size=args.batch_size)
     line = '=' * 60

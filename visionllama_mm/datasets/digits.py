@@ -18,6 +18,7 @@ import numpy as np
 from mmpretrain.datasets import CustomDataset
 
 from ..registry import DATASETS
+from .checks import check_annotation_file
 
 __all__ = ['DigitsDataset', 'prepare_digits']
 
@@ -46,6 +47,13 @@ def prepare_digits(data_root: str, size: int = 32) -> str:
     """
     if osp.exists(osp.join(data_root, _DONE)):
         return data_root
+    foreign = osp.isfile(data_root) or (osp.isdir(data_root) and bool(os.listdir(data_root)))
+    # the marker is checked again: another process may have just renamed its folder into place
+    if foreign and not osp.exists(osp.join(data_root, _DONE)):
+        raise ValueError(
+            f'DigitsDataset: data_root {data_root} exists but is not a digits folder written by '
+            f'prepare_digits (it has no {_DONE} marker). Point data_root at a new or empty '
+            'folder (the digits are written there on first use), or delete this one.')
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -95,5 +103,6 @@ class DigitsDataset(CustomDataset):
         if split not in ('train', 'val'):
             raise ValueError(f'DigitsDataset: split must be "train" or "val", got {split!r}.')
         prepare_digits(data_root, size=image_size)
+        check_annotation_file(osp.join(data_root, 'meta', f'{split}.txt'), 'DigitsDataset')
         super().__init__(data_root=data_root, ann_file=f'meta/{split}.txt', data_prefix='',
                          **kwargs)

@@ -14,6 +14,8 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config, ConfigDict
 
+from .checks import check_cfg_options
+
 __all__ = ['toolbox_of', 'merge_train_args', 'merge_test_args', 'adapt_to_device', 'build_runner']
 
 TOOLBOXES = ('mmpretrain', 'mmseg', 'mmdet')
@@ -78,6 +80,7 @@ def merge_train_args(cfg: Config, args) -> Config:
                 loader.update(cfg[field])
                 cfg[field] = loader
     if getattr(args, 'cfg_options', None):
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     _strip_scope_in_collate(cfg)
     return cfg
@@ -90,6 +93,7 @@ def merge_test_args(cfg: Config, args) -> Config:
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if getattr(args, 'cfg_options', None):
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.show or args.show_dir:
         hooks = cfg.default_hooks
@@ -173,9 +177,11 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
 
 
 def build_runner(cfg: Config):
-    """Build the Runner the way the stock tools do (``runner_type`` honoured)."""
+    """Build the Runner: :class:`visionllama_mm.engine.runner.Runner` (mmengine's, with strict
+    checkpoint loading and dataset checks), or the config's ``runner_type`` as the stock tools do."""
     from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
+
+    from .runner import Runner
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

@@ -1,0 +1,288 @@
+"""One test per row of README.md "Bad inputs and the errors they get": each bad input fails at
+once with an error that names what is wrong and where."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import visionllama_mm  # noqa: F401  (registries and shims)
+from visionllama_mm.models.backbones import PyramidVisionLLaMA, VisionLLaMA
+
+from .conftest import REPO, run_tool
+
+QUICKSTART = osp.join(REPO, 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py')
+TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+TINY_PYRAMID = dict(embed_dims=[16, 32, 32, 32], depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 2],
+                    ffn_dims=[32, 64, 64, 64])
+
+
+def _opts(digits_root, *extra):
+    """The quickstart on the session's digits, in-process loading, 2 train / 1 val iterations."""
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    return ['--cfg-options',
+            *(f'{d}.dataset.data_root={digits_root}' for d in loaders),
+            *(f'{d}.num_workers=0' for d in loaders),
+            *(f'{d}.persistent_workers=False' for d in loaders),
+            'train_dataloader.dataset.indices=128', 'val_dataloader.dataset.indices=120',
+            'test_dataloader.dataset.indices=120', *extra]
+
+
+def _fails(args, timeout=600):
+    """Run a tool that must fail; return its output."""
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    proc = subprocess.run(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    assert proc.returncode != 0, f'{" ".join(map(str, args))} exited 0:\n{proc.stdout[-3000:]}'
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpt(tmp_path_factory, digits_root):
+    """A quickstart checkpoint after 2 iterations (tools/train.py)."""
+    work = str(tmp_path_factory.mktemp('bad_inputs_train'))
+    run_tool([sys.executable, 'tools/train.py', QUICKSTART, '--work-dir', work,
+              *_opts(digits_root, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1')])
+    return osp.join(work, 'epoch_1.pth')
+
+
+# --------------------------------------------------------------------------------------------------
+# model construction (validation by the backbones)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('rate', [-0.1, 1.5])
+def test_drop_path_rate_out_of_range(rate):
+    with pytest.raises(ValueError, match='drop_path_rate'):
+        VisionLLaMA(arch=TINY, img_size=32, patch_size=4, drop_path_rate=rate)
+
+
+def test_rope_ratio_above_one():
+    with pytest.raises(ValueError, match='rope_ratio'):
+        VisionLLaMA(arch=TINY, img_size=32, patch_size=4, rope_ratio=1.5)
+
+
+def test_patch_size_zero():
+    with pytest.raises(ValueError, match='patch_size'):
+        VisionLLaMA(arch=TINY, img_size=32, patch_size=0)
+
+
+def test_float_num_heads():
+    with pytest.raises(ValueError, match='num_heads'):
+        VisionLLaMA(arch=dict(embed_dims=64, num_layers=2, num_heads=2.0,
+                              feedforward_channels=128), img_size=32, patch_size=4)
+
+
+def test_unknown_arch_lists_the_names():
+    with pytest.raises(ValueError, match=r"huge.*'s'.*'small'"):
+        VisionLLaMA(arch='huge')
+
+
+def test_pyramid_window_size_zero():
+    with pytest.raises(ValueError, match='window_size'):
+        PyramidVisionLLaMA(arch=TINY_PYRAMID, window_size=0)
+
+
+@pytest.mark.parametrize('sr_ratios', [(8, 4, 2), (3, 4, 2, 1)],
+                         ids=['wrong_length', 'not_dividing_stage_grid'])
+def test_pyramid_sr_ratios(sr_ratios):
+    # at img_size=224 the first stage grid is 56x56: 3 does not divide it
+    with pytest.raises(ValueError, match='sr_ratios'):
+        PyramidVisionLLaMA(arch=TINY_PYRAMID, img_size=224, sr_ratios=sr_ratios)
+
+
+def test_pyramid_empty_batch():
+    model = PyramidVisionLLaMA(arch=TINY_PYRAMID, img_size=64)
+    with pytest.raises(ValueError, match='empty batch'):
+        model(torch.zeros(0, 3, 64, 64))
+
+
+# --------------------------------------------------------------------------------------------------
+# --cfg-options typos
+# --------------------------------------------------------------------------------------------------
+def test_cfg_options_typo_in_train_py(digits_root):
+    out = _fails([sys.executable, 'tools/train.py', QUICKSTART,
+                  *_opts(digits_root, 'randomnes.seed=123', 'train_cfgg.max_epochs=1')])
+    assert "randomnes.seed: the config has no top-level key 'randomnes'; did you mean " \
+           "'randomness'?" in out, out[-2000:]
+    assert "did you mean 'train_cfg'" in out
+
+
+def test_cfg_options_typo_in_test_py(tiny_ckpt, digits_root):
+    out = _fails([sys.executable, 'tools/test.py', QUICKSTART, tiny_ckpt,
+                  *_opts(digits_root, 'test_evaluatr.topk=(1,)')])
+    assert "did you mean 'test_evaluator'" in out, out[-2000:]
+
+
+def test_cfg_options_own_variables_and_nested_keys_stay_allowed():
+    from mmengine.config import Config
+
+    from visionllama_mm.engine.checks import check_cfg_options
+    cfg = Config.fromfile(QUICKSTART)
+    check_cfg_options(cfg, {'data_root': 'x', 'model.backbone.newkey': 1, 'load_strict': False,
+                            'model_wrapper_cfg.type': 'x'})
+    with pytest.raises(ValueError, match="no top-level key 'data_rot'; did you mean 'data_root'"):
+        check_cfg_options(cfg, {'data_rot': 'x'})
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints that do not fit the model
+# --------------------------------------------------------------------------------------------------
+def test_test_py_refuses_a_resnet18_state_dict(tmp_path, digits_root):
+    import torchvision
+    path = str(tmp_path / 'resnet18.pth')
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    out = _fails([sys.executable, 'tools/test.py', QUICKSTART, path, *_opts(digits_root)])
+    m = re.search(r'checkpoint \S*resnet18.pth does not fit the model \(ImageClassifier\): '
+                  r'(\d+) missing, (\d+) unexpected, 0 shape-mismatched keys', out)
+    assert m, out[-3000:]
+    assert int(m.group(1)) > 40 and int(m.group(2)) == 122  # every key of both sides
+    assert 'not in the model (122): conv1.weight' in out and 'load_strict=False' in out
+
+
+def test_test_py_refuses_own_checkpoint_under_another_arch(tiny_ckpt, digits_root):
+    out = _fails([sys.executable, 'tools/test.py', QUICKSTART, tiny_ckpt,
+                  *_opts(digits_root, 'model.backbone.arch.num_layers=2')])
+    assert re.search(r'does not fit the model \(ImageClassifier\): 0 missing, (\d+) unexpected',
+                     out), out[-3000:]
+    assert 'not in the model' in out and 'backbone.layers.2.' in out
+    assert 'accuracy/top1' not in out
+
+
+def test_partial_loading_is_explicit(tiny_ckpt, digits_root):
+    out = run_tool([sys.executable, 'tools/test.py', QUICKSTART, tiny_ckpt,
+                    *_opts(digits_root, 'model.backbone.arch.num_layers=2', 'load_strict=False')])
+    assert 'load_strict=False, loading the matching tensors only' in out
+    assert 'backbone.layers.2.' in out
+    assert re.search(r"'accuracy/top1': [\d.]+", out), out[-2000:]
+
+
+def test_load_from_with_shape_mismatch_fails_in_train_py(tiny_ckpt, digits_root, tmp_path):
+    out = _fails([sys.executable, 'tools/train.py', QUICKSTART, '--work-dir', str(tmp_path),
+                  *_opts(digits_root, f'load_from={tiny_ckpt}', 'train_cfg.max_epochs=1',
+                         'model.backbone.arch.feedforward_channels=128')])
+    m = re.search(r'0 missing, 0 unexpected, (\d+) shape-mismatched keys', out)
+    assert m and int(m.group(1)) == 8, out[-3000:]  # the two FFN projections of 4 blocks
+    assert 'shape mismatch (8): backbone.layers.0.ffn.w12.weight (512, 96) in checkpoint vs ' \
+           '(256, 96) in model' in out, out[-3000:]
+
+
+def test_pretrained_init_cfg_reports_unmatched_keys(tmp_path, capfd):
+    # init_cfg=Pretrained is partial by design (stock mmengine): it must still name what is left
+    src = VisionLLaMA(arch=TINY, img_size=32, patch_size=4)
+    state = {f'backbone.{k}': v for k, v in src.state_dict().items() if 'layers.1.' not in k}
+    state['backbone.extra.weight'] = torch.zeros(1)
+    torch.save({'state_dict': state}, tmp_path / 'pre.pth')
+    model = VisionLLaMA(arch=TINY, img_size=32, patch_size=4, init_cfg=dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'pre.pth'), prefix='backbone.'))
+    model.init_weights()
+    out = ''.join(capfd.readouterr())
+    assert 'unexpected key in source state_dict: extra.weight' in out, out[-2000:]
+    assert re.search(r'missing keys in source state_dict: .*layers\.1\.', out)
+    loaded, reference = model.state_dict(), src.state_dict()
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference if 'layers.0.' in k)
+
+
+# --------------------------------------------------------------------------------------------------
+# files that are not (whole) checkpoints
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def not_checkpoints(tmp_path):
+    rand = tmp_path / 'random.pth'
+    rand.write_bytes(bytes(range(7, 256)) * 4)
+    text = tmp_path / 'notes.pth'
+    text.write_text('epoch 20: top-1 98.1\n')
+    return str(rand), str(text)
+
+
+def test_random_and_text_files_are_not_checkpoints(not_checkpoints):
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from visionllama_mm.converters import load_source
+    rand, text = not_checkpoints
+    for load in (lambda p: _load_checkpoint(p, map_location='cpu'), load_source):
+        with pytest.raises(ValueError, match=r'random.pth is not a torch checkpoint: its first '
+                                             r'bytes are .*Expected a file written by torch.save'):
+            load(rand)
+        with pytest.raises(ValueError, match=r"notes.pth is not a torch checkpoint: it looks like "
+                                             r"a text file \(starts with 'epoch 20"):
+            load(text)
+
+
+def test_converter_cli_names_a_text_file(not_checkpoints, tmp_path):
+    _, text = not_checkpoints
+    out = _fails([sys.executable, 'tools/model_converters/vision_llama_official.py', text,
+                  str(tmp_path / 'out.pth')])
+    assert 'notes.pth is not a torch checkpoint: it looks like a text file' in out, out
+
+
+def test_truncated_checkpoint(tiny_ckpt, tmp_path, digits_root):
+    half = tmp_path / 'half.pth'
+    with open(tiny_ckpt, 'rb') as f:
+        data = f.read()
+    half.write_bytes(data[:len(data) // 2])
+    from mmengine.runner.checkpoint import _load_checkpoint
+    with pytest.raises(ValueError, match='half.pth is truncated or corrupt'):
+        _load_checkpoint(str(half))
+    out = _fails([sys.executable, 'tools/test.py', QUICKSTART, str(half), *_opts(digits_root)])
+    assert re.search(r'ValueError: checkpoint \S*half.pth is truncated or corrupt', out), \
+        out[-2000:]
+
+
+# --------------------------------------------------------------------------------------------------
+# datasets
+# --------------------------------------------------------------------------------------------------
+def _imagenet_format_config(tmp_path, root, ann_file, num_classes=10, kind='CustomDataset'):
+    """The quickstart with its training set replaced by a stock mmpretrain dataset."""
+    extra = "split='train'" if kind == 'ImageNet' else f"ann_file={ann_file!r}, data_prefix=''"
+    cfg = tmp_path / 'stock_dataset.py'
+    cfg.write_text(
+        f"_base_ = [{QUICKSTART!r}]\n"
+        f"model = dict(head=dict(num_classes={num_classes}))\n"
+        f"train_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(\n"
+        f"    _delete_=True, type={kind!r}, data_root={root!r}, {extra},\n"
+        f"    pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))\n")
+    return str(cfg)
+
+
+def test_empty_train_txt_of_an_imagenet_format_dataset(tmp_path, digits_root):
+    root = tmp_path / 'imagenet'
+    (root / 'meta').mkdir(parents=True)
+    (root / 'meta' / 'train.txt').write_text('')
+    cfg = _imagenet_format_config(tmp_path, str(root), None, kind='ImageNet')
+    out = _fails([sys.executable, 'tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'),
+                  '--cfg-options', 'val_dataloader.dataset.data_root=' + digits_root])
+    assert re.search(r'ValueError: ImageNet: annotation file \S*imagenet/meta/train.txt is empty, '
+                     r'so the dataset has no samples', out), out[-3000:]
+
+
+def test_label_out_of_range_names_file_and_line(tmp_path, digits_root):
+    lines = open(osp.join(digits_root, 'meta', 'train.txt')).read().splitlines()
+    path, _ = lines[6].rsplit(' ', 1)
+    lines[6] = f'{path} 12'
+    ann = tmp_path / 'train_bad.txt'
+    ann.write_text('\n'.join(lines) + '\n')
+    cfg = _imagenet_format_config(tmp_path, digits_root, str(ann))
+    out = _fails([sys.executable, 'tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'),
+                  '--cfg-options', 'val_dataloader.dataset.data_root=' + digits_root])
+    assert re.search(r'ValueError: train_dataloader: label 12 is out of range for the model, '
+                     r'which has num_classes=10 \(labels 0..9\): \S*train_bad.txt:7: '
+                     rf'"{re.escape(path)} 12", sample 6 \(\S+\); 1 of 1438 samples', out), \
+        out[-3000:]
+
+
+def test_digits_labels_beyond_the_head(digits_root, tmp_path):
+    out = _fails([sys.executable, 'tools/train.py', QUICKSTART, '--work-dir', str(tmp_path),
+                  *_opts(digits_root, 'model.head.num_classes=5')])
+    assert re.search(r'train_dataloader: label [5-9] is out of range for the model, which has '
+                     r'num_classes=5 \(labels 0..4\): \S*digits/meta/train.txt:\d+: ', out), \
+        out[-3000:]
+
+
+def test_digits_dataset_at_an_unrelated_folder(tmp_path):
+    from visionllama_mm.datasets import DigitsDataset
+    (tmp_path / 'photos').mkdir()
+    (tmp_path / 'photos' / 'cat.jpg').write_bytes(b'\xff\xd8')
+    with pytest.raises(ValueError, match=r'data_root \S*photos exists but is not a digits folder'):
+        DigitsDataset(data_root=str(tmp_path / 'photos'))

@@ -1,0 +1,69 @@
+"""The Runner that ``tools/train.py`` and ``tools/test.py`` build: mmengine's, with inputs checked.
+
+Differences from :class:`mmengine.runner.Runner` (everything else is inherited unchanged):
+
+* **strict checkpoint loading**: ``load_from``, ``tools/test.py CHECKPOINT`` and ``--resume``
+  refuse weights with missing, unexpected or shape-mismatched keys and name them
+  (:func:`~visionllama_mm.engine.checks.load_state_dict_checked`); mmengine only warns. Partial
+  loading is explicit: ``load_strict = False`` in the config (or ``--cfg-options
+  load_strict=False``) loads the matching tensors and logs the rest.
+  ``init_cfg=dict(type='Pretrained', ...)`` is partial by design and stays stock (it logs the
+  unmatched keys).
+* **dataset checks**: an empty annotation file and, for classifiers, labels outside the head's
+  ``num_classes`` are errors naming the file and line when the dataloader is built
+  (:mod:`visionllama_mm.datasets.checks`), instead of failures inside the first or a later epoch.
+"""
+from typing import Callable, Union
+
+from mmengine.runner import Runner as _StockRunner
+from mmengine.runner.checkpoint import _load_checkpoint
+
+from ..datasets.checks import check_dataset_cfg, check_labels
+from .checks import load_state_dict_checked
+
+__all__ = ['Runner']
+
+
+class Runner(_StockRunner):
+    """mmengine's Runner with strict checkpoint loading and dataset checks (see module doc)."""
+
+    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False, revise_keys: list = [(r'^module\.', '')]):
+        """As mmengine's, but a checkpoint that does not fit the model is an error unless the
+        config sets ``load_strict = False`` (``strict`` is kept for signature compatibility)."""
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        load_state_dict_checked(self.model, checkpoint, source=filename,
+                                strict=strict or self.cfg.get('load_strict', True),
+                                revise_keys=revise_keys, logger=self.logger)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """As mmengine's, after checking the dataset's annotation file is not empty."""
+        if isinstance(dataloader, dict) and isinstance(dataloader.get('dataset'), dict):
+            check_dataset_cfg(dataloader['dataset'])
+        return _StockRunner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+
+    def _check_labels(self, loop, where: str):
+        from .checks import _unwrap
+        head = getattr(_unwrap(self.model), 'head', None)
+        num_classes = getattr(head, 'num_classes', None)
+        dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
+        if isinstance(num_classes, int) and dataset is not None:
+            checked = vars(self).setdefault('_labels_checked', set())  # test_dataloader may be val's
+            if id(dataset) not in checked:
+                check_labels(dataset, num_classes, where=where)
+                checked.add(id(dataset))
+        return loop
+
+    def build_train_loop(self, loop):
+        return self._check_labels(super().build_train_loop(loop), 'train_dataloader')
+
+    def build_val_loop(self, loop):
+        return self._check_labels(super().build_val_loop(loop), 'val_dataloader')
+
+    def build_test_loop(self, loop):
+        return self._check_labels(super().build_test_loop(loop), 'test_dataloader')
