@@ -35,6 +35,7 @@ def main():
     import visionllama_mm  # noqa: F401
     from visionllama_mm.engine.launch import (adapt_to_device, build_runner, merge_test_args,
                                               setup_local_rank)
+    from visionllama_mm.engine.teardown import close_runner
     setup_local_rank(args)
     cfg = Config.fromfile(args.config)
     cfg = merge_test_args(cfg, args)
@@ -44,6 +45,7 @@ def main():
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    close_runner(runner)  # workers, then the process group: a clean exit on every rank
     def plain(v):
         try:
             return round(float(v), 4)  # python and numpy scalars

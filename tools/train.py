@@ -36,12 +36,14 @@ def main():
     import visionllama_mm  # noqa: F401  (shims + registries, also for configs without custom_imports)
     from visionllama_mm.engine.launch import (adapt_to_device, build_runner, merge_train_args,
                                               setup_local_rank)
+    from visionllama_mm.engine.teardown import close_runner
     setup_local_rank(args)
     cfg = Config.fromfile(args.config)
     cfg = merge_train_args(cfg, args)
     cfg = adapt_to_device(cfg)
     runner = build_runner(cfg)
     runner.train()
+    close_runner(runner)  # workers, then the process group: a clean exit on every rank
 
 
 if __name__ == '__main__':

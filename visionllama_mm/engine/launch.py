@@ -14,6 +14,9 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config, ConfigDict
 
+from .checkpoint import use_atomic_checkpoint_hook
+from .reproducibility import make_randomness_resumable
+
 from .checks import check_cfg_options
 
 __all__ = ['toolbox_of', 'merge_train_args', 'merge_test_args', 'adapt_to_device', 'build_runner']
@@ -82,6 +85,8 @@ def merge_train_args(cfg: Config, args) -> Config:
     if getattr(args, 'cfg_options', None):
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    make_randomness_resumable(cfg)  # exact resume: keyed augmentation, per-iteration seeding
+    use_atomic_checkpoint_hook(cfg)  # a crash while saving leaves a loadable last_checkpoint
     _strip_scope_in_collate(cfg)
     return cfg
 

@@ -1,0 +1,181 @@
+"""A run killed mid-epoch and resumed with ``tools/train.py --resume`` ends as the uninterrupted run:
+same final weights, same logged loss at every iteration (quickstart config, random augmentation on,
+persistent data-loader workers)."""
+import glob
+import json
+import os
+import os.path as osp
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from visionllama_mm.compat import load_checkpoint_file
+from visionllama_mm.engine.reproducibility import (ReproducibleSampler, get_rng_state,
+                                                   set_rng_state)
+
+from ..conftest import REPO, run_tool
+
+QUICKSTART = 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'
+ITERS_PER_EPOCH = 6  # 96 training images, batch 16
+
+
+def _opts(digits_root, workers=2, *extra):
+    persistent = workers > 0
+    return [
+        '--cfg-options',
+        f'train_dataloader.dataset.data_root={digits_root}',
+        f'val_dataloader.dataset.data_root={digits_root}',
+        'train_dataloader.dataset.indices=96', 'train_dataloader.batch_size=16',
+        'val_dataloader.dataset.indices=40', 'val_dataloader.batch_size=20',
+        f'train_dataloader.num_workers={workers}',
+        f'train_dataloader.persistent_workers={persistent}',
+        'val_dataloader.num_workers=1', 'val_dataloader.persistent_workers=True',
+        'train_cfg.max_epochs=4', 'train_cfg.val_interval=1',
+        'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1',
+        *extra,
+    ]
+
+
+def _train(python, work, opts, resume=None):
+    args = [python, 'tools/train.py', QUICKSTART, '--work-dir', work]
+    if resume is not None:
+        args += ['--resume'] + ([resume] if resume != 'auto' else [])
+    return run_tool(args + opts)
+
+
+def _train_and_kill(python, work, opts, epoch, batch):
+    """Start training and SIGKILL it (and its workers) once iteration [epoch][batch] is logged."""
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([python, 'tools/train.py', QUICKSTART, '--work-dir', work] + opts,
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    pattern = re.compile(rf'Epoch\(train\)\s+\[{epoch}\]\[{batch}/{ITERS_PER_EPOCH}\]')
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if pattern.search(line):
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    out = ''.join(lines)
+    assert proc.returncode == -signal.SIGKILL, out[-3000:]
+    return out
+
+
+def _losses(work):
+    """{iteration: loss} from every run's scalars.json in ``work`` (later runs win)."""
+    losses = {}
+    for path in sorted(glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'loss' in rec:
+                    losses[rec['step']] = rec['loss']
+    return losses
+
+
+def _weights(path):
+    return load_checkpoint_file(path)['state_dict']
+
+
+def _max_diff(a, b):
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, python, digits_root):
+    work = str(tmp_path_factory.mktemp('uninterrupted'))
+    _train(python, work, _opts(digits_root))
+    return work
+
+
+def test_killed_mid_epoch_and_resumed_ends_as_uninterrupted(uninterrupted, tmp_path, python,
+                                                            digits_root):
+    work = str(tmp_path / 'killed')
+    opts = _opts(digits_root)
+    _train_and_kill(python, work, opts, epoch=3, batch=3)
+    assert osp.basename(open(osp.join(work, 'last_checkpoint')).read().strip()) == 'epoch_2.pth'
+    shutil.copytree(work, str(tmp_path / 'no_workers'))  # the same state, resumed differently
+    out = _train(python, work, opts, resume='auto')
+    assert 'resumed epoch: 2, iter: 12' in out, out[-3000:]
+
+    expected, resumed = _losses(uninterrupted), _losses(work)
+    assert sorted(expected) == list(range(1, 4 * ITERS_PER_EPOCH + 1))
+    assert {s: resumed[s] for s in expected} == expected  # epochs 1-2 before, 3-4 after the kill
+    diff = _max_diff(_weights(osp.join(uninterrupted, 'epoch_4.pth')),
+                     _weights(osp.join(work, 'epoch_4.pth')))
+    print(f'resumed vs uninterrupted: max |diff| of the final weights {diff:.3g}')
+    assert diff <= 1e-6
+    names = sorted(os.listdir(work))
+    ckpts = [n for n in names if n.endswith('.pth')]  # max_keep_ckpts=1, one best
+    assert len(ckpts) == 2 and 'epoch_4.pth' in ckpts and ckpts[0].startswith('best_'), names
+    assert not [n for n in names if n.endswith('.tmp')], names
+
+    # the augmentation does not depend on the workers: resume the same state with none
+    other = str(tmp_path / 'no_workers')
+    _train(python, other, _opts(digits_root, 0), resume=osp.join(other, 'epoch_2.pth'))
+    assert {s: _losses(other)[s] for s in expected} == expected
+    assert _max_diff(_weights(osp.join(uninterrupted, 'epoch_4.pth')),
+                     _weights(osp.join(other, 'epoch_4.pth'))) <= 1e-6
+
+
+def test_checkpoint_holds_rng_states_loadable_with_weights_only(uninterrupted):
+    ckpt = load_checkpoint_file(osp.join(uninterrupted, 'epoch_4.pth'))  # weights_only=True
+    state = ckpt['rng_state']
+    assert set(state) == {'torch', 'torch_cuda', 'numpy', 'python'}
+    before = get_rng_state()
+    set_rng_state(state)
+    draws = (torch.rand(3), np.random.rand(3))
+    set_rng_state(state)
+    assert torch.equal(draws[0], torch.rand(3)) and np.array_equal(draws[1], np.random.rand(3))
+    set_rng_state(before)
+
+
+class _RandomDataset(Dataset):
+    """Each item draws from numpy, random and torch, as augmentations do."""
+
+    def __len__(self):
+        return 24
+
+    def __getitem__(self, i):
+        import random
+        return torch.tensor([i, np.random.randint(1 << 30), random.randrange(1 << 30),
+                             int(torch.randint(1 << 30, ()))])
+
+
+def _epochs(num_workers, epochs, batch_size=4):
+    from mmengine.dataset import DefaultSampler
+    dataset = _RandomDataset()
+    sampler = ReproducibleSampler(dataset, DefaultSampler(dataset, shuffle=True, seed=3), seed=3)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        persistent_workers=num_workers > 0)
+    out = {}
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        out[epoch] = torch.cat(list(loader))
+    return out
+
+
+def test_sampler_keys_augmentation_by_sample_not_by_worker():
+    """Same draws per (epoch, sample) with 0, 1 or 2 persistent workers, starting at any epoch;
+    different draws in different epochs; the main process's streams untouched."""
+    state = get_rng_state()
+    ref = _epochs(0, [0, 1, 2])  # in this process
+    after = get_rng_state()
+    assert torch.equal(after['numpy']['keys'], state['numpy']['keys'])
+    assert after['python'] == state['python']
+    assert not torch.equal(ref[1][:, 1:], ref[2][:, 1:])
+    for got in (_epochs(1, [0, 1, 2]), _epochs(2, [0, 1, 2]), _epochs(2, [2]),
+                _epochs(1, [1, 2], batch_size=3)):
+        for epoch, rows in got.items():
+            assert torch.equal(rows, ref[epoch]), epoch

@@ -1,0 +1,275 @@
+"""Randomness that does not depend on when a run started: a resumed run ends as the uninterrupted one.
+
+mmengine seeds the processes once, at start-up. A run resumed from a checkpoint therefore draws
+different random numbers from then on (drop-path masks, mixup, augmentation), and data-loader
+workers restart their random streams (with ``persistent_workers`` they otherwise carry them across
+epochs). Two pieces make every random draw of training a function of *where* it happens instead:
+
+* :class:`ReproducibleSampler` wraps the training sampler. Every index it yields carries a key
+  ``(seed, epoch, position)``; the dataset's batch fetch (in the worker processes, or in the main
+  process with ``num_workers=0``) seeds ``numpy.random``, ``random`` and torch's CPU generator from
+  that key before the sample's pipeline runs, and restores the previous states afterwards. The
+  augmentation of a sample depends on neither the number of workers nor their history. The
+  position is the sample's place in the global order of a strided distributed sampler
+  (``position * world_size + rank``), so mmengine's ``DefaultSampler`` and ``InfiniteSampler`` give
+  every rank count the same augmentation of the same sample.
+* :class:`ReproducibleRandomnessHook` seeds the main process (all torch devices, numpy, random)
+  from ``(seed, iteration)`` before every training iteration, whatever ran since the previous one
+  (validation, a data-loader iterator drawing its base seed, a resume). It also stores the
+  random states in each checkpoint (as tensors and plain ints, so ``weights_only=True`` loads them)
+  and restores them on ``resume``, for code that runs between the resume and the first iteration;
+  and it gives the samplers the seed of the run being resumed (mmengine built them before it read
+  the checkpoint, with a new random seed when the config's ``randomness.seed`` is None).
+
+``tools/train.py`` adds both (:func:`make_randomness_resumable`); with the stock tools a config
+asks for them::
+
+    custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+    train_dataloader = dict(sampler=dict(type='ReproducibleSampler',
+                                         sampler=dict(type='DefaultSampler', shuffle=True)))
+
+Resuming is exact at epoch boundaries of ``EpochBasedTrainLoop`` and at any checkpoint of
+``IterBasedTrainLoop`` (which skips the batches already trained on). mmengine's epoch loop
+restarts an epoch from its first batch, so resuming it from an iteration checkpoint inside an
+epoch is not exact; the hook says so when it happens.
+"""
+import random
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.hooks import Hook
+from mmengine.runner import EpochBasedTrainLoop
+from torch.utils.data import Sampler
+
+from ..registry import HOOKS, MultiRegistry
+
+__all__ = ['ReproducibleSampler', 'ReproducibleRandomnessHook', 'make_randomness_resumable',
+           'get_rng_state', 'set_rng_state', 'seed_from_key']
+
+DATA_SAMPLERS = MultiRegistry('DATA_SAMPLERS')
+_MASK64 = (1 << 64) - 1
+
+
+def _words(key: Sequence[int]) -> np.ndarray:
+    """Four uint32 words mixed from the integers of ``key`` (numpy's SeedSequence)."""
+    return np.random.SeedSequence([int(k) & _MASK64 for k in key]).generate_state(4)
+
+
+def seed_from_key(key: Sequence[int], all_devices: bool = True) -> None:
+    """Seed ``numpy.random``, ``random`` and torch from the integers of ``key``.
+
+    Args:
+        key: e.g. ``(seed, epoch, position)``; distinct keys give independent streams.
+        all_devices: seed every torch device (``torch.manual_seed``); otherwise only the CPU
+            generator (a data-loading transform runs on the CPU).
+    """
+    words = _words(key)
+    np.random.seed(words)
+    random.seed(int.from_bytes(words.tobytes(), 'little'))
+    torch_seed = (int(words[0]) | (int(words[1]) << 32)) & ((1 << 63) - 1)
+    if all_devices:
+        torch.manual_seed(torch_seed)
+    else:
+        torch.default_generator.manual_seed(torch_seed)
+
+
+def get_rng_state() -> dict:
+    """The random states of this process as plain data (tensors, ints, floats, tuples).
+
+    Returns:
+        dict with ``torch`` (uint8 tensor), ``torch_cuda`` (list of uint8 tensors, one per
+        device; empty without CUDA), ``numpy`` (``keys``: int64 tensor (624,), ``pos``,
+        ``has_gauss``, ``cached_gaussian``) and ``python`` (``random.getstate()``: a tuple of
+        ints).
+    """
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    assert kind == 'MT19937', kind
+    return dict(
+        torch=torch.get_rng_state(),
+        torch_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                   has_gauss=int(has_gauss), cached_gaussian=float(cached)),
+        python=random.getstate())
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    torch.set_rng_state(state['torch'])
+    if state['torch_cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['torch_cuda'][:torch.cuda.device_count()])
+    np_state = state['numpy']
+    np.random.set_state(('MT19937', np_state['keys'].numpy().astype(np.uint32), np_state['pos'],
+                         np_state['has_gauss'], np_state['cached_gaussian']))
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+
+
+@contextmanager
+def _seeded_sample(key: Sequence[int]):
+    """Run a sample's pipeline with randomness seeded from ``key``; restore the states after."""
+    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    seed_from_key(key, all_devices=False)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.set_rng_state(torch_state)
+
+
+class _KeyedIndex(int):
+    """A dataset index carrying ``key``, the integers its sample's randomness is seeded from."""
+
+    def __new__(cls, index: int, key: Tuple[int, ...]):
+        obj = super().__new__(cls, index)
+        obj.key = key
+        return obj
+
+    def __getnewargs__(self):  # pickled through the workers' index queues
+        return int(self), self.key
+
+
+class _KeyedFetch:
+    """Installed as ``dataset.__getitems__``: torch's map-style fetcher calls it with the indices
+    of one batch, in the worker (or the main process) that loads the batch."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __call__(self, indices: Sequence[int]) -> list:
+        samples = []
+        for index in indices:
+            key = getattr(index, 'key', None)
+            if key is None:
+                samples.append(self.dataset[index])
+            else:
+                with _seeded_sample(key):
+                    samples.append(self.dataset[int(index)])
+        return samples
+
+
+@DATA_SAMPLERS.register_module()
+class ReproducibleSampler(Sampler):
+    """A sampler whose samples are augmented the same way whenever and wherever they are loaded.
+
+    It yields the indices of ``sampler`` unchanged in value and order; each carries the key
+    ``(seed, epoch, position * world_size + rank)`` that the dataset's batch fetch seeds the
+    sample's randomness from (see the module docstring). ``epoch`` is the wrapped sampler's
+    (``set_epoch`` is forwarded); ``rank``/``world_size`` are its own (mmengine's samplers) or the
+    process group's.
+
+    Args:
+        dataset: The dataset (mmengine passes it). Its ``__getitems__`` is set to the keyed fetch.
+        sampler: The sampler to wrap: a config (built with the same ``dataset`` and ``seed``) or
+            an instance.
+        seed: Key seed (mmengine passes the run's seed). None: a random one, the same on every
+            rank; :class:`ReproducibleRandomnessHook` replaces it by the run's seed.
+    """
+
+    def __init__(self, dataset, sampler: Union[dict, Sampler], seed: Optional[int] = None):
+        if isinstance(sampler, dict):
+            from mmengine.registry import DATA_SAMPLERS as MM_DATA_SAMPLERS
+            sampler = MM_DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset, seed=seed))
+        if isinstance(sampler, ReproducibleSampler):
+            raise TypeError('ReproducibleSampler wraps another sampler, not a ReproducibleSampler')
+        self.sampler = sampler
+        self.dataset = dataset
+        self.seed = sync_random_seed() if seed is None else int(seed)
+        self._install_keyed_fetch(dataset)
+
+    @staticmethod
+    def _install_keyed_fetch(dataset) -> None:
+        if not isinstance(vars(dataset).get('__getitems__'), _KeyedFetch):
+            dataset.__getitems__ = _KeyedFetch(dataset)
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.sampler, 'epoch', 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, 'set_epoch'):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[_KeyedIndex]:
+        rank, world_size = get_dist_info()
+        rank = getattr(self.sampler, 'rank', rank)
+        world_size = getattr(self.sampler, 'world_size', world_size)
+        seed, epoch = self.seed, self.epoch
+        for position, index in enumerate(self.sampler):
+            yield _KeyedIndex(index, (seed, epoch, position * world_size + rank))
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def _train_sampler(loader) -> Optional[ReproducibleSampler]:
+    for sampler in (getattr(loader, 'sampler', None),
+                    getattr(getattr(loader, 'batch_sampler', None), 'sampler', None)):
+        if isinstance(sampler, ReproducibleSampler):
+            return sampler
+    return None
+
+
+@HOOKS.register_module()
+class ReproducibleRandomnessHook(Hook):
+    """Seed the main process per iteration; keep random states and the sampler seed across resumes.
+
+    See the module docstring. Use it together with :class:`ReproducibleSampler` as the training
+    sampler (``tools/train.py`` adds both); without it the hook warns that the augmentation
+    randomness of the data-loader workers is not covered.
+    """
+
+    priority = 'VERY_HIGH'  # seed before any other hook of an iteration runs
+
+    def before_train(self, runner) -> None:
+        loader = runner.train_loop.dataloader
+        sampler = _train_sampler(loader)
+        if sampler is None:
+            runner.logger.warning(
+                'ReproducibleRandomnessHook: the training sampler is not a ReproducibleSampler, '
+                'so data augmentation in the data loader is not reproducible across a resume; '
+                "set train_dataloader.sampler=dict(type='ReproducibleSampler', sampler=...).")
+        else:
+            sampler.seed = runner.seed
+            inner = sampler.sampler
+            if hasattr(inner, 'seed') and hasattr(inner, 'set_epoch'):
+                # the seed mmengine builds samplers with: the run's (before any per-rank offset)
+                diff_rank = runner._randomness_cfg.get('diff_rank_seed', False)
+                inner.seed = runner.seed - (get_dist_info()[0] if diff_rank else 0)
+        if (isinstance(runner.train_loop, EpochBasedTrainLoop) and runner.iter > 0
+                and runner.iter != runner.epoch * len(loader)):
+            runner.logger.warning(
+                f'Resumed at iteration {runner.iter}, inside epoch {runner.epoch + 1}: mmengine\'s '
+                'EpochBasedTrainLoop restarts that epoch from its first batch, so this run will '
+                'not match an uninterrupted one. Resume from an epoch checkpoint for that.')
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        seed_from_key((runner.seed, runner.iter))
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['rng_state'] = get_rng_state()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if getattr(runner, '_resume', False) and 'rng_state' in checkpoint:
+            set_rng_state(checkpoint['rng_state'])
+
+
+def make_randomness_resumable(cfg: Config) -> Config:
+    """Add :class:`ReproducibleRandomnessHook` and wrap the training sampler in
+    :class:`ReproducibleSampler` (each once; a config that has them already is left as it is)."""
+    loader = cfg.get('train_dataloader')
+    if not isinstance(loader, dict) or cfg.get('train_cfg') is None:
+        return cfg
+    sampler = loader.get('sampler')
+    if isinstance(sampler, dict) and sampler.get('type') != 'ReproducibleSampler':
+        loader['sampler'] = ConfigDict(type='ReproducibleSampler', sampler=sampler)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type') == 'ReproducibleRandomnessHook'
+               for h in hooks):
+        hooks.append(ConfigDict(type='ReproducibleRandomnessHook'))
+        cfg.custom_hooks = hooks
+    return cfg
