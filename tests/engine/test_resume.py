@@ -1,6 +1,6 @@
-"""A run killed mid-epoch and resumed with ``tools/train.py --resume`` ends as the uninterrupted run:
-same final weights, same logged loss at every iteration (quickstart config, random augmentation on,
-persistent data-loader workers)."""
+"""A run killed mid-epoch and resumed with ``tools/train.py --resume`` ends as the uninterrupted
+run: same final weights, same logged loss at every iteration (quickstart config, random
+augmentation on, persistent data-loader workers)."""
 import glob
 import json
 import os
@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -107,6 +107,26 @@ def test_dist_train_two_processes_on_cpu(tmp_path, digits_root):
     assert glob.glob(osp.join(str(tmp_path), 'epoch_1.pth'))
 
 
+def test_dist_train_two_processes_of_32_equal_one_of_64(tmp_path, python, digits_root):
+    """DDP on CPU computes the single-process step: 2 processes x batch 32 through
+    tools/dist_train.sh and 1 x 64 end one epoch (8 iterations, random crops on, drop path off)
+    with the same weights. The crops agree too: ReproducibleSampler keys each sample's
+    augmentation by its place in the global order, which does not depend on the process count."""
+    from visionllama_mm.compat import load_checkpoint_file
+    opts = _digits_opts(digits_root, 'train_cfg.max_epochs=1',
+                        'train_dataloader.dataset.indices=512', 'val_dataloader.dataset.indices=40',
+                        'model.backbone.drop_path_rate=0.0')
+    one, two = str(tmp_path / 'one'), str(tmp_path / 'two')
+    run_tool([python, 'tools/train.py', QUICKSTART, '--work-dir', one, *opts])
+    out = run_tool(['bash', 'tools/dist_train.sh', QUICKSTART, '2', '--work-dir', two, *opts,
+                    'train_dataloader.batch_size=32'], env={'PORT': '29614'})
+    assert re.search(r'Epoch\(train\)\s+\[1\]\[8/8\]', out), out[-3000:]
+    a, b = (load_checkpoint_file(osp.join(w, 'epoch_1.pth'))['state_dict'] for w in (one, two))
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    print(f'2 x 32 vs 1 x 64: max |diff| of the weights after one epoch {diff:.3g}')
+    assert diff <= 1e-5
+
+
 def test_get_flops(python):
     out = run_tool([python, 'tools/analysis_tools/get_flops.py',
                     'configs/visionllama/visionllama-plain-small-p16_8xb256-800e_in1k.py'])

@@ -4,5 +4,6 @@ from .checkpoint import AtomicCheckpointHook
 from .layer_decay import LayerwiseDecayOptimWrapperConstructor
 from .reproducibility import ReproducibleRandomnessHook, ReproducibleSampler
 
-__all__ = ['AtomicCheckpointHook', 'CPUBF16AmpOptimWrapper', 'LayerwiseDecayOptimWrapperConstructor',
-           'ReproducibleRandomnessHook', 'ReproducibleSampler']
+__all__ = ['AtomicCheckpointHook', 'CPUBF16AmpOptimWrapper',
+           'LayerwiseDecayOptimWrapperConstructor', 'ReproducibleRandomnessHook',
+           'ReproducibleSampler']

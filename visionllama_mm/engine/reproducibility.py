@@ -1,4 +1,4 @@
-"""Randomness that does not depend on when a run started: a resumed run ends as the uninterrupted one.
+"""Randomness independent of when a run started: a resumed run ends as the uninterrupted one.
 
 mmengine seeds the processes once, at start-up. A run resumed from a checkpoint therefore draws
 different random numbers from then on (drop-path masks, mixup, augmentation), and data-loader
@@ -111,7 +111,8 @@ def set_rng_state(state: dict) -> None:
 @contextmanager
 def _seeded_sample(key: Sequence[int]):
     """Run a sample's pipeline with randomness seeded from ``key``; restore the states after."""
-    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    np_state, py_state = np.random.get_state(), random.getstate()
+    torch_state = torch.get_rng_state()
     seed_from_key(key, all_devices=False)
     try:
         yield
