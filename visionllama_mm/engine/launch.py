@@ -15,9 +15,8 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 from .checkpoint import use_atomic_checkpoint_hook
-from .reproducibility import make_randomness_resumable
-
 from .checks import check_cfg_options
+from .reproducibility import make_randomness_resumable
 
 __all__ = ['toolbox_of', 'merge_train_args', 'merge_test_args', 'adapt_to_device', 'build_runner']
 
