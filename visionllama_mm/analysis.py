@@ -142,6 +142,7 @@ def load_reference_file(path: str):
     name = '_benchmark_reference_' + osp.splitext(osp.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registries (e.g. timm's register_model) look the module up
     folder = osp.dirname(path)
     sys.path.insert(0, folder)
     try:
