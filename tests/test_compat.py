@@ -78,3 +78,20 @@ def test_weights_only_loader_refuses_code(tmp_path):
     torch.save({'state_dict': {}, 'x': _Payload()}, path)
     with pytest.raises(RuntimeError, match='Refusing to load .*evil.pth.*system'):
         _load_checkpoint(path, map_location='cpu')
+
+
+def test_weights_only_loader_names_files_that_are_not_checkpoints(tmp_path):
+    # torch's own message for these is unpickling advice about weights_only, without the file
+    from mmengine.runner.checkpoint import _load_checkpoint
+    legacy = str(tmp_path / 'legacy.pth')  # torch < 1.6 format (a pickle, not a zip) still loads
+    torch.save({'state_dict': {'w': torch.ones(10000)}}, legacy,
+               _use_new_zipfile_serialization=False)
+    assert torch.equal(_load_checkpoint(legacy)['state_dict']['w'], torch.ones(10000))
+    with open(legacy, 'rb') as f:
+        data = f.read()
+    (tmp_path / 'legacy_half.pth').write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match='legacy_half.pth is truncated or corrupt'):
+        _load_checkpoint(str(tmp_path / 'legacy_half.pth'))
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    with pytest.raises(ValueError, match=r'empty.pth is not a torch checkpoint: it is empty'):
+        _load_checkpoint(str(tmp_path / 'empty.pth'))

@@ -167,10 +167,12 @@ def load_checkpoint_file(filename: str, map_location=None, extra_safe_globals=()
             'unpickles code from a checkpoint. Save the weights as {"state_dict": ...} (tensors '
             'only) or convert a released checkpoint with tools/model_converters/.') from err
     except (EOFError, RuntimeError) as err:
-        # a zip archive whose records are damaged: torch's PytorchStreamReader fails
-        if isinstance(err, EOFError) or 'PytorchStreamReader' in str(err) or 'zip' in str(err):
+        # damaged zip records (PytorchStreamReader), or tensor data cut short in either format
+        msg = str(err)
+        if isinstance(err, EOFError) or any(w in msg for w in ('PytorchStreamReader', 'zip archive',
+                                                               'unexpected EOF', 'corrupted')):
             raise ValueError(f'checkpoint {filename} is truncated or corrupt: '
-                             f'{str(err).strip().splitlines()[0]}') from err
+                             f'{msg.strip().splitlines()[0]}') from err
         raise
 
 

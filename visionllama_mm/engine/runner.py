@@ -19,7 +19,7 @@ from mmengine.runner import Runner as _StockRunner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from ..datasets.checks import check_dataset_cfg, check_labels
-from .checks import load_state_dict_checked
+from .checks import _unwrap, load_state_dict_checked
 
 __all__ = ['Runner']
 
@@ -48,12 +48,12 @@ class Runner(_StockRunner):
         return _StockRunner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
 
     def _check_labels(self, loop, where: str):
-        from .checks import _unwrap
         head = getattr(_unwrap(self.model), 'head', None)
         num_classes = getattr(head, 'num_classes', None)
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
         if isinstance(num_classes, int) and dataset is not None:
-            checked = vars(self).setdefault('_labels_checked', set())  # test_dataloader may be val's
+            # a loop built before (runner.val() after train()) is not checked twice
+            checked = vars(self).setdefault('_labels_checked', set())
             if id(dataset) not in checked:
                 check_labels(dataset, num_classes, where=where)
                 checked.add(id(dataset))
