@@ -6,7 +6,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import OPTIM_WRAPPERS
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.engine.amp import CPUBF16AmpOptimWrapper
+from visionllama_mm.engine.amp import CPUBF16AmpOptimWrapper, native_bf16
 from visionllama_mm.engine.launch import adapt_to_device
 
 
@@ -72,3 +72,10 @@ def test_amp_with_cuda_stays_stock():
         type='AmpOptimWrapper', loss_scale='dynamic', optimizer=dict(type='AdamW', lr=1e-3))))
     adapt_to_device(cfg, cuda=True)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+
+
+def test_warns_when_the_cpu_has_no_native_bf16(tmp_path):
+    log = tmp_path / 'log.txt'
+    MMLogger.get_instance('test_amp_native_bf16', log_file=str(log))
+    _wrapper(nn.Linear(2, 2))
+    assert ('no bf16 matmul instructions' in log.read_text()) == (not native_bf16())
