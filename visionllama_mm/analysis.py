@@ -152,7 +152,7 @@ def load_reference_file(path: str):
     return module
 
 
-def _build_reference(module, name: str, num_classes: int) -> nn.Module:
+def _build_reference(module, name: str, **kwargs) -> nn.Module:
     factory = getattr(module, name, None)
     if not callable(factory):
         found = sorted(k for k, v in vars(module).items()
@@ -161,9 +161,9 @@ def _build_reference(module, name: str, num_classes: int) -> nn.Module:
         raise ValueError(f'--reference-model {name!r} is not a function of {module.__file__}; '
                          f'its functions: {", ".join(found)}')
     params = inspect.signature(factory).parameters
-    takes_classes = 'num_classes' in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    return factory(num_classes=num_classes) if takes_classes else factory()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return factory(**kwargs)
 
 
 _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -173,24 +173,28 @@ def build_references(cfg: Config, timm_names: Sequence[str] = (),
                      reference_file: Optional[str] = None, reference_models: Sequence[str] = (),
                      shape=None) -> List[Tuple[str, nn.Module]]:
     """``(name, model)`` of each reference: timm models by name (ViTs built for the input size)
-    and the factories ``reference_models`` of a user's python file (called with ``num_classes``),
-    all with the config head's number of classes."""
+    and the factories ``reference_models`` of a user's python file.
+
+    Every reference gets the config head's ``num_classes`` and the config backbone's
+    ``drop_path_rate`` (factories: those of the two they accept), so that stochastic depth, which
+    costs time in training mode, is the same for all models."""
     if bool(reference_models) != bool(reference_file):
         raise ValueError('--reference-file and --reference-model go together: the file defines '
                          'the model factories that --reference-model names')
     h, w = _shape(cfg, shape)
-    num_classes = cfg.model.get('head', {}).get('num_classes', 1000)
+    common = dict(num_classes=cfg.model.get('head', {}).get('num_classes', 1000),
+                  drop_path_rate=cfg.model.get('backbone', {}).get('drop_path_rate', 0.))
     refs = []
     for timm_name in timm_names:
         import timm
         kwargs = dict(img_size=(h, w)) if 'vit' in timm_name else {}
         refs.append((f'timm:{timm_name}', timm.create_model(
-            timm_name, pretrained=False, num_classes=num_classes, **kwargs)))
+            timm_name, pretrained=False, **common, **kwargs)))
     if reference_file:
         module = load_reference_file(reference_file)
         for name in reference_models:
             refs.append((f'{osp.basename(reference_file)}:{name}',
-                         _build_reference(module, name, num_classes)))
+                         _build_reference(module, name, **common)))
     return refs
 
 
