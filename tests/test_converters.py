@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.analysis import build_model_from_cfg
-from visionllama_mm.converters import convert_state_dict, detect_kind
+from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
 
 from .conftest import run_tool
 from .models.backbones.official_plain_reference import OfficialPlainVisionLLaMA
@@ -80,3 +80,65 @@ def test_converter_refuses_pickled_code(tmp_path):
     torch.save({'model': {}, 'x': Evil()}, tmp_path / 'evil.pth')
     with pytest.raises(RuntimeError, match='weights_only=True'):
         load_source(str(tmp_path / 'evil.pth'))
+
+
+def _fork_like(**extra):
+    """The keys that tell the mmpretrain fork's checkpoints apart: its frozen ``pos_embed``."""
+    sd = {'backbone.pos_embed': torch.zeros(1, 5, 8), 'backbone.cls_token': torch.zeros(1, 1, 8),
+          'backbone.patch_embed.projection.weight': torch.zeros(8, 3, 4, 4),
+          'backbone.layers.0.ffn.w12.weight': torch.zeros(32, 8)}
+    sd.update(extra)
+    return sd
+
+
+def test_fork_is_detected_by_its_frozen_pos_embed():
+    kind, weights = detect_kind({'state_dict': _fork_like(), 'meta': {'epoch': 800}})
+    assert kind == 'mmpretrain-fork' and 'backbone.pos_embed' in weights
+    # the same keys without the frozen pos_embed are our own layout, not the fork's
+    ours = {k: v for k, v in _fork_like().items() if k != 'backbone.pos_embed'}
+    with pytest.raises(AlreadyConvertedError,
+                       match=r"already a visionllama_mm checkpoint, no conversion needed: its "
+                             r"state_dict has this package's key layout "
+                             r"\(backbone.layers.0.ffn.w12.weight\)"):
+        detect_kind({'state_dict': ours, 'meta': {'epoch': 1}})
+
+
+def test_converted_checkpoint_is_recognised_as_ours(python, tmp_path):
+    src, dst = tmp_path / 'fork.pth', tmp_path / 'ours.pth'
+    torch.save({'state_dict': _fork_like(), 'meta': {}}, src)
+    out = run_tool([python, 'tools/model_converters/vision_llama_official.py', str(src), str(dst)])
+    assert 'detected: mmpretrain-fork' in out
+    with pytest.raises(AlreadyConvertedError,
+                       match=r'no conversion needed: converted from fork.pth \(format '
+                             r'mmpretrain-fork\) by this tool'):
+        detect_kind(torch.load(dst, weights_only=True))
+
+
+def test_own_pyramid_and_bare_backbone_state_dicts_are_ours():
+    from visionllama_mm.models.backbones import PyramidVisionLLaMA, VisionLLaMA
+    with torch.device('meta'):
+        pyramid = PyramidVisionLLaMA(arch='small').state_dict()
+        plain = VisionLLaMA(arch='small').state_dict()
+    with pytest.raises(AlreadyConvertedError, match=r'\(backbone.stages.0.0.ffn.w12.weight\)'):
+        detect_kind({'state_dict': {f'backbone.{k}': v for k, v in pyramid.items()}})
+    with pytest.raises(AlreadyConvertedError, match=r'top-level dict .*\(layers.0.ffn.w12.weight\)'):
+        detect_kind(plain)
+
+
+def test_train_py_checkpoint_is_not_converted(python, tmp_path, digits_root):
+    """A real ``tools/train.py`` checkpoint (one iteration of the quickstart) given to the converter
+    is named as ours; nothing is written."""
+    work = tmp_path / 'work'
+    run_tool([python, 'tools/train.py', 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py',
+              '--work-dir', str(work), '--no-validate', '--cfg-options',
+              f'train_dataloader.dataset.data_root={digits_root}', 'train_dataloader.num_workers=0',
+              'train_dataloader.persistent_workers=False', 'train_dataloader.dataset.indices=64',
+              'train_cfg.max_epochs=1'])
+    ckpt = work / 'epoch_1.pth'
+    proc = __import__('subprocess').run(
+        [python, 'tools/model_converters/vision_llama_official.py', str(ckpt),
+         str(tmp_path / 'out.pth')], capture_output=True, text=True)
+    assert proc.returncode != 0, proc.stdout
+    assert ('already a visionllama_mm checkpoint, no conversion needed: its state_dict has this '
+            "package's key layout (backbone.layers.0.ffn.w12.weight)") in proc.stderr, proc.stderr
+    assert not (tmp_path / 'out.pth').exists()
