@@ -2,7 +2,8 @@
 # augmentation (paper Table 5: box 49.1 / mask 43.8 AP, 76.3M params), spec §6.3: mmdet's Swin
 # Mask R-CNN 3x recipe (AdamW lr 1e-4, wd 0.05, no decay on norms, 1000 warm-up iterations, steps at
 # epochs 27 and 33, batch 2 x 8) with the backbone swapped; auto_scale=True (released rule), drop
-# path 0.2, pad_size_divisor=32 (inputs must be multiples of 32).
+# path 0.2. The stock data preprocessor pads every batch, in training and testing, to a multiple of
+# 32 (pad_size_divisor=32, inherited).
 _base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)

@@ -1,6 +1,10 @@
 # UperNet on ADE20K with Pyramid VisionLLaMA-S (spec §6.2): mmseg's Twins-SVT-S UperNet recipe with
 # the backbone swapped — AdamW lr 6e-5, wd 0.01, no decay on norms, 1500 warm-up iterations, poly
-# to 160k, batch 2 x 8, 512x512 crops, slide inference 512/341, UPerHead channels 512 + FCN auxiliary.
+# to 160k, batch 2 x 8, 512x512 crops, UPerHead channels 512 + FCN auxiliary. Testing is the stock
+# Twins base's: whole-image inference (test_cfg mode='whole') on the image resized to short side
+# 512 (e.g. 683x512, not a multiple of 32; the backbone pads internally). The paper's setting is
+# slide inference 512/341 (spec §6.2): add `model.test_cfg.mode=slide
+# model.test_cfg.crop_size=(512,512) model.test_cfg.stride=(341,341)` for it.
 # As the official seg configs: auto_scale=True with the released rule (s = 14 / H_stage, spec Q6),
 # the released GSA key positions, drop path 0.2, one LayerNorm per returned stage. Initialise from a
 # converted ImageNet checkpoint (the classification head and double norm are not used).
