@@ -178,3 +178,55 @@ def test_sampler_keys_augmentation_by_sample_not_by_worker():
                 _epochs(1, [1, 2], batch_size=3)):
         for epoch, rows in got.items():
             assert torch.equal(rows, ref[epoch]), epoch
+
+
+class _Noisy(Dataset):
+    """Inputs with numpy noise (an augmentation) for a toy regression."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        x = np.full(4, i / 10, dtype=np.float32) + np.random.randn(4).astype(np.float32)
+        return dict(inputs=torch.from_numpy(x), data_samples=torch.tensor([float(i % 3)]))
+
+
+def _iter_runner(work, max_iters, resume=False):
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    class Toy(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(4, 1))
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            out = self.net(inputs)
+            return dict(loss=(out - data_samples).pow(2).mean()) if mode == 'loss' else out
+
+    sampler = dict(type='ReproducibleSampler', sampler=dict(type='InfiniteSampler', shuffle=True))
+    torch.manual_seed(0)  # the same initial weights (the model is built before the Runner seeds)
+    return Runner(
+        model=Toy(), work_dir=work, default_scope='mmpretrain',
+        train_dataloader=dict(dataset=_Noisy(), sampler=sampler, batch_size=3, num_workers=1,
+                              persistent_workers=True, collate_fn=dict(type='default_collate')),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05)),
+        custom_hooks=[dict(type='ReproducibleRandomnessHook')],
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=3,
+                                           by_epoch=False),
+                           logger=dict(type='LoggerHook', interval=1)),
+        resume=resume, randomness=dict(seed=1), log_processor=dict(by_epoch=False),
+        experiment_name=f'{osp.basename(work)}_{max_iters}_{resume}')
+
+
+def test_iteration_based_resume_is_exact(tmp_path):
+    """IterBasedTrainLoop resumed from an iteration checkpoint (dropout, noisy inputs, a
+    persistent worker): the same weights at the end."""
+    full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
+    _iter_runner(full, 9).train()
+    _iter_runner(cut, 3).train()
+    _iter_runner(cut, 9, resume=True).train()
+    diff = _max_diff(_weights(osp.join(full, 'iter_9.pth')), _weights(osp.join(cut, 'iter_9.pth')))
+    assert diff == 0, diff
