@@ -26,17 +26,28 @@ def _photos() -> List[np.ndarray]:
     return [np.asarray(img) for img in load_sample_images().images]
 
 
-def make_shapes(num: int, size: Tuple[int, int] = (64, 96), seed: int = 0):
+# real dataset image sizes (H, W), none a multiple of 16 or 32 in both sides
+ADE20K_SIZES = ((512, 683), (375, 500), (683, 512))
+COCO_SIZES = ((427, 640), (375, 500), (640, 427))
+
+
+def make_shapes(num: int, size=(64, 96), seed: int = 0):
     """``num`` samples: (RGB image uint8, semantic label map, instances).
 
-    Each instance is ``dict(category=int, bbox=[x, y, w, h], polygon=[...] or None, mask=HxW bool)``.
+    ``size`` is one (H, W) or a list of them, used in turn. Each instance is
+    ``dict(category=int, bbox=[x, y, w, h], polygon=[...] or None, mask=HxW bool)``.
     """
     rng = np.random.RandomState(seed)
     photos = _photos()
-    H, W = size
+    sizes = [size] if isinstance(size[0], int) else list(size)
     samples = []
-    for _ in range(num):
+    for n in range(num):
+        H, W = sizes[n % len(sizes)]
         photo = photos[rng.randint(len(photos))]
+        if photo.shape[0] <= H or photo.shape[1] <= W:  # upscale the photo to crop from it
+            s = max((H + 1) / photo.shape[0], (W + 1) / photo.shape[1])
+            photo = np.asarray(Image.fromarray(photo).resize(
+                (int(photo.shape[1] * s) + 1, int(photo.shape[0] * s) + 1)))
         y0, x0 = rng.randint(photo.shape[0] - H), rng.randint(photo.shape[1] - W)
         img = Image.fromarray(photo[y0:y0 + H, x0:x0 + W].copy())
         labels = np.ones((H, W), np.uint8)  # 1 = photo background

@@ -8,8 +8,9 @@ def stock_tools(toolbox):
     return osp.join(osp.dirname(importlib.import_module(toolbox).__file__), '.mim', 'tools')
 
 
+# `_delete_` replaces the shipped arch (a name such as 'mae-base') by the tiny dict
 TINY_PLAIN = [
-    'model.backbone.arch.embed_dims=64', 'model.backbone.arch.num_layers=4',
+    'model.backbone.arch._delete_=True', 'model.backbone.arch.embed_dims=64', 'model.backbone.arch.num_layers=4',
     'model.backbone.arch.num_heads=2', 'model.backbone.arch.feedforward_channels=128',
     'model.backbone.init_cfg=None',
 ]
@@ -24,14 +25,19 @@ def _loaders(root, extra_test=()):
     return opts
 
 
-def seg_opts(root, iters=4):
+# The shipped test resize (2048, 512) shrunk so that a real ADE20K image (683x512, 500x375,
+# 512x683) reaches the network as 75x56 / 56x75: neither side a multiple of 16 or 32, as 683 is not.
+ODD_TEST_SCALE = '(224,56)'
+
+
+def seg_opts(root, iters=4, test_scale='(128,64)'):
     return [
         *_loaders(root),
         'train_dataloader.batch_size=2',
         'train_dataloader.dataset.pipeline.2.scale=(128,64)',
         'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
-        'val_dataloader.dataset.pipeline.1.scale=(128,64)',
-        'test_dataloader.dataset.pipeline.1.scale=(128,64)',
+        f'val_dataloader.dataset.pipeline.1.scale={test_scale}',
+        f'test_dataloader.dataset.pipeline.1.scale={test_scale}',
         'model.data_preprocessor.size=(64,64)',
         'model.test_cfg.crop_size=(64,64)', 'model.test_cfg.stride=(43,43)',
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
