@@ -1,7 +1,7 @@
-"""visionllama_mm: VisionLLaMA, ViTamin, ConvNeXt V2 and LVM for mmpretrain, mmseg and mmdet.
+"""visionllama_mm: VisionLLaMA (plain, pyramid, MAE) for mmpretrain, mmseg and mmdet.
 
 Importing the package applies the version shims (:mod:`visionllama_mm.compat`) and registers every
-model, dataset, transform, metric, hook and optimizer constructor into the registries of all three
+model, dataset, hook, optimizer wrapper and optimizer constructor into the registries of all three
 toolboxes (:mod:`visionllama_mm.registry`). It does nothing else.
 """
 from . import compat

@@ -8,8 +8,7 @@ below.
 import importlib
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ['MultiRegistry', 'MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS',
-           'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES']
+__all__ = ['MultiRegistry', 'MODELS', 'DATASETS', 'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES']
 
 TOOLBOXES = ('mmpretrain', 'mmseg', 'mmdet')
 
@@ -43,7 +42,5 @@ class MultiRegistry:
 
 MODELS = MultiRegistry('MODELS')
 DATASETS = MultiRegistry('DATASETS')
-TRANSFORMS = MultiRegistry('TRANSFORMS')
-METRICS = MultiRegistry('METRICS')
 HOOKS = MultiRegistry('HOOKS')
 OPTIM_WRAPPER_CONSTRUCTORS = MultiRegistry('OPTIM_WRAPPER_CONSTRUCTORS')
