@@ -21,7 +21,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='VisionLLaMA',
-        arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=8192),
+        arch='mae-base',
         ffn_bias=True,
         ffn_drop_path=False,
         img_size=1024,

@@ -6,7 +6,7 @@ _base_ = ['./upernet_visionllama-base-p16_mae-800e-pre_8xb2-amp-160k_ade20k-512x
 pretrained = 'pretrain/visionllama-large-mae-800e.pth'
 model = dict(
     backbone=dict(
-        arch=dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=11008),
+        arch='mae-large',
         out_indices=[7, 11, 15, 23],
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(embed_dim=1024),

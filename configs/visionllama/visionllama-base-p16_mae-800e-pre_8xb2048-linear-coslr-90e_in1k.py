@@ -11,7 +11,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='VisionLLaMA',
-        arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=8192),
+        arch='mae-base',
         ffn_bias=True,
         img_size=224,
         patch_size=16,

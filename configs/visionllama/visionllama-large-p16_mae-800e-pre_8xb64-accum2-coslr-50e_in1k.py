@@ -6,7 +6,7 @@ _base_ = ['./visionllama-base-p16_mae-800e-pre_8xb128-coslr-100e_in1k.py']
 pretrained = 'pretrain/visionllama-large-mae-800e.pth'
 model = dict(
     backbone=dict(
-        arch=dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=11008),
+        arch='mae-large',
         drop_path_rate=0.2,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     head=dict(in_channels=1024))

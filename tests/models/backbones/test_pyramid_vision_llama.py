@@ -98,13 +98,13 @@ def test_auto_scale_rules():
     anchor = PyramidVisionLLaMA(arch=TINY, auto_scale=True, auto_scale_rule='anchor', img_size=224)
     plain = PyramidVisionLLaMA(arch=TINY)
     for k, grid in enumerate([56, 28, 14, 7]):
-        assert anchor._scale(k, grid, grid) == (1.0, 1.0)  # at the anchor: plain 2D RoPE
+        assert anchor.ropes[k].scale(grid, grid) == (1.0, 1.0)  # at the anchor: plain 2D RoPE
         q_a, k_a = anchor.gsa_tables(k, grid, grid, 'cpu')
         q_p, k_p = plain.gsa_tables(k, grid, grid, 'cpu')
         assert torch.equal(q_a[0], q_p[0]) and torch.equal(k_a[1], k_p[1])
-    assert anchor._scale(0, 128, 64) == (56 / 64, 56 / 128)  # per axis
+    assert anchor.ropes[0].scale(128, 64) == (56 / 64, 56 / 128)  # per axis
     official = PyramidVisionLLaMA(arch=TINY, auto_scale=True)
-    assert official._scale(0, 128, 64) == (14 / 128, 14 / 128)  # 14 / H, both axes (spec Q6)
+    assert official.ropes[0].scale(128, 64) == (14 / 128, 14 / 128)  # 14 / H, both axes (spec Q6)
 
 
 def test_dense_outputs_non_square_and_errors():
@@ -112,9 +112,10 @@ def test_dense_outputs_non_square_and_errors():
     outs = m(torch.randn(1, 3, 224, 320))
     assert [tuple(o.shape) for o in outs] == [(1, 16, 56, 80), (1, 32, 28, 40), (1, 32, 14, 20),
                                              (1, 64, 7, 10)]
-    with pytest.raises(ValueError, match='230x224 must be a multiple of 32'):
-        m(torch.randn(1, 3, 230, 224))
-    with pytest.raises(KeyError, match="unknown arch 'tiny'"):
+    # any size: padded to a multiple of 32 inside, every map cropped to ceil(H / stride)
+    outs = m(torch.randn(1, 3, 230, 225))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(58, 57), (29, 29), (15, 15), (8, 8)]
+    with pytest.raises(ValueError, match="unknown arch 'tiny'; valid names: b, base, l, large"):
         PyramidVisionLLaMA(arch='tiny')
     with pytest.raises(ValueError, match='out_indices must name stages'):
         PyramidVisionLLaMA(arch=TINY, out_indices=(4, ))
@@ -137,15 +138,18 @@ def test_frozen_stages():
 
 
 def test_gsa_table_cache_is_bounded_and_reset_on_move():
-    m = PyramidVisionLLaMA(arch=TINY)
-    m.gsa_cache_size = 3
+    m = PyramidVisionLLaMA(arch=TINY, rope_cache_size=3)
+    rope = m.ropes[0]
     first = m.gsa_tables(0, 8, 8, 'cpu')
-    assert m.gsa_tables(0, 8, 8, 'cpu') is first  # cached
+    second = m.gsa_tables(0, 8, 8, 'cpu')
+    assert second[0] is first[0] and second[1] is first[1]  # cached
     for w in (16, 24, 32):
         m.gsa_tables(0, 8, w, 'cpu')
-    assert len(m._gsa_cache) == 3 and (0, 8, 8, torch.device('cpu'), False) not in m._gsa_cache
+    keys = [k for k, _device, _inference in rope.cached_keys()]
+    grids = [k[1:3] if k[0] == 'grid' else k[3:5] for k in keys]  # (H, W) of each table
+    assert len(keys) == 3 and (8, 8) not in grids  # the least recently used went first
     m.float()
-    assert len(m._gsa_cache) == 0
+    assert rope.cached_keys() == []
 
 
 def test_with_cp_same_gradients():

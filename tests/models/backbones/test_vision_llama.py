@@ -102,9 +102,10 @@ def test_bf16_autocast_forward_backward():
 
 
 def test_bad_arch_is_a_clear_error():
-    with pytest.raises(KeyError, match="unknown arch 'huge'"):
+    with pytest.raises(ValueError, match="unknown arch 'huge'; valid names: b, base, l, large, "
+                       "mae-b, mae-base, mae-l, mae-large, s, small"):
         VisionLLaMA(arch='huge')
-    with pytest.raises(KeyError, match='custom arch must be a dict'):
+    with pytest.raises(ValueError, match='custom arch must be a dict'):
         VisionLLaMA(arch=dict(embed_dims=64))
 
 
@@ -150,3 +151,33 @@ def test_windowed_blocks_vitdet():
     assert out.shape == (2, 64, 5, 6) and not torch.allclose(out, glob(y)[0], atol=1e-3)
     with pytest.raises(ValueError, match='with_cls_token=False'):
         VisionLLaMA(arch=tiny, window_size=4)
+
+
+def test_inference_mode_forward_does_not_break_the_next_training_step():
+    """An unrotated class token row built under inference_mode must not leak into training."""
+    tiny = dict(embed_dims=64, num_layers=1, num_heads=2, feedforward_channels=64)
+    m = VisionLLaMA(arch=tiny, cls_token_pos='none')
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        m.eval()
+        m(x)
+    m.train()
+    m(x)[0].sum().backward()  # failed with "Inference tensors cannot be saved for backward"
+    assert m.cls_token.grad is not None
+
+
+def test_mae_arch_names_are_plain_arch_names():
+    with torch.device('meta'):
+        m = VisionLLaMA(arch='mae-base', ffn_bias=True)
+    assert m.layers[0].ffn.hidden_dims == 8192
+    assert VisionLLaMA.arch_zoo['mae-large']['feedforward_channels'] == 11008
+
+
+def test_dense_featmap_pads_inputs_not_divisible_by_the_patch():
+    tiny = dict(embed_dims=64, num_layers=1, num_heads=2, feedforward_channels=64)
+    m = VisionLLaMA(arch=tiny, with_cls_token=False, out_type='featmap').eval()
+    x = torch.randn(1, 3, 36, 50)
+    out = m(x)[0]
+    assert out.shape == (1, 64, 3, 4)  # ceil(36/16) x ceil(50/16)
+    padded = torch.nn.functional.pad(x, (0, 14, 0, 12))
+    assert torch.allclose(out, m(padded)[0], atol=1e-6)  # zero padding, right and bottom

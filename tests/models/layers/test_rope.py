@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from visionllama_mm.models.layers import RotaryEmbedding2D, apply_rope, grid_positions
+from visionllama_mm.models.layers import RotaryEmbedding, apply_rope, grid_positions
 
 
 def test_frequency_layout_matches_spec():
-    rope = RotaryEmbedding2D(head_dim=8)  # d_r = 8 -> K = 2 frequencies
+    rope = RotaryEmbedding(head_dim=8)  # d_r = 8 -> K = 2 frequencies
     assert torch.allclose(rope.freqs, torch.tensor([1.0, 10000**(-4 / 8)]))
     # token (x=3, y=5): angles [x w0, y w0, x w1, y w1]
     ang = rope.angles(torch.tensor([[3., 5.]]))
@@ -17,7 +17,7 @@ def test_frequency_layout_matches_spec():
 
 
 def test_interleaved_pairs_rotate_like_complex_numbers():
-    rope = RotaryEmbedding2D(head_dim=4)
+    rope = RotaryEmbedding(head_dim=4)
     cos, sin = rope.table(torch.tensor([[2., 1.]]))  # angles [2, 1]
     x = torch.tensor([[[[1., 0., 0., 1.]]]])  # (1, 1, 1, 4): pairs 1+0j, 0+1j
     out = apply_rope(x, (cos, sin))
@@ -34,7 +34,7 @@ def test_raster_positions_non_square():
 
 def test_scores_depend_only_on_relative_offset():
     torch.manual_seed(0)
-    rope = RotaryEmbedding2D(head_dim=16)
+    rope = RotaryEmbedding(head_dim=16)
     q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
 
     def score(p, r):
@@ -50,8 +50,8 @@ def test_scores_depend_only_on_relative_offset():
 
 
 def test_as2drope_at_anchor_equals_plain_and_interpolates_elsewhere():
-    plain = RotaryEmbedding2D(head_dim=32)
-    scaled = RotaryEmbedding2D(head_dim=32, anchor=(14, 14))
+    plain = RotaryEmbedding(head_dim=32)
+    scaled = RotaryEmbedding(head_dim=32, anchor=(14, 14))
     for a, b in zip(plain(14, 14), scaled(14, 14)):
         assert torch.equal(a, b)
     # at 28x28 the positions are halved: token (x=2, y=4) sits where (1, 2) sat at the anchor
@@ -61,7 +61,7 @@ def test_as2drope_at_anchor_equals_plain_and_interpolates_elsewhere():
 
 
 def test_as2drope_scales_each_axis_separately():
-    scaled = RotaryEmbedding2D(head_dim=8, anchor=(4, 8))
+    scaled = RotaryEmbedding(head_dim=8, anchor=(4, 8))
     assert scaled.scale(8, 16) == (0.5, 0.5)
     assert scaled.scale(4, 16) == (0.5, 1.0)  # (s_x, s_y)
     cos, sin = scaled(4, 16)
@@ -70,14 +70,14 @@ def test_as2drope_scales_each_axis_separately():
 
 
 def test_table_is_cached_per_shape():
-    rope = RotaryEmbedding2D(head_dim=8)
+    rope = RotaryEmbedding(head_dim=8)
     a = rope(3, 5)
     assert rope(3, 5)[0] is a[0]
     assert rope(5, 3)[0] is not a[0]
 
 
 def test_partial_rotation_leaves_tail_channels():
-    rope = RotaryEmbedding2D(head_dim=16, ratio=0.5)
+    rope = RotaryEmbedding(head_dim=16, ratio=0.5)
     assert rope.rot_dim == 8
     x = torch.randn(2, 3, 6, 16)
     out = apply_rope(x, rope(2, 3))
@@ -86,7 +86,7 @@ def test_partial_rotation_leaves_tail_channels():
 
 
 def test_bf16_input_keeps_dtype():
-    rope = RotaryEmbedding2D(head_dim=8)
+    rope = RotaryEmbedding(head_dim=8)
     x = torch.randn(1, 2, 4, 8).bfloat16()
     out = apply_rope(x, rope(2, 2))
     assert out.dtype == torch.bfloat16
@@ -96,4 +96,79 @@ def test_bf16_input_keeps_dtype():
 
 def test_bad_rotated_dim_is_refused():
     with pytest.raises(ValueError, match='multiple of 4'):
-        RotaryEmbedding2D(head_dim=6)
+        RotaryEmbedding(head_dim=6)
+
+
+def test_cache_is_bounded_lru_and_cleared_on_move():
+    rope = RotaryEmbedding(head_dim=8, cache_size=2)
+    a = rope(2, 2)
+    rope(3, 3)
+    assert rope(2, 2).cos is a.cos  # hit refreshes (2, 2)
+    rope(4, 4)  # evicts (3, 3), the least recently used
+    grids = [k[1:3] for k, _dev, _inf in rope.cached_keys()]
+    assert grids == [(2, 2), (4, 4)]
+    rope.to(torch.float64)
+    assert rope.cached_keys() == []
+    with pytest.raises(ValueError, match='cache_size'):
+        RotaryEmbedding(head_dim=8, cache_size=0)
+
+
+def test_tables_made_in_inference_mode_are_kept_apart():
+    rope = RotaryEmbedding(head_dim=8)
+    with torch.inference_mode():
+        inf = rope(2, 3)
+    train = rope(2, 3)
+    assert inf.cos.is_inference() and not train.cos.is_inference()
+    q = torch.randn(1, 1, 6, 8, requires_grad=True)
+    apply_rope(q, train).sum().backward()  # would fail with an inference table
+    assert q.grad is not None
+
+
+def test_prefix_rows_are_an_option():
+    rope = RotaryEmbedding(head_dim=8, anchor=(2, 2))
+    t = rope.grid(4, 4, prefix=((3., -1.), None))
+    assert t.cos.shape == (2 + 16, 4)
+    # a positioned prefix row is scaled like the grid (s = 0.5); the None row is the identity
+    ref = rope.table(torch.tensor([[1.5, -0.5]]))
+    assert torch.allclose(t.cos[0], ref.cos[0]) and torch.allclose(t.sin[0], ref.sin[0])
+    assert torch.all(t.cos[1] == 1) and torch.all(t.sin[1] == 0)
+    assert torch.equal(t.cos[2:], rope.grid(4, 4).cos)
+    unscaled = rope.grid(4, 4, scaled=False)
+    assert torch.equal(unscaled.cos, RotaryEmbedding(head_dim=8).grid(4, 4).cos)
+
+
+def test_one_dimensional_sequences_and_offsets():
+    rope = RotaryEmbedding(head_dim=8, ndim=1)
+    assert torch.allclose(rope.freqs, 10000**(-torch.arange(0, 8, 2) / 8))
+    full = rope(10)
+    assert full.cos.shape == (10, 4)
+    assert torch.allclose(full.sin[3], torch.sin(3 * rope.freqs))
+    step = rope(1, offset=7)  # one decoding step at position 7
+    assert torch.equal(step.cos, full.cos[7:8]) and torch.equal(step.sin, full.sin[7:8])
+    for off in range(20, 40):  # decoding does not fill the cache: one table per capacity
+        rope(1, offset=off)
+    assert len(rope.cached_keys()) <= 4  # capacities 8, 16, 32, 64
+    with pytest.raises(ValueError, match='takes 1 size'):
+        rope(2, 3)
+
+
+def test_half_pairing_equals_interleaved_with_permuted_channels():
+    """rotate_half (transformers' LLaMA) is interleaved RoPE on channels permuted to
+    [even..., odd...] (spec lvm §3)."""
+    torch.manual_seed(0)
+    inter = RotaryEmbedding(head_dim=8, ndim=1)
+    half = RotaryEmbedding(head_dim=8, ndim=1, pairing='half')
+    x = torch.randn(2, 3, 5, 8)
+    perm = torch.cat([torch.arange(0, 8, 2), torch.arange(1, 8, 2)])
+    a = apply_rope(x, inter(5))[..., perm]
+    b = apply_rope(x[..., perm], half(5))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match=r'ratio \(rope_ratio\) must be in \(0, 1\]'):
+        RotaryEmbedding(head_dim=8, ratio=1.5)
+    with pytest.raises(ValueError, match='ndim must be 1 or 2'):
+        RotaryEmbedding(head_dim=8, ndim=3)
+    with pytest.raises(ValueError, match='2-D grids only'):
+        RotaryEmbedding(head_dim=8, ndim=1, anchor=4)

@@ -299,7 +299,8 @@ def test_finetune_config_and_layer_decay():
 
 def test_large_finetune_config():
     cfg = _cfg('visionllama-large-p16_mae-800e-pre_8xb64-accum2-coslr-50e_in1k.py')
-    assert cfg.model.backbone.arch.feedforward_channels == 11008
+    assert cfg.model.backbone.arch == 'mae-large'
+    assert VisionLLaMA.arch_zoo['mae-large']['feedforward_channels'] == 11008
     assert cfg.model.backbone.drop_path_rate == 0.2
     assert cfg.optim_wrapper.optimizer.lr == 4e-3 and cfg.optim_wrapper.accumulative_counts == 2
     assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.45

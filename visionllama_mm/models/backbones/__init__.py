@@ -1,7 +1,8 @@
-from .pyramid_vision_llama import GSAttention, PyramidVisionLLaMA, convert_official_pyramid
-from .vision_llama import VisionLLaMA, VisionLLaMABlock, convert_official_plain
+from .base import VisionBackbone, drop_path_rates
+from .pyramid_vision_llama import PyramidVisionLLaMA, convert_official_pyramid
+from .vision_llama import VisionLLaMA, convert_official_plain
 
 __all__ = [
-    'VisionLLaMA', 'VisionLLaMABlock', 'convert_official_plain', 'PyramidVisionLLaMA', 'GSAttention',
-    'convert_official_pyramid'
+    'VisionBackbone', 'drop_path_rates', 'VisionLLaMA', 'convert_official_plain',
+    'PyramidVisionLLaMA', 'convert_official_pyramid'
 ]

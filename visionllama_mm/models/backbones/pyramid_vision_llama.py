@@ -12,95 +12,42 @@ class token, no position embedding, no PEG.
       -> dense: one fresh LayerNorm per returned stage -> (B, C_k, H/s_k, W/s_k)
 """
 import math
-from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from ...registry import MODELS
-from ..layers import PatchEmbed, RotaryEmbedding2D, apply_rope, grid_positions
-from .vision_llama import VisionLLaMABlock
+from ..layers import (Attention, PatchEmbed, RopeTable, RotaryEmbedding, SwiGLUFFN,
+                      TransformerBlock, grid_positions)
+from .base import VisionBackbone, drop_path_rates
 
-__all__ = ['PyramidVisionLLaMA', 'GSAttention', 'convert_official_pyramid']
-
-
-class GSAttention(nn.Module):
-    """Global sub-sampled attention with RoPE on queries and keys.
-
-    Keys/values come from ``kv(LN(Conv_sr(x)))`` when ``sr > 1`` (else from ``x``).
-
-    Args:
-        embed_dims: Channels C.
-        num_heads: Heads.
-        sr_ratio: Sub-sampling stride of the keys/values.
-        qkv_bias: Bias of ``q`` and ``kv``.
-        norm_eps: Epsilon of the LayerNorm after the sub-sampling conv.
-
-    Shapes:
-        x: (B, H*W, C); ``ctx = ((H, W), q_rope, k_rope)`` with tables for H*W queries and
-        (H/sr)*(W/sr) keys -> (B, H*W, C).
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int, qkv_bias: bool = True,
-                 attn_drop: float = 0., proj_drop: float = 0., norm_eps: float = 1e-5):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = embed_dims // num_heads
-        self.sr_ratio = sr_ratio
-        self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
-        self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
-        if sr_ratio > 1:
-            self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, stride=sr_ratio)
-            self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor, ctx) -> torch.Tensor:
-        (H, W), q_rope, k_rope = ctx
-        B, N, C = x.shape
-        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-        if self.sr_ratio > 1:
-            x = self.sr(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
-            x = self.norm(x)
-        k, v = self.kv(x).reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, q_rope), apply_rope(k, k_rope)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
-
-
-def _gsa_block(embed_dims, num_heads, ffn_dims, sr_ratio, qkv_bias, drop_rate, attn_drop_rate,
-               drop_path_rate, layer_scale_init_value, norm_eps) -> VisionLLaMABlock:
-    """A VisionLLaMA block whose attention is :class:`GSAttention` (the rest is shared)."""
-    block = VisionLLaMABlock(embed_dims, num_heads, ffn_dims, qkv_bias=qkv_bias, ffn_bias=False,
-                             drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                             drop_path_rate=drop_path_rate,
-                             layer_scale_init_value=layer_scale_init_value, norm_eps=norm_eps)
-    block.attn = GSAttention(embed_dims, num_heads, sr_ratio, qkv_bias=qkv_bias,
-                             attn_drop=attn_drop_rate, proj_drop=drop_rate, norm_eps=norm_eps)
-    return block
+__all__ = ['PyramidVisionLLaMA', 'convert_official_pyramid']
 
 
 @MODELS.register_module()
-class PyramidVisionLLaMA(BaseBackbone):
+class PyramidVisionLLaMA(VisionBackbone):
     """Pyramid VisionLLaMA backbone (``pllama_wols_*`` of the official code).
+
+    Any input size is accepted, as mmseg's Twins and Swin do: the image is zero-padded (right,
+    bottom) to a multiple of ``size_divisor`` (total stride x GSA sub-sampling, 32 by default) and
+    every returned map is cropped back to ``ceil(H / stride) x ceil(W / stride)``. At multiples of
+    ``size_divisor`` nothing is padded and the outputs are those of the official code.
 
     Args:
         arch: ``'small'``/``'base'``/``'large'`` (``'s'``/``'b'``/``'l'``) or a dict with
             ``embed_dims``, ``depths``, ``num_heads``, ``ffn_dims`` (one entry per stage).
-        img_size: Training resolution (the AS2DRoPE anchor for ``auto_scale_rule='anchor'``).
+        img_size: Training resolution (the AS2DRoPE anchor for ``auto_scale_rule='anchor'``;
+            each stage grid at this size must be divisible by its ``sr_ratios`` entry).
         in_channels: Image channels.
         patch_sizes: Patch-embedding strides per stage.
-        window_size: LSA window.
-        sr_ratios: GSA key/value sub-sampling per stage.
+        window_size: LSA window (an int >= 1).
+        sr_ratios: GSA key/value sub-sampling per stage (4 ints >= 1).
         out_indices: Stages returned.
-        out_type: ``'featmap'`` (dense: (B, C_k, H/s_k, W/s_k) per returned stage) or
-            ``'avg_featmap'`` (classification: the official ``norm(mean(norm(x)))``, (B, C);
+        out_type: ``'featmap'`` (dense: (B, C_k, ceil(H/s_k), ceil(W/s_k)) per returned stage)
+            or ``'avg_featmap'`` (classification: the official ``norm(mean(norm(x)))``, (B, C);
             needs ``out_indices=(3, )``).
         norm_after_stage: With ``'featmap'``, pass each returned stage through its own fresh
             LayerNorm (``out_norms``), as the official seg/det backbones (spec §3.5).
@@ -118,6 +65,7 @@ class PyramidVisionLLaMA(BaseBackbone):
         layer_scale_init_value: LayerScale init (1e-4 in the released models although their name
             says "wols", spec Q5; 0 disables it).
         norm_eps: LayerNorm epsilon (1e-5 as in the official code).
+        rope_cache_size: RoPE tables kept per stage (multi-scale detection sees many shapes).
         frozen_stages: Freeze the first ``frozen_stages`` stages (patch embedding, blocks and
             their output norms).
         with_cp: Activation checkpointing of every block.
@@ -134,6 +82,7 @@ class PyramidVisionLLaMA(BaseBackbone):
             embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
             ffn_dims=[512, 768, 1536, 2816])),
     }
+    arch_keys = ('embed_dims', 'depths', 'num_heads', 'ffn_dims')
 
     def __init__(self,
                  arch: Union[str, dict] = 'small',
@@ -156,6 +105,7 @@ class PyramidVisionLLaMA(BaseBackbone):
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-4,
                  norm_eps: float = 1e-5,
+                 rope_cache_size: int = 32,
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
@@ -167,17 +117,30 @@ class PyramidVisionLLaMA(BaseBackbone):
                      distribution='normal', bias=0.),
             ]
         super().__init__(init_cfg=init_cfg)
-        arch = self._parse_arch(arch)
-        self.embed_dims = arch['embed_dims']
-        self.depths = arch['depths']
-        for name, value in (('out_type', out_type), ('auto_scale_rule', auto_scale_rule),
-                            ('gsa_key_pos', gsa_key_pos)):
-            allowed = {'out_type': ('featmap', 'avg_featmap'),
-                       'auto_scale_rule': ('official', 'anchor'),
-                       'gsa_key_pos': ('official', 'paper')}[name]
-            if value not in allowed:
-                raise ValueError(f'PyramidVisionLLaMA: {name} must be one of {allowed}, '
-                                 f'got {value!r}.')
+        arch = self.parse_arch(arch)
+        for key in self.arch_keys:
+            if len(arch[key]) != 4:
+                raise ValueError(f'PyramidVisionLLaMA: arch[{key!r}] needs one entry per stage '
+                                 f'(4), got {arch[key]!r}.')
+        self.embed_dims = [self.check_int(f'embed_dims[{k}]', d)
+                           for k, d in enumerate(arch['embed_dims'])]
+        self.depths = [self.check_int(f'depths[{k}]', d) for k, d in enumerate(arch['depths'])]
+        num_heads = [self.check_heads(d, h, where=f' (stage {k})')
+                     for k, (d, h) in enumerate(zip(self.embed_dims, arch['num_heads']))]
+        self.check_choice('out_type', out_type, ('featmap', 'avg_featmap'))
+        self.check_choice('auto_scale_rule', auto_scale_rule, ('official', 'anchor'))
+        self.check_choice('gsa_key_pos', gsa_key_pos, ('official', 'paper'))
+        for name, seq in (('patch_sizes', patch_sizes), ('sr_ratios', sr_ratios)):
+            if len(seq) != 4:
+                raise ValueError(f'PyramidVisionLLaMA: {name} needs one entry per stage (4), '
+                                 f'got {tuple(seq)!r}.')
+            for k, v in enumerate(seq):
+                self.check_int(f'{name}[{k}]', v)
+        self.window_size = self.check_int('window_size', window_size)
+        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
+                           ('drop_path_rate', drop_path_rate)):
+            self.check_rate(name, rate)
+        self.check_rope_ratio(rope_ratio, [d // h for d, h in zip(self.embed_dims, num_heads)])
         if isinstance(out_indices, int):
             out_indices = [out_indices]
         if not out_indices or any(not -4 <= i < 4 for i in out_indices):
@@ -189,8 +152,15 @@ class PyramidVisionLLaMA(BaseBackbone):
                              f'only; got out_indices={list(out_indices)}.')
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.strides = [math.prod(patch_sizes[:i + 1]) for i in range(4)]
-        self.window_size = window_size
         self.sr_ratios = list(sr_ratios)
+        for k, (stride, sr) in enumerate(zip(self.strides, self.sr_ratios)):
+            grid = [s // stride for s in self.img_size]
+            if any(s % stride for s in self.img_size) or any(g % sr for g in grid):
+                raise ValueError(
+                    f'PyramidVisionLLaMA: sr_ratios[{k}]={sr} does not divide the stage-{k} grid '
+                    f'{grid[0]}x{grid[1]} (img_size {self.img_size}, stride {stride}).')
+        #: inputs are padded to a multiple of this (32 for the released models)
+        self.size_divisor = math.lcm(*[s * r for s, r in zip(self.strides, self.sr_ratios)])
         self.out_type = out_type
         self.auto_scale = auto_scale
         self.auto_scale_rule = auto_scale_rule
@@ -198,30 +168,38 @@ class PyramidVisionLLaMA(BaseBackbone):
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
 
-        n = sum(self.depths)
-        dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # linear 0 -> rate
+        dpr = drop_path_rates(drop_path_rate, sum(self.depths), 'linear')
         self.patch_embeds = nn.ModuleList()
         self.stages = nn.ModuleList()
         self.ropes = nn.ModuleList()
         cur = 0
         for k in range(4):
-            dim, heads = self.embed_dims[k], arch['num_heads'][k]
+            dim, heads, sr = self.embed_dims[k], num_heads[k], self.sr_ratios[k]
             self.patch_embeds.append(PatchEmbed(
                 in_channels if k == 0 else self.embed_dims[k - 1], dim, patch_sizes[k], norm=True,
                 norm_eps=norm_eps, owner='PyramidVisionLLaMA'))
-            blocks = []
-            for i in range(self.depths[k]):
-                common = dict(qkv_bias=qkv_bias, drop_rate=drop_rate,
-                              attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[cur + i],
-                              layer_scale_init_value=layer_scale_init_value, norm_eps=norm_eps)
-                if i % 2 == 0:  # LSA
-                    blocks.append(VisionLLaMABlock(dim, heads, arch['ffn_dims'][k], ffn_bias=False,
-                                                   window_size=window_size, **common))
-                else:  # GSA
-                    blocks.append(_gsa_block(dim, heads, arch['ffn_dims'][k], self.sr_ratios[k],
-                                             **common))
-            self.stages.append(nn.ModuleList(blocks))
-            self.ropes.append(RotaryEmbedding2D(dim // heads, ratio=rope_ratio, theta=rope_theta))
+            common = dict(num_heads=heads, qkv_bias=qkv_bias, attn_drop=attn_drop_rate,
+                          proj_drop=drop_rate)
+            lsa = partial(Attention, **common)
+            gsa = partial(Attention, sr_ratio=sr, norm_eps=norm_eps, **common)
+            ffn = partial(SwiGLUFFN, hidden_dims=arch['ffn_dims'][k], bias=False, drop=drop_rate)
+            # even blocks: LSA (windowed); odd blocks: GSA (spec §3.1)
+            self.stages.append(nn.ModuleList([
+                TransformerBlock(dim, lsa if i % 2 == 0 else gsa, ffn,
+                                 norm_layer=partial(nn.LayerNorm, eps=norm_eps),
+                                 layer_scale_init_value=layer_scale_init_value,
+                                 drop_path_rate=dpr[cur + i],
+                                 window_size=window_size if i % 2 == 0 else 0)
+                for i in range(self.depths[k])]))
+            if not auto_scale:
+                anchor, axes = None, 'xy'
+            elif auto_scale_rule == 'official':
+                anchor, axes = 14, 'y'
+            else:
+                anchor, axes = tuple(s / self.strides[k] for s in self.img_size), 'xy'
+            self.ropes.append(RotaryEmbedding(dim // heads, ratio=rope_ratio, theta=rope_theta,
+                                              anchor=anchor, scale_axes=axes,
+                                              cache_size=rope_cache_size))
             cur += self.depths[k]
         self.norm_after_stage = norm_after_stage
         if out_type == 'avg_featmap':
@@ -230,32 +208,10 @@ class PyramidVisionLLaMA(BaseBackbone):
         elif norm_after_stage:
             self.out_norms = nn.ModuleList(
                 [nn.LayerNorm(self.embed_dims[i], eps=norm_eps) for i in self.out_indices])
-        self._gsa_cache: 'OrderedDict[tuple, tuple]' = OrderedDict()
+        self.num_layer_ids = sum(self.depths) + 2
         self._freeze_stages()
 
-    def _parse_arch(self, arch):
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise KeyError(f'PyramidVisionLLaMA: unknown arch {arch!r}; choose one of '
-                               f'{sorted(set(self.arch_zoo))} or pass a dict.')
-            return dict(self.arch_zoo[arch.lower()])
-        essential = {'embed_dims', 'depths', 'num_heads', 'ffn_dims'}
-        if not isinstance(arch, dict) or not essential <= set(arch) or any(
-                len(arch[k]) != 4 for k in essential):
-            raise KeyError('PyramidVisionLLaMA: a custom arch must be a dict with 4-entry lists '
-                           f'{sorted(essential)}, got {arch!r}.')
-        return dict(arch)
-
     # ---------------------------------------------------------------------------------- positions
-    def _scale(self, k: int, H: int, W: int) -> Tuple[float, float]:
-        """(s_x, s_y) of stage ``k`` at an H x W token grid."""
-        if not self.auto_scale:
-            return 1.0, 1.0
-        if self.auto_scale_rule == 'official':
-            return 14. / H, 14. / H
-        stride = self.strides[k]
-        return self.img_size[1] / stride / W, self.img_size[0] / stride / H
-
     def key_positions(self, k: int, H: int, W: int) -> torch.Tensor:
         """Unscaled (x, y) of the (H/sr)*(W/sr) GSA keys of stage ``k`` -> (M, 2)."""
         sr = self.sr_ratios[k]
@@ -266,90 +222,69 @@ class PyramidVisionLLaMA(BaseBackbone):
         return torch.stack([offset + (n % W) * sr, offset + torch.div(n, W, rounding_mode='floor')
                             * sr], dim=-1)
 
-    #: GSA tables kept (least recently used dropped first); multi-scale detection training sees
-    #: many input shapes and the stage-1 query table alone is H/4 * W/4 * head_dim floats.
-    gsa_cache_size: int = 32
-
-    def gsa_tables(self, k: int, H: int, W: int, device) -> tuple:
-        """(query table, key table) of stage ``k``: ``(cos, sin)`` pairs for the H*W queries and
-        the (H/sr)*(W/sr) keys, cached per (stage, H, W, device) in a small LRU cache."""
-        key = (k, H, W, torch.device(device), torch.is_inference_mode_enabled())
-        cached = self._gsa_cache.get(key)
-        if cached is not None:
-            self._gsa_cache.move_to_end(key)
-            return cached
+    def gsa_tables(self, k: int, H: int, W: int, device) -> Tuple[RopeTable, RopeTable]:
+        """(query table, key table) of stage ``k`` at an H x W grid: H*W queries and
+        (H/sr)*(W/sr) keys, both scaled like the grid; cached by the stage's RoPE module."""
         rope = self.ropes[k]
-        scale = torch.tensor(self._scale(k, H, W), device=device)
-        with torch.autocast(device_type=torch.device(device).type, enabled=False):
-            q = rope.table(grid_positions(H, W, device=device) * scale)
-            kt = rope.table(self.key_positions(k, H, W).to(device) * scale)
-        self._gsa_cache[key] = cached = (q, kt)
-        while len(self._gsa_cache) > self.gsa_cache_size:
-            self._gsa_cache.popitem(last=False)
-        return cached
 
-    def _apply(self, fn, *args, **kwargs):
-        self._gsa_cache = OrderedDict()
-        return super()._apply(fn, *args, **kwargs)
+        def keys(dev):
+            pos = self.key_positions(k, H, W).to(dev)
+            return rope.table(pos * pos.new_tensor(rope.scale(H, W)))
+
+        key_table = rope.cached(('gsa_keys', self.gsa_key_pos, self.sr_ratios[k], H, W), keys,
+                                device)
+        return rope.grid(H, W, device=device), key_table
 
     # ------------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(B, 3, H, W), H and W multiples of 32 -> one output per ``out_indices``."""
-        total = max(s * r for s, r in zip(self.strides, self.sr_ratios))
-        if x.dim() == 4 and (x.shape[-2] % total or x.shape[-1] % total):
-            raise ValueError(
-                f'PyramidVisionLLaMA: input size {x.shape[-2]}x{x.shape[-1]} must be a multiple '
-                f'of {total} (total stride x GSA sub-sampling); pad it, e.g. '
-                f'pad_size_divisor={total} (mmdet) or size_divisor={total} (mmseg).')
-        B = x.shape[0]
+        """(B, 3, H, W), any H and W -> one output per ``out_indices``: (B, C_k, ceil(H/s_k),
+        ceil(W/s_k)) maps, or the (B, C) pooled feature for ``out_type='avg_featmap'``."""
+        self.check_batch(x, 'PyramidVisionLLaMA')
+        B, _, H0, W0 = x.shape
+        d = self.size_divisor
+        if H0 % d or W0 % d:
+            x = F.pad(x, (0, -W0 % d, 0, -H0 % d))
         outs = []
         for k in range(4):
             x, (H, W) = self.patch_embeds[k](x)
-            lsa_rope = self.ropes[k](self.window_size, self.window_size, device=x.device)
+            s = self.strides[k]
+            h, w = -(-H0 // s), -(-W0 // s)  # the valid (unpadded) part of this stage
+            lsa_rope = self.ropes[k].grid(self.window_size, self.window_size, scaled=False,
+                                          device=x.device)
             q_rope, k_rope = self.gsa_tables(k, H, W, x.device)
             for i, block in enumerate(self.stages[k]):
-                ctx = lsa_rope if i % 2 == 0 else ((H, W), q_rope, k_rope)
-                if self.with_cp and self.training and x.requires_grad:
-                    x = cp.checkpoint(block, x, ctx, (H, W), use_reentrant=False)
+                if i % 2 == 0:
+                    x = self.run_block(block, x, hw=(H, W), rope=lsa_rope)
                 else:
-                    x = block(x, ctx, (H, W))
+                    x = self.run_block(block, x, hw=(H, W), rope=q_rope, key_rope=k_rope)
             if self.out_type == 'avg_featmap' and k == 3:
-                outs.append(self.norm(self.norm(x).mean(dim=1)))
+                y = self.norm(x).view(B, H, W, -1)[:, :h, :w]
+                outs.append(self.norm(y.mean(dim=(1, 2))))
             elif self.out_type == 'featmap' and k in self.out_indices:
                 y = self.out_norms[self.out_indices.index(k)](x) if self.norm_after_stage else x
-                outs.append(y.transpose(1, 2).reshape(B, -1, H, W))
+                y = y.transpose(1, 2).reshape(B, -1, H, W)
+                outs.append(y[:, :, :h, :w] if (h, w) != (H, W) else y)
             x = x.transpose(1, 2).reshape(B, -1, H, W)
         return tuple(outs)
 
-    def _freeze_stages(self):
+    def frozen_modules(self) -> List[nn.Module]:
+        frozen = []
         for k in range(min(self.frozen_stages, 4)):
-            modules = [self.patch_embeds[k], self.stages[k]]
+            frozen += [self.patch_embeds[k], self.stages[k]]
             if self.out_type == 'featmap' and self.norm_after_stage and k in self.out_indices:
-                modules.append(self.out_norms[self.out_indices.index(k)])
-            for module in modules:
-                module.eval()
-                for p in module.parameters():
-                    p.requires_grad = False
+                frozen.append(self.out_norms[self.out_indices.index(k)])
+        return frozen
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
-
-    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """Layer id for layer-wise lr decay: blocks numbered across stages from 1; the patch
-        embedding of stage k shares the id of the block before it (0 for stage 0); the rest gets
-        the last id. Returns ``(layer_id, total_blocks + 2)``."""
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        parts = param_name[len(prefix):].split('.')
+    def layer_id(self, name: str) -> Optional[int]:
+        """Blocks numbered across stages from 1; the patch embedding of stage k shares the id of
+        the block before it (0 for stage 0); the rest gets the last id, total_blocks + 1."""
+        parts = name.split('.')
         if parts[0] == 'patch_embeds':
-            return sum(self.depths[:int(parts[1])]), num_layers
+            return sum(self.depths[:int(parts[1])])
         if parts[0] == 'stages':
             k, i = int(parts[1]), int(parts[2])
-            return sum(self.depths[:k]) + i + 1, num_layers
-        return num_layers - 1, num_layers
+            return sum(self.depths[:k]) + i + 1
+        return None
 
 
 def convert_official_pyramid(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -357,13 +292,13 @@ def convert_official_pyramid(state_dict: Dict[str, torch.Tensor]) -> Dict[str, t
 
     ``patch_embeds.k.proj`` -> ``backbone.patch_embeds.k.projection``; ``blocks.k.i`` ->
     ``backbone.stages.k.i`` (``norm1/2`` -> ``ln1/2``, ``mlp.c_fc1`` + ``mlp.c_fc2`` ->
-    ``ffn.w12``, ``mlp.c_proj`` -> ``ffn.w3``, ``gamma_1/2`` -> ``ls1/2.gamma``, attention names
+    ``ffn.w12``, ``mlp.c_proj`` -> ``ffn.w3``, ``gamma_1/2`` -> ``ls1/2.weight``, attention names
     unchanged: ``qkv``/``proj`` (LSA), ``q``/``kv``/``sr``/``norm``/``proj`` (GSA)); ``norm`` ->
     ``backbone.norm`` (used twice by the head, ``out_type='avg_featmap'``); ``head`` -> ``head.fc``.
     """
     out: Dict[str, torch.Tensor] = {}
     gates, ups = {}, {}
-    renames = {'norm1': 'ln1', 'norm2': 'ln2', 'gamma_1': 'ls1.gamma', 'gamma_2': 'ls2.gamma',
+    renames = {'norm1': 'ln1', 'norm2': 'ln2', 'gamma_1': 'ls1.weight', 'gamma_2': 'ls2.weight',
                'mlp.c_proj': 'ffn.w3'}
     for key, value in state_dict.items():
         parts = key.split('.')

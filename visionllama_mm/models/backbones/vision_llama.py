@@ -7,101 +7,37 @@ token, when used, is rotated at the position the official code gives it (spec §
     image (B, 3, H, W)
       -> PatchEmbed (conv P x P)                      (B, h*w, C),  h, w = H/P, W/P
       -> [cls] + tokens                               (B, 1 + h*w, C)
-      -> L x VisionLLaMABlock(x, rope(h, w))
+      -> L x TransformerBlock(Attention + SwiGLU)(x, rope.grid(h, w))
       -> final LayerNorm (ln1) -> out_type            cls token | GAP + ln2 | feature map
 """
-from typing import Dict, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
-from mmcv.cnn.bricks import DropPath
 from mmengine.model.weight_init import trunc_normal_
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from ...registry import MODELS
-from ..layers import (PatchEmbed, RoPEAttention, RotaryEmbedding2D, SwiGLUFFN,
-                      window_partition, window_unpartition)
+from ..layers import Attention, PatchEmbed, RotaryEmbedding, SwiGLUFFN, TransformerBlock
+from .base import VisionBackbone, drop_path_rates
 
-__all__ = ['VisionLLaMA', 'VisionLLaMABlock', 'convert_official_plain']
-
-
-class LayerScale(nn.Module):
-    """Per-channel residual scale ``gamma * x`` (``gamma`` starts at ``init_value``)."""
-
-    def __init__(self, dims: int, init_value: float):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.full((dims, ), float(init_value)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma
-
-
-class VisionLLaMABlock(nn.Module):
-    """``x + DP(ls1(attn(ln1(x), rope)))``, then ``x + DP(ls2(ffn(ln2(x))))``.
-
-    Args:
-        embed_dims: Channels C.
-        num_heads: Attention heads.
-        ffn_dims: SwiGLU hidden width.
-        qkv_bias: Bias of the qkv projection.
-        ffn_bias: Bias of the SwiGLU Linears (False in the supervised models).
-        drop_rate: Dropout after the attention and FFN projections.
-        attn_drop_rate: Dropout on attention weights.
-        drop_path_rate: Stochastic depth of this block.
-        ffn_drop_path: Apply drop path to the FFN branch too (the MAE fork does not, spec Q3).
-        layer_scale_init_value: LayerScale init; 0 disables LayerScale.
-        norm_eps: LayerNorm epsilon.
-        window_size: If > 0, attention runs inside ws x ws windows (ViTDet): the normalised tokens
-            are zero-padded to multiples of ws (no mask) and ``rope`` is the window-local table.
-
-    Shapes:
-        x: (B, N, C), rope tables for N tokens (or ws*ws with windows), ``hw`` the token grid
-        (needed with windows) -> (B, N, C).
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, ffn_dims: int, qkv_bias: bool = True,
-                 ffn_bias: bool = False, drop_rate: float = 0., attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0., ffn_drop_path: bool = True,
-                 layer_scale_init_value: float = 0., norm_eps: float = 1e-6,
-                 window_size: int = 0):
-        super().__init__()
-        self.window_size = window_size
-        self.ln1 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.attn = RoPEAttention(embed_dims, num_heads, qkv_bias=qkv_bias,
-                                  attn_drop=attn_drop_rate, proj_drop=drop_rate)
-        self.ln2 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.ffn = SwiGLUFFN(embed_dims, ffn_dims, bias=ffn_bias, drop=drop_rate)
-        if layer_scale_init_value > 0:
-            self.ls1 = LayerScale(embed_dims, layer_scale_init_value)
-            self.ls2 = LayerScale(embed_dims, layer_scale_init_value)
-        else:
-            self.ls1 = self.ls2 = nn.Identity()
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.ffn_drop_path = self.drop_path if ffn_drop_path else nn.Identity()
-
-    def forward(self, x: torch.Tensor, rope, hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        y = self.ln1(x)
-        if self.window_size > 0:
-            y, padded_hw = window_partition(y, hw, self.window_size)
-            y = window_unpartition(self.attn(y, rope), hw, padded_hw, self.window_size)
-        else:
-            y = self.attn(y, rope)
-        x = x + self.drop_path(self.ls1(y))
-        x = x + self.ffn_drop_path(self.ls2(self.ffn(self.ln2(x))))
-        return x
+__all__ = ['VisionLLaMA', 'convert_official_plain']
 
 
 @MODELS.register_module()
-class VisionLLaMA(BaseBackbone):
+class VisionLLaMA(VisionBackbone):
     """Plain VisionLLaMA backbone.
 
     Args:
-        arch: ``'small'``/``'base'``/``'large'`` (or ``'s'``/``'b'``/``'l'``), or a dict with
-            ``embed_dims``, ``num_layers``, ``num_heads``, ``feedforward_channels``.
+        arch: ``'small'``/``'base'``/``'large'`` (or ``'s'``/``'b'``/``'l'``); the released MAE
+            widths ``'mae-base'``/``'mae-b'`` and ``'mae-large'``/``'mae-l'`` (SwiGLU hidden
+            8192 / 11008, spec Q1: the fork's ``round_up(int(ViT ffn * 8/3), 256)``); or a dict
+            with ``embed_dims``, ``num_layers``, ``num_heads``, ``feedforward_channels`` (the
+            SwiGLU hidden width itself).
         img_size: Training resolution; with ``auto_scale`` it sets the AS2DRoPE anchor grid
-            ``img_size / patch_size``. Any input divisible by ``patch_size`` is accepted.
-        patch_size: Patch side.
+            ``img_size / patch_size``.
+        patch_size: Patch side. Classification outputs need inputs divisible by it; the dense
+            ``out_type='featmap'`` pads other sizes (right/bottom) to a ceil(H/P) x ceil(W/P) grid.
         in_channels: Image channels.
         out_indices: Blocks whose outputs are returned (negative counts from the end).
         out_type: ``'cls_token'``, ``'avg_featmap'`` (GAP over patches + ``ln2``), ``'featmap'``
@@ -112,14 +48,14 @@ class VisionLLaMA(BaseBackbone):
             same code under its pinned PyTorch 1.7 (shares the top-right patch's position);
             ``'none'`` = not rotated. See spec §2.4 / Q7.
         auto_scale: Use AS2DRoPE with the anchor grid of ``img_size``.
-        rope_ratio: Fraction of each head's channels that are rotated.
+        rope_ratio: Fraction of each head's channels that are rotated, in (0, 1].
         rope_theta: RoPE base frequency.
         qkv_bias: Bias of the qkv projections.
         ffn_bias: Bias of the SwiGLU Linears.
         ffn_drop_path: Stochastic depth on the FFN branch as well.
         drop_rate: Dropout after the patch embedding and inside the blocks.
         attn_drop_rate: Attention-weight dropout.
-        drop_path_rate: Maximum stochastic-depth rate.
+        drop_path_rate: Maximum stochastic-depth rate, in [0, 1).
         drop_path_schedule: ``'linear'`` (0 -> rate over depth, mmpretrain default) or
             ``'uniform'`` (every block ``rate``, DeiT III and the supervised VisionLLaMA).
         layer_scale_init_value: LayerScale init (1e-4 in the supervised models, 0 = off).
@@ -141,7 +77,12 @@ class VisionLLaMA(BaseBackbone):
             embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=2048)),
         **dict.fromkeys(['l', 'large'], dict(
             embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=2816)),
+        **dict.fromkeys(['mae-b', 'mae-base'], dict(
+            embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=8192)),
+        **dict.fromkeys(['mae-l', 'mae-large'], dict(
+            embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=11008)),
     }
+    arch_keys = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
     OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
     CLS_TOKEN_POS = ('official', 'legacy', 'none')
     num_extra_tokens: int
@@ -179,29 +120,26 @@ class VisionLLaMA(BaseBackbone):
                 dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
             ]
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
-        self.embed_dims = self.arch_settings['embed_dims']
-        self.num_layers = self.arch_settings['num_layers']
-        num_heads = self.arch_settings['num_heads']
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'VisionLLaMA: out_type must be one of {self.OUT_TYPES}, '
-                             f'got {out_type!r}.')
+        self.arch_settings = self.parse_arch(arch)
+        self.embed_dims = self.check_int('embed_dims', self.arch_settings['embed_dims'])
+        self.num_layers = self.check_int('num_layers', self.arch_settings['num_layers'])
+        num_heads = self.check_heads(self.embed_dims, self.arch_settings['num_heads'])
+        ffn_dims = self.check_int('feedforward_channels',
+                                  self.arch_settings['feedforward_channels'])
+        self.check_choice('out_type', out_type, self.OUT_TYPES)
+        self.check_choice('cls_token_pos', cls_token_pos, self.CLS_TOKEN_POS)
         if out_type == 'cls_token' and not with_cls_token:
             raise ValueError('VisionLLaMA: out_type="cls_token" needs with_cls_token=True.')
-        if cls_token_pos not in self.CLS_TOKEN_POS:
-            raise ValueError(f'VisionLLaMA: cls_token_pos must be one of {self.CLS_TOKEN_POS}, '
-                             f'got {cls_token_pos!r}.')
-        if drop_path_schedule not in ('linear', 'uniform'):
-            raise ValueError('VisionLLaMA: drop_path_schedule must be "linear" or "uniform", '
-                             f'got {drop_path_schedule!r}.')
+        self.check_int('window_size', window_size, minimum=0)
         if window_size > 0 and with_cls_token:
             raise ValueError('VisionLLaMA: windowed attention (window_size > 0) needs '
                              'with_cls_token=False.')
-        if self.embed_dims % num_heads:
-            raise ValueError(f'VisionLLaMA: embed_dims {self.embed_dims} is not divisible by '
-                             f'num_heads {num_heads}.')
+        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
+                           ('drop_path_rate', drop_path_rate)):
+            self.check_rate(name, rate)
+        self.check_rope_ratio(rope_ratio, [self.embed_dims // num_heads])
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        self.patch_size = patch_size
+        self.patch_size = self.check_int('patch_size', patch_size)
         self.out_type = out_type
         self.with_cls_token = with_cls_token
         self.num_extra_tokens = int(with_cls_token)
@@ -211,29 +149,25 @@ class VisionLLaMA(BaseBackbone):
         self.with_cp = with_cp
         self.final_norm = final_norm
 
-        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size, owner='VisionLLaMA')
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, patch_size,
+                                      pad=out_type == 'featmap', owner='VisionLLaMA')
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims)) if with_cls_token else None
         self.drop_after_pos = nn.Dropout(drop_rate)
+        head_dim = self.embed_dims // num_heads
         anchor = tuple(s // patch_size for s in self.img_size) if auto_scale else None
-        self.rope = RotaryEmbedding2D(self.embed_dims // num_heads, ratio=rope_ratio,
-                                      theta=rope_theta, anchor=anchor)
-
-        if drop_path_schedule == 'linear':
-            n = self.num_layers
-            dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
-        else:
-            dpr = [drop_path_rate] * self.num_layers
+        self.rope = RotaryEmbedding(head_dim, ratio=rope_ratio, theta=rope_theta, anchor=anchor)
         self.window_size = window_size
-        # windows are never auto-scaled (spec §2.2): their own unscaled table
-        self.window_rope = (RotaryEmbedding2D(self.embed_dims // num_heads, ratio=rope_ratio,
-                                              theta=rope_theta) if window_size > 0 else None)
-        global_attn_indexes = [i % self.num_layers for i in global_attn_indexes]
+
+        dpr = drop_path_rates(drop_path_rate, self.num_layers, drop_path_schedule)
+        global_attn_indexes = {i % self.num_layers for i in global_attn_indexes}
+        attn = partial(Attention, num_heads=num_heads, qkv_bias=qkv_bias,
+                       attn_drop=attn_drop_rate, proj_drop=drop_rate)
+        ffn = partial(SwiGLUFFN, hidden_dims=ffn_dims, bias=ffn_bias, drop=drop_rate)
         self.layers = nn.ModuleList([
-            VisionLLaMABlock(
-                self.embed_dims, num_heads, self.arch_settings['feedforward_channels'],
-                qkv_bias=qkv_bias, ffn_bias=ffn_bias, drop_rate=drop_rate,
-                attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[i], ffn_drop_path=ffn_drop_path,
-                layer_scale_init_value=layer_scale_init_value, norm_eps=norm_eps,
+            TransformerBlock(
+                self.embed_dims, attn, ffn, norm_layer=partial(nn.LayerNorm, eps=norm_eps),
+                layer_scale_init_value=layer_scale_init_value, drop_path_rate=dpr[i],
+                ffn_drop_path=ffn_drop_path,
                 window_size=0 if i in global_attn_indexes else window_size)
             for i in range(self.num_layers)
         ])
@@ -250,20 +184,8 @@ class VisionLLaMA(BaseBackbone):
                 raise ValueError(f'VisionLLaMA: out index {index} is out of range for '
                                  f'{self.num_layers} layers.')
             self.out_indices.append(i)
+        self.num_layer_ids = self.num_layers + 2
         self._freeze_stages()
-
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise KeyError(f'VisionLLaMA: unknown arch {arch!r}; choose one of '
-                               f'{sorted(set(self.arch_zoo))} or pass a dict.')
-            return dict(self.arch_zoo[key])
-        essential = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
-        if not isinstance(arch, dict) or not essential <= set(arch):
-            raise KeyError(f'VisionLLaMA: a custom arch must be a dict with keys {sorted(essential)}, '
-                           f'got {arch!r}.')
-        return dict(arch)
 
     def init_weights(self):
         super().init_weights()
@@ -271,50 +193,37 @@ class VisionLLaMA(BaseBackbone):
         if not pretrained and self.cls_token is not None:
             trunc_normal_(self.cls_token, std=.02)
 
-    def _cls_position(self, w: int) -> Optional[torch.Tensor]:
+    def cls_token_prefix(self, w: int) -> tuple:
+        """RoPE prefix rows of the class token for a grid of width ``w`` (see ``cls_token_pos``):
+        ``()`` without a class token, ``(None, )`` (identity) when it is not rotated."""
         if not self.with_cls_token:
-            return None
+            return ()
         if self.cls_token_pos == 'none':
-            return None
-        y = -1. if self.cls_token_pos == 'official' else 0.
-        return torch.tensor([[w - 1., y]])
+            return (None, )
+        return ((w - 1., -1. if self.cls_token_pos == 'official' else 0.), )
 
     def rope_table(self, h: int, w: int, device=None):
-        """RoPE cos/sin for the token sequence of an ``h x w`` grid (class token first).
-
-        Returns ``(cos, sin)`` of shape (num_extra_tokens + h*w, d_r/2). With an unrotated class
-        token (``cls_token_pos='none'``) its row is the identity rotation.
-        """
-        cls_pos = self._cls_position(w)
-        cos, sin = self.rope(h, w, extra_positions=cls_pos, device=device)
-        if self.with_cls_token and cls_pos is None:
-            key = ('identity-cls', h, w, cos.device)
-            cached = self.rope._cache.get(key)
-            if cached is None:
-                cached = (torch.cat([cos.new_ones(1, cos.shape[1]), cos]),
-                          torch.cat([sin.new_zeros(1, sin.shape[1]), sin]))
-                self.rope._cache[key] = cached
-            cos, sin = cached
-        return cos, sin
+        """RoPE table of the token sequence of an ``h x w`` grid (class token first):
+        (num_extra_tokens + h*w, d_r/2)."""
+        return self.rope.grid(h, w, prefix=self.cls_token_prefix(w), device=device)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, in_channels, H, W) -> tuple of one output per ``out_indices`` (see ``out_type``)."""
+        self.check_batch(x, 'VisionLLaMA')
         B = x.shape[0]
         x, (h, w) = self.patch_embed(x)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         x = self.drop_after_pos(x)
         rope = self.rope_table(h, w, device=x.device)
-        window_rope = (self.window_rope(self.window_size, self.window_size, device=x.device)
-                       if self.window_rope is not None else None)
+        # windows are never auto-scaled (spec §2.2): a window-local, unscaled table
+        window_rope = (self.rope.grid(self.window_size, self.window_size, scaled=False,
+                                      device=x.device) if self.window_size > 0 else None)
 
         outs = []
         for i, layer in enumerate(self.layers):
             table = window_rope if layer.window_size > 0 else rope
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(layer, x, table, (h, w), use_reentrant=False)
-            else:
-                x = layer(x, table, (h, w))
+            x = self.run_block(layer, x, hw=(h, w), rope=table)
             if i == self.num_layers - 1:
                 x = self.ln1(x)
             if i in self.out_indices:
@@ -332,40 +241,24 @@ class VisionLLaMA(BaseBackbone):
             return patch_tokens.transpose(1, 2).reshape(B, C, *hw)
         return self.ln2(patch_tokens.mean(dim=1))  # avg_featmap
 
-    def _freeze_stages(self):
+    def frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages <= 0:
-            return
-        frozen = [self.patch_embed, self.drop_after_pos]
-        frozen += list(self.layers[:self.frozen_stages])
+            return []
+        frozen = [self.patch_embed, self.drop_after_pos, *self.layers[:self.frozen_stages]]
         if self.frozen_stages >= self.num_layers:
             frozen += [self.ln1, self.ln2]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
         if self.cls_token is not None:
-            self.cls_token.requires_grad = False
+            frozen.append(self.cls_token)
+        return frozen
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
-
-    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """Layer id for layer-wise lr decay, as mmpretrain's ``VisionTransformer`` numbers them.
-
-        patch_embed / cls_token -> 0, ``layers.i`` -> i + 1, everything else (final norms,
-        anything outside the backbone) -> num_layers + 1. Returns ``(layer_id, num_layers + 2)``.
-        """
-        num_layers = self.num_layers + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
+    def layer_id(self, name: str) -> Optional[int]:
+        """As mmpretrain's ``VisionTransformer``: patch_embed / cls_token -> 0, ``layers.i`` ->
+        i + 1, everything else (final norms) -> the last id, num_layers + 1."""
         if name.startswith(('cls_token', 'patch_embed', 'pos_embed')):
-            return 0, num_layers
+            return 0
         if name.startswith('layers.'):
-            return int(name.split('.')[1]) + 1, num_layers
-        return num_layers - 1, num_layers
+            return int(name.split('.')[1]) + 1
+        return None
 
 
 def convert_official_plain(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -373,7 +266,7 @@ def convert_official_plain(state_dict: Dict[str, torch.Tensor]) -> Dict[str, tor
 
     ``patch_embed.proj`` -> ``backbone.patch_embed.projection``; ``blocks.i`` ->
     ``backbone.layers.i`` (``norm1/2`` -> ``ln1/2``, ``mlp.c_fc1`` + ``mlp.c_fc2`` -> ``ffn.w12``
-    (gate rows first), ``mlp.c_proj`` -> ``ffn.w3``, ``gamma_1/2`` -> ``ls1/2.gamma``); ``norm`` ->
+    (gate rows first), ``mlp.c_proj`` -> ``ffn.w3``, ``gamma_1/2`` -> ``ls1/2.weight``); ``norm`` ->
     ``backbone.ln1`` with a class token, ``backbone.ln2`` without one (the official GAP model
     normalises after pooling: use ``out_type='avg_featmap', final_norm=False``); ``head`` ->
     ``head.fc``.
@@ -401,8 +294,8 @@ def convert_official_plain(state_dict: Dict[str, torch.Tensor]) -> Dict[str, tor
                       'norm2.weight': 'ln2.weight', 'norm2.bias': 'ln2.bias',
                       'attn.qkv.weight': 'attn.qkv.weight', 'attn.qkv.bias': 'attn.qkv.bias',
                       'attn.proj.weight': 'attn.proj.weight', 'attn.proj.bias': 'attn.proj.bias',
-                      'mlp.c_proj.weight': 'ffn.w3.weight', 'gamma_1': 'ls1.gamma',
-                      'gamma_2': 'ls2.gamma'}
+                      'mlp.c_proj.weight': 'ffn.w3.weight', 'gamma_1': 'ls1.weight',
+                      'gamma_2': 'ls2.weight'}
             if rest in simple:
                 out[prefix + simple[rest]] = value
             elif rest == 'mlp.c_fc1.weight':

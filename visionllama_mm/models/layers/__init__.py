@@ -1,12 +1,14 @@
 """Layers shared by every backbone of the package."""
-from .attention import RoPEAttention
+from .attention import Attention, KVCache
+from .block import TransformerBlock
 from .mlp import GatedFFN, GeGLUFFN, SwiGLUFFN, llama_hidden_dims
-from .norm import LayerNorm2d
+from .norm import GRN, LayerNorm2d, RMSNorm
 from .patch_embed import PatchEmbed
-from .rope import RotaryEmbedding2D, apply_rope, grid_positions
+from .rope import RopeTable, RotaryEmbedding, apply_rope, grid_positions
 from .window import window_partition, window_unpartition
 
 __all__ = [
-    'RoPEAttention', 'GatedFFN', 'GeGLUFFN', 'SwiGLUFFN', 'llama_hidden_dims', 'LayerNorm2d', 'PatchEmbed',
-    'RotaryEmbedding2D', 'apply_rope', 'grid_positions', 'window_partition', 'window_unpartition'
+    'Attention', 'KVCache', 'TransformerBlock', 'GatedFFN', 'GeGLUFFN', 'SwiGLUFFN',
+    'llama_hidden_dims', 'GRN', 'LayerNorm2d', 'RMSNorm', 'PatchEmbed', 'RopeTable',
+    'RotaryEmbedding', 'apply_rope', 'grid_positions', 'window_partition', 'window_unpartition'
 ]

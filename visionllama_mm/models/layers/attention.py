@@ -1,5 +1,11 @@
-"""Multi-head self-attention with optional rotary position embedding on queries and keys."""
-from typing import Optional
+"""Multi-head attention with RoPE on queries and keys, always through SDPA.
+
+One module serves self-attention with a fused ``qkv`` projection (plain and pyramid LSA blocks,
+ViTDet windows, DiT), global sub-sampled attention (pyramid GSA: queries from every token, keys and
+values from a strided-conv summary, ``sr_ratio``), causal attention (``is_causal``) and KV-cache
+decoding (:class:`KVCache`).
+"""
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -7,46 +13,132 @@ import torch.nn.functional as F
 
 from .rope import RopeTable, apply_rope
 
-__all__ = ['RoPEAttention']
+__all__ = ['Attention', 'KVCache']
 
 
-class RoPEAttention(nn.Module):
-    """Self-attention whose q and k (never v) are rotated by a RoPE table.
+class KVCache:
+    """Keys and values of the positions seen so far, for one attention layer.
+
+    ``update(k, v)`` appends (B, heads, L_new, head_dim) keys/values and returns all of them;
+    ``length`` is the number of positions stored (the RoPE offset of the next token).
+    """
+
+    def __init__(self):
+        self.k: Optional[torch.Tensor] = None
+        self.v: Optional[torch.Tensor] = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k, self.v = torch.cat([self.k, k], dim=-2), torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+class Attention(nn.Module):
+    """Multi-head attention whose q and k (never v) are rotated by RoPE tables.
 
     Args:
         embed_dims: Channels C of the tokens.
         num_heads: Heads; ``head_dim = C / num_heads``.
-        qkv_bias: Bias of the fused qkv projection.
+        qkv_bias: Bias of the q/k/v projections.
         proj_bias: Bias of the output projection.
         attn_drop: Dropout on the attention weights (training only).
         proj_drop: Dropout after the output projection.
+        sr_ratio: ``None``: self-attention with one fused ``qkv`` Linear. An int >= 1: GSA layout,
+            ``q`` Linear on the tokens, ``kv`` Linear on keys/values that come from
+            ``norm(sr(x))`` (a Conv2d of kernel = stride = ``sr_ratio``, then LayerNorm) when
+            ``sr_ratio > 1``, else from the tokens themselves.
+        norm_eps: Epsilon of the LayerNorm after the sub-sampling conv.
 
     Shapes:
-        x: (B, N, C) -> (B, N, C); ``rope`` is ``(cos, sin)`` of shape (N, d_r/2) or
-        (B, N, d_r/2), or ``None`` for no rotation.
+        ``forward(x, rope, hw=None, key_rope=None, attn_mask=None, is_causal=False, cache=None)``:
+        x (B, N, C) -> (B, N, C). ``rope`` rotates the queries (and the keys of self-attention):
+        (N, d_r/2) or per-sample (B, N, d_r/2); ``key_rope`` the (B|1, M, d_r/2) keys when they
+        differ from the queries (GSA); ``hw`` the token grid (needed for ``sr_ratio > 1``);
+        ``attn_mask`` any mask SDPA takes (bool: True = attend); ``cache`` a :class:`KVCache`
+        the new keys/values are appended to (causal masking then aligns queries to the end).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True,
-                 proj_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.):
+                 proj_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
+                 sr_ratio: Optional[int] = None, norm_eps: float = 1e-5):
         super().__init__()
+        if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads < 1:
+            raise ValueError(f'Attention: num_heads must be a positive int, got {num_heads!r}.')
         if embed_dims % num_heads != 0:
-            raise ValueError(f'RoPEAttention: embed_dims {embed_dims} is not divisible by '
+            raise ValueError(f'Attention: embed_dims {embed_dims} is not divisible by '
                              f'num_heads {num_heads}.')
+        if sr_ratio is not None and (not isinstance(sr_ratio, int) or sr_ratio < 1):
+            raise ValueError(f'Attention: sr_ratio must be None or an int >= 1, got {sr_ratio!r}.')
+        for name, p in (('attn_drop', attn_drop), ('proj_drop', proj_drop)):
+            if not 0. <= p < 1.:
+                raise ValueError(f'Attention: {name} must be in [0, 1), got {p!r}.')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dim = embed_dims // num_heads
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.sr_ratio = sr_ratio
+        if sr_ratio is None:
+            self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        else:
+            self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+            self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
+            if sr_ratio > 1:
+                self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, stride=sr_ratio)
+                self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(embed_dims, embed_dims, bias=proj_bias)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, rope: Optional[RopeTable] = None) -> torch.Tensor:
+    def extra_repr(self) -> str:
+        return f'num_heads={self.num_heads}, sr_ratio={self.sr_ratio}'
+
+    def _project(self, x: torch.Tensor, rope: Optional[RopeTable], hw, key_rope):
+        """-> q, k, v of shape (B, heads, N|M, head_dim), RoPE applied."""
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        h, d = self.num_heads, self.head_dim
+        if self.sr_ratio is None:
+            qkv = self.qkv(x).view(B, N, 3, h, d)
+            if rope is not None:  # q and k rotated in one call
+                q, k = apply_rope(qkv[:, :, :2], rope, inner_dims=2).unbind(2)
+            else:
+                q, k = qkv[:, :, 0], qkv[:, :, 1]
+            v = qkv[:, :, 2]
+        else:
+            q = self.q(x).view(B, N, h, d)
+            if self.sr_ratio > 1:
+                if hw is None:
+                    raise ValueError('Attention: sr_ratio > 1 needs the token grid hw.')
+                H, W = hw
+                x = self.sr(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
+                x = self.norm(x)
+            k, v = self.kv(x).view(B, x.shape[1], 2, h, d).unbind(2)
+            if rope is not None:
+                q = apply_rope(q, rope, inner_dims=1)
+                k = apply_rope(k, key_rope if key_rope is not None else rope, inner_dims=1)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, rope: Optional[RopeTable] = None,
+                hw: Optional[Tuple[int, int]] = None, key_rope: Optional[RopeTable] = None,
+                attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False,
+                cache: Optional[KVCache] = None) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self._project(x, rope, hw, key_rope)
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(k, v)
+            if is_causal and past and N > 1:
+                # SDPA's is_causal aligns to the top-left; with a cache the queries are the last N
+                attn_mask = torch.ones(N, past + N, dtype=torch.bool, device=x.device).tril(past)
+                is_causal = False
+            elif is_causal and past:
+                is_causal = False  # one new query attends to every stored position
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+            dropout_p=self.attn_drop if self.training else 0.)
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))

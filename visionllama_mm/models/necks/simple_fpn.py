@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ...registry import MODELS
-from ..layers.norm import LayerNorm2d
+from ..layers import LayerNorm2d
 
 __all__ = ['SimpleFPN']
 

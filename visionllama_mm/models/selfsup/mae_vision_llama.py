@@ -15,7 +15,8 @@ LayerNorm ``ln1`` is applied.
 FFN width (spec Q1). The fork computes the SwiGLU hidden width as
 ``round_up(int(feedforward_channels * 8/3), 256)`` from ViT's 4x ``feedforward_channels``
 (3072 / 4096), i.e. **8192 (B) / 11008 (L)**, four times the LLaMA rule. The released checkpoints
-and the paper's MAE numbers use it. Here the width is chosen by ``arch``:
+and the paper's MAE numbers use it. Here the width is chosen by ``arch`` (the names are
+:class:`VisionLLaMA`'s, so downstream configs use the same ``arch='mae-base'``):
 
     'mae-base' / 'mae-b'    768 x 12, 12 heads, hidden 8192   released width, 255.7M encoder
     'mae-large' / 'mae-l'   1024 x 24, 16 heads, hidden 11008 released width, 913.8M encoder
@@ -28,7 +29,6 @@ from typing import Optional, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 
 from ...registry import MODELS
 from ..backbones.vision_llama import VisionLLaMA
@@ -41,8 +41,8 @@ class MAEVisionLLaMA(VisionLLaMA):
     """VisionLLaMA encoder for MAE (the fork's ``MAELLaMA``).
 
     Args:
-        arch: As :class:`VisionLLaMA`, plus the released MAE widths ``'mae-base'``/``'mae-b'`` and
-            ``'mae-large'``/``'mae-l'`` (SwiGLU hidden 8192 / 11008, spec Q1). ``'base'`` and
+        arch: As :class:`VisionLLaMA`: the released MAE widths ``'mae-base'``/``'mae-b'`` and
+            ``'mae-large'``/``'mae-l'`` (SwiGLU hidden 8192 / 11008, spec Q1); ``'base'`` and
             ``'large'`` follow the LLaMA rule (hidden 2048 / 2816). See the module docstring.
         mask_ratio: Fraction of patch tokens removed, per sample.
         ffn_bias: Biases in the SwiGLU Linears (True in the fork).
@@ -61,14 +61,6 @@ class MAEVisionLLaMA(VisionLLaMA):
     class token going through the blocks (the fork crashes there, spec Q8).
     """
 
-    arch_zoo = {
-        **VisionLLaMA.arch_zoo,
-        **dict.fromkeys(['mae-b', 'mae-base'], dict(
-            embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=8192)),
-        **dict.fromkeys(['mae-l', 'mae-large'], dict(
-            embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=11008)),
-    }
-
     def __init__(self,
                  arch: Union[str, dict] = 'mae-base',
                  mask_ratio: float = 0.75,
@@ -78,7 +70,8 @@ class MAEVisionLLaMA(VisionLLaMA):
                  with_cls_token: bool = True,
                  init_cfg: Optional[Union[dict, list]] = None,
                  **kwargs):
-        if not 0. < mask_ratio < 1.:
+        if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) \
+                or not 0. < mask_ratio < 1.:
             raise ValueError(f'MAEVisionLLaMA: mask_ratio must be in (0, 1), got {mask_ratio}.')
         if not with_cls_token:
             raise ValueError('MAEVisionLLaMA: the stock MAEPretrainDecoder drops a leading token, '
@@ -140,8 +133,7 @@ class MAEVisionLLaMA(VisionLLaMA):
         Gathers the rows ``ids_keep`` (B, N_keep) of the grid's cached (h*w, d_r/2) cos/sin
         tables (no class-token row). Returns ``(cos, sin)``, each (B, N_keep, d_r/2), float32.
         """
-        cos, sin = self.rope(h, w, device=ids_keep.device)
-        return cos[ids_keep], sin[ids_keep]
+        return self.rope.grid(h, w, device=ids_keep.device).rows(ids_keep)
 
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True):
         """Masked encoding (``mask=True``) or the plain backbone (``mask=None``/``False``).
@@ -153,15 +145,13 @@ class MAEVisionLLaMA(VisionLLaMA):
         """
         if mask is None or mask is False:
             return super().forward(x)
+        self.check_batch(x, 'MAEVisionLLaMA')
         B = x.shape[0]
         x, (h, w) = self.patch_embed(x)
         x, mask, ids_restore, ids_keep = self.random_masking(x, self.mask_ratio)
         rope = self.visible_rope(h, w, ids_keep)
         for layer in self.layers:
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(layer, x, rope, (h, w), use_reentrant=False)
-            else:
-                x = layer(x, rope, (h, w))
+            x = self.run_block(layer, x, hw=(h, w), rope=rope)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         return self.ln1(x), mask, ids_restore
 

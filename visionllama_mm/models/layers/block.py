@@ -1,0 +1,81 @@
+"""A pre-norm transformer block built from parts (attention, FFN, norm), as timm's ``Block``."""
+from functools import partial
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
+from mmpretrain.models.utils import LayerScale
+
+from .window import window_partition, window_unpartition
+
+__all__ = ['TransformerBlock']
+
+
+class TransformerBlock(nn.Module):
+    """``x + DP(ls1(attn(ln1(x))))``, then ``x + DP(ls2(ffn(ln2(x))))``.
+
+    The parts are given, not chosen by flags: a VisionLLaMA block is ``attn_layer=Attention`` +
+    ``mlp_layer=SwiGLUFFN``; a pyramid GSA block the same with ``Attention(sr_ratio=...)``; a
+    LLaMA decoder block would pass an RMSNorm ``norm_layer``.
+
+    Args:
+        embed_dims: Channels C.
+        attn_layer: ``attn_layer(embed_dims) -> nn.Module`` (e.g. ``partial(Attention,
+            num_heads=6)``); called as ``attn(x, hw=hw, **attn_kwargs)``.
+        mlp_layer: ``mlp_layer(embed_dims) -> nn.Module`` (e.g. ``partial(SwiGLUFFN,
+            hidden_dims=1024)``).
+        norm_layer: ``norm_layer(embed_dims) -> nn.Module``; LayerNorm(eps=1e-6) by default.
+        layer_scale_init_value: LayerScale init (mmpretrain's ``LayerScale``); 0 disables it.
+        drop_path_rate: Stochastic depth of this block.
+        ffn_drop_path: Apply drop path to the FFN branch too (the MAE fork does not, spec Q3).
+        window_size: If > 0, attention runs inside ws x ws windows (ViTDet, pyramid LSA): the
+            normalised tokens are zero-padded to multiples of ws (no mask) and cropped back.
+
+    Shapes:
+        x: (B, N, C) with ``hw = (H, W)`` its token grid (needed with windows or a sub-sampling
+        attention) -> (B, N, C).
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 attn_layer: Callable[[int], nn.Module],
+                 mlp_layer: Callable[[int], nn.Module],
+                 norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6),
+                 layer_scale_init_value: float = 0.,
+                 drop_path_rate: float = 0.,
+                 ffn_drop_path: bool = True,
+                 window_size: int = 0):
+        super().__init__()
+        self.window_size = window_size
+        self.ln1 = norm_layer(embed_dims)
+        self.attn = attn_layer(embed_dims)
+        self.ln2 = norm_layer(embed_dims)
+        self.ffn = mlp_layer(embed_dims)
+        if layer_scale_init_value > 0:
+            self.ls1 = LayerScale(embed_dims, layer_scale_init_value=layer_scale_init_value)
+            self.ls2 = LayerScale(embed_dims, layer_scale_init_value=layer_scale_init_value)
+        else:
+            self.ls1 = self.ls2 = nn.Identity()
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.ffn_drop_path = self.drop_path if ffn_drop_path else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None,
+                **attn_kwargs) -> torch.Tensor:
+        y = self.ln1(x)
+        if self.window_size > 0:
+            y, padded_hw = window_partition(y, hw, self.window_size)
+            y = self.attn(y, **attn_kwargs)
+            y = window_unpartition(y, hw, padded_hw, self.window_size)
+        else:
+            y = self.attn(y, hw=hw, **attn_kwargs)
+        x = x + self.drop_path(self.ls1(y))
+        return x + self.ffn_drop_path(self.ls2(self.ffn(self.ln2(x))))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before LayerScale became mmpretrain's: ``ls{1,2}.gamma`` -> ``.weight``
+        for i in (1, 2):
+            old = f'{prefix}ls{i}.gamma'
+            if old in state_dict:
+                state_dict[f'{prefix}ls{i}.weight'] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
