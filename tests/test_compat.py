@@ -13,9 +13,9 @@ from visionllama_mm import compat
 
 
 def test_shims_applied_once():
-    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader']
+    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops']
     compat.apply_all()
-    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader']
+    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops']
 
 
 def test_pkg_resources_available_for_cross_package_configs(tmp_path):
@@ -95,3 +95,25 @@ def test_weights_only_loader_names_files_that_are_not_checkpoints(tmp_path):
     (tmp_path / 'empty.pth').write_bytes(b'')
     with pytest.raises(ValueError, match=r'empty.pth is not a torch checkpoint: it is empty'):
         _load_checkpoint(str(tmp_path / 'empty.pth'))
+
+
+def test_mmcv_nms_and_roi_align_take_bf16_on_cpu():
+    """mmcv's CPU kernels are float32-only; under bf16 autocast mmdet hands them bf16 tensors."""
+    from mmcv.ops import RoIAlign, batched_nms
+    assert 'cpu_half_ops' in compat.applied()
+    torch.manual_seed(0)
+    boxes = torch.rand(20, 4) * 10
+    boxes[:, 2:] += boxes[:, :2]
+    scores, idxs = torch.rand(20), torch.zeros(20, dtype=torch.long)
+    ref, keep_ref = batched_nms(boxes.bfloat16().float(), scores.bfloat16().float(), idxs,
+                                dict(type='nms', iou_threshold=0.5))
+    dets, keep = batched_nms(boxes.bfloat16(), scores.bfloat16(), idxs,
+                             dict(type='nms', iou_threshold=0.5))
+    assert torch.equal(keep, keep_ref) and torch.allclose(dets, ref)
+    feats = torch.randn(1, 8, 16, 16)
+    rois = torch.tensor([[0, 1., 1., 9., 9.]])
+    op = RoIAlign((7, 7), 1.0, sampling_ratio=0)
+    out = op(feats.bfloat16(), rois.bfloat16())
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), op(feats.bfloat16().float(), rois.bfloat16().float()),
+                          atol=1e-2)

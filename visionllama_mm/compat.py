@@ -187,10 +187,47 @@ def _patch_weights_only_loader() -> None:
     _APPLIED.append('weights_only_loader')
 
 
+# --------------------------------------------------------------------------------------------------
+# 3. mmcv CPU ops under bf16 autocast
+# --------------------------------------------------------------------------------------------------
+def _half_on_cpu(t) -> bool:
+    return (isinstance(t, torch.Tensor) and t.device.type == 'cpu'
+            and t.dtype in (torch.bfloat16, torch.float16))
+
+
+def _patch_cpu_half_ops() -> None:
+    import importlib
+    # the modules, not the functions that mmcv.ops re-exports under the same names
+    nms_mod = importlib.import_module('mmcv.ops.nms')
+    roi_mod = importlib.import_module('mmcv.ops.roi_align')
+
+    stock_nms, stock_roi = nms_mod.nms, roi_mod.roi_align
+    if getattr(stock_nms, '_visionllama_mm_shim', False):
+        return
+
+    def nms(boxes, scores, *args, **kwargs):
+        if _half_on_cpu(boxes) or _half_on_cpu(scores):
+            boxes, scores = boxes.float(), scores.float()
+        return stock_nms(boxes, scores, *args, **kwargs)
+
+    def roi_align(input, rois, *args, **kwargs):
+        if _half_on_cpu(input) or _half_on_cpu(rois):
+            return stock_roi(input.float(), rois.float(), *args, **kwargs).to(input.dtype)
+        return stock_roi(input, rois, *args, **kwargs)
+
+    for fn, stock in ((nms, stock_nms), (roi_align, stock_roi)):
+        fn._visionllama_mm_shim = True
+        fn.__doc__ = (stock.__doc__ or '') + '\n    [visionllama_mm shim] bf16/fp16 CPU inputs in fp32.'
+    nms_mod.nms = nms  # batched_nms resolves `nms` in this module
+    roi_mod.roi_align = roi_align  # RoIAlign.forward calls the module-level function
+    _APPLIED.append('cpu_half_ops')
+
+
 def apply_all() -> None:
     """Apply every shim once (idempotent)."""
     if _APPLIED:
         return
     _patch_cpu_dist_init()
     _patch_weights_only_loader()
+    _patch_cpu_half_ops()
 
