@@ -80,6 +80,15 @@ def _crash_on_third_save(monkeypatch, where):
         monkeypatch.setattr(LocalBackend, 'put', put)
 
 
+def _train_until_crash(tmp_path, monkeypatch, where, hook):
+    """A 3-epoch run with ``hook`` that is killed while saving the third checkpoint."""
+    work = str(tmp_path)
+    _crash_on_third_save(monkeypatch, where)
+    with pytest.raises(_Crash):
+        _runner(work, hook, max_epochs=3).train()
+    return work
+
+
 def _last_checkpoint(work):
     with open(osp.join(work, 'last_checkpoint')) as f:
         return f.read().strip()
@@ -87,10 +96,7 @@ def _last_checkpoint(work):
 
 @pytest.mark.parametrize('where', ['torch.save', 'file write'])
 def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch, where):
-    work = str(tmp_path)
-    _crash_on_third_save(monkeypatch, where)
-    with pytest.raises(_Crash):
-        _runner(work, 'AtomicCheckpointHook', max_epochs=3).train()
+    work = _train_until_crash(tmp_path, monkeypatch, where, 'AtomicCheckpointHook')
     last = _last_checkpoint(work)
     assert osp.basename(last) == 'epoch_2.pth'
     ckpt = load_checkpoint_file(last)  # weights_only=True
@@ -106,10 +112,7 @@ def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch, whe
 @pytest.mark.parametrize('where', ['torch.save', 'file write'])
 def test_stock_checkpoint_hook_loses_the_checkpoint(tmp_path, monkeypatch, where):
     """What the hook fixes: the stock one deletes epoch_2.pth before writing epoch_3.pth."""
-    work = str(tmp_path)
-    _crash_on_third_save(monkeypatch, where)
-    with pytest.raises(_Crash):
-        _runner(work, 'CheckpointHook', max_epochs=3).train()
+    work = _train_until_crash(tmp_path, monkeypatch, where, 'CheckpointHook')
     assert not osp.exists(osp.join(work, 'epoch_2.pth'))
     with pytest.raises(FileNotFoundError):  # last_checkpoint names the deleted file
         load_checkpoint_file(_last_checkpoint(work))

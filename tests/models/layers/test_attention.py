@@ -95,3 +95,37 @@ def test_block_takes_its_parts_and_loads_earlier_layer_scale_keys():
     assert torch.allclose(block.ls1.weight, sd['ls1.weight'] + 1)
     x = torch.randn(2, 6, 16)
     assert block(x, hw=(2, 3)).shape == (2, 6, 16)
+
+
+@pytest.mark.parametrize('ls', [0., 0.5])
+@pytest.mark.parametrize('ffn_drop_path', [True, False])
+def test_block_residual_equals_layer_scale_then_mmcv_drop_path(ls, ffn_drop_path):
+    """The one-addcmul residual gives what LayerScale -> mmcv DropPath -> add gives, with the
+    same random draws (seeded alike), in training and in eval, values and gradients."""
+    from mmcv.cnn.bricks import DropPath
+    block = TransformerBlock(16, partial(Attention, num_heads=2),
+                             partial(SwiGLUFFN, hidden_dims=32), layer_scale_init_value=ls,
+                             drop_path_rate=0.4, ffn_drop_path=ffn_drop_path)
+    dp = DropPath(0.4)
+
+    def reference(x):
+        y = block.attn(block.ln1(x), hw=(2, 3))
+        x = x + dp(block.ls1(y))
+        y = block.ls2(block.ffn(block.ln2(x)))
+        return x + (dp(y) if ffn_drop_path else y)
+
+    x = torch.randn(8, 6, 16, requires_grad=True)
+    for training in (True, False):
+        block.train(training)
+        dp.train(training)
+        torch.manual_seed(3)
+        out = block(x, hw=(2, 3))
+        g_out, = torch.autograd.grad(out.square().sum(), x)
+        torch.manual_seed(3)
+        ref = reference(x)
+        g_ref, = torch.autograd.grad(ref.square().sum(), x)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(g_out, g_ref)
+    with pytest.raises(ValueError, match='drop_path_rate'):
+        TransformerBlock(16, partial(Attention, num_heads=2), partial(SwiGLUFFN, hidden_dims=32),
+                         drop_path_rate=1.0)

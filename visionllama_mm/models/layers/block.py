@@ -4,7 +4,6 @@ from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.utils import LayerScale
 
 from .window import window_partition, window_unpartition
@@ -57,8 +56,34 @@ class TransformerBlock(nn.Module):
             self.ls2 = LayerScale(embed_dims, layer_scale_init_value=layer_scale_init_value)
         else:
             self.ls1 = self.ls2 = nn.Identity()
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.ffn_drop_path = self.drop_path if ffn_drop_path else nn.Identity()
+        if not 0. <= drop_path_rate < 1.:
+            raise ValueError(f'TransformerBlock: drop_path_rate must be in [0, 1), '
+                             f'got {drop_path_rate!r}.')
+        self.drop_path_rate = float(drop_path_rate)
+        self.ffn_drop_path_rate = self.drop_path_rate if ffn_drop_path else 0.
+
+    def extra_repr(self) -> str:
+        return (f'drop_path_rate={self.drop_path_rate}, '
+                f'ffn_drop_path_rate={self.ffn_drop_path_rate}, window_size={self.window_size}')
+
+    def residual(self, x: torch.Tensor, y: torch.Tensor, ls: nn.Module,
+                 drop_path_rate: float) -> torch.Tensor:
+        """``x + drop_path(ls(y))`` in one ``addcmul``.
+
+        Written out instead of mmcv's ``DropPath`` and mmpretrain's ``LayerScale.forward``
+        (whose parameters are kept): those cost three full passes over the tokens (scale,
+        divide-and-mask, add); here the LayerScale weight and the per-sample keep factor (0 or
+        1/keep, drawn as mmcv draws it) fold into one (B|1, 1, C) multiplier.
+        """
+        scale = ls.weight if isinstance(ls, LayerScale) else None
+        if self.training and drop_path_rate > 0:
+            keep = 1. - drop_path_rate
+            shape = (x.shape[0], ) + (1, ) * (x.dim() - 1)
+            mask = (keep + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_().div_(keep)
+            scale = mask if scale is None else mask * scale
+        if scale is None:
+            return x + y
+        return torch.addcmul(x, y, scale)
 
     def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None,
                 **attn_kwargs) -> torch.Tensor:
@@ -69,8 +94,8 @@ class TransformerBlock(nn.Module):
             y = window_unpartition(y, hw, padded_hw, self.window_size)
         else:
             y = self.attn(y, hw=hw, **attn_kwargs)
-        x = x + self.drop_path(self.ls1(y))
-        return x + self.ffn_drop_path(self.ls2(self.ffn(self.ln2(x))))
+        x = self.residual(x, y, self.ls1, self.drop_path_rate)
+        return self.residual(x, self.ffn(self.ln2(x)), self.ls2, self.ffn_drop_path_rate)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before LayerScale became mmpretrain's: ``ls{1,2}.gamma`` -> ``.weight``
