@@ -15,8 +15,15 @@ model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=dims, depths=[2, 2, 2, 2],
                             num_heads=[1, 2, 3, 4], ffn_dims=[64, 128, 256, 256]),
                   init_cfg=None, drop_path_rate=0.0),
-    neck=dict(in_channels=dims),
-    roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)),
+    # a narrow neck and heads to match the tiny backbone (the stock widths are 256/1024)
+    neck=dict(in_channels=dims, out_channels=64),
+    # anchors of 16..256 px: the shapes are 12..48 px (the stock 32..512 px miss the small ones)
+    rpn_head=dict(in_channels=64, feat_channels=64, anchor_generator=dict(scales=[4])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(num_classes=3, in_channels=64, fc_out_channels=256),
+        mask_roi_extractor=dict(out_channels=64),
+        mask_head=dict(num_classes=3, in_channels=64, conv_out_channels=64)),
     # fewer proposals and sampled RoIs: RoIAlign dominates a CPU step
     train_cfg=dict(rpn_proposal=dict(nms_pre=500, max_per_img=100),
                    rcnn=dict(sampler=dict(num=128))),
@@ -59,12 +66,14 @@ randomness = dict(seed=0)
 
 def test_mask_rcnn_learns_shapes(python, repo, coco_root, tmp_path):
     cfg = tmp_path / 'mask_rcnn_tiny_shapes.py'
-    cfg.write_text(DET_CHILD.format(repo=repo, root=coco_root, iters=200, step=170))
+    cfg.write_text(DET_CHILD.format(repo=repo, root=coco_root, iters=400, step=340))
     out = run_tool([python, 'tools/train.py', str(cfg), '--work-dir', str(tmp_path)])
     bbox = float(re.findall(r'coco/bbox_mAP: ([\d.-]+)', out)[-1])
     bbox50 = float(re.findall(r'coco/bbox_mAP_50: ([\d.-]+)', out)[-1])
     segm = float(re.findall(r'coco/segm_mAP: ([\d.-]+)', out)[-1])
     print(f'Mask R-CNN + tiny pyramid VisionLLaMA, shapes (train images): bbox mAP {bbox:.3f} '
           f'(AP50 {bbox50:.3f}), segm mAP {segm:.3f}')
-    # 200 CPU iterations from scratch: far from converged, but clearly learning (chance is 0)
+    # 400 CPU iterations from scratch (~1 min): far from converged, but clearly learning (chance
+    # is 0). Seeded; measured with seeds 0/1/2/3: bbox mAP 0.029/0.072/0.002/0.031 (AP50
+    # 0.22/0.15/0.01/0.15) -- a from-scratch detector on 8 images stays seed-sensitive.
     assert bbox >= 0.01 and bbox50 >= 0.05, out[-3000:]
