@@ -5,6 +5,7 @@ ViTDet windows, DiT), global sub-sampled attention (pyramid GSA: queries from ev
 values from a strided-conv summary, ``sr_ratio``), causal attention (``is_causal``) and KV-cache
 decoding (:class:`KVCache`).
 """
+from contextlib import nullcontext
 from typing import Optional, Tuple
 
 import torch
@@ -14,6 +15,23 @@ import torch.nn.functional as F
 from .rope import RopeTable, apply_rope
 
 __all__ = ['Attention', 'KVCache']
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _sdpa_dtype(t: torch.Tensor) -> Optional[torch.dtype]:
+    """float32 for a half-precision CPU training step, else ``None`` (keep ``t.dtype``).
+
+    torch's CPU flash attention is slower backward in bf16 than in fp32 (forward+backward, ms,
+    2 threads with AMX: 12.4 vs 9.4 at 8x6x197x64, 77.5 vs 21.5 for 512 windows of 49 tokens,
+    15.8 vs 10.4 for 3136 queries on 49 GSA keys), while its bf16 forward is the faster one; so a
+    CPU step that will be differentiated attends in fp32 (RoPE output kept in fp32 for it) and
+    inference stays in the autocast dtype. GPUs are left alone.
+    """
+    if (t.dtype in _HALF and t.device.type == 'cpu' and torch.is_grad_enabled()
+            and t.requires_grad):
+        return torch.float32
+    return None
 
 
 class KVCache:
@@ -103,13 +121,16 @@ class Attention(nn.Module):
         h, d = self.num_heads, self.head_dim
         if self.sr_ratio is None:
             qkv = self.qkv(x).view(B, N, 3, h, d)
+            dtype = _sdpa_dtype(qkv)
+            # split, not slicing: its backward is one cat instead of zero-filled full buffers
+            qk, v = qkv.split((2, 1), dim=2)
             if rope is not None:  # q and k rotated in one call
-                q, k = apply_rope(qkv[:, :, :2], rope, inner_dims=2).unbind(2)
-            else:
-                q, k = qkv[:, :, 0], qkv[:, :, 1]
-            v = qkv[:, :, 2]
+                qk = apply_rope(qk, rope, inner_dims=2, out_dtype=dtype)
+            q, k = qk.unbind(2)
+            v = v.squeeze(2)
         else:
             q = self.q(x).view(B, N, h, d)
+            dtype = _sdpa_dtype(q)
             if self.sr_ratio > 1:
                 if hw is None:
                     raise ValueError('Attention: sr_ratio > 1 needs the token grid hw.')
@@ -118,8 +139,11 @@ class Attention(nn.Module):
                 x = self.norm(x)
             k, v = self.kv(x).view(B, x.shape[1], 2, h, d).unbind(2)
             if rope is not None:
-                q = apply_rope(q, rope, inner_dims=1)
-                k = apply_rope(k, key_rope if key_rope is not None else rope, inner_dims=1)
+                q = apply_rope(q, rope, inner_dims=1, out_dtype=dtype)
+                k = apply_rope(k, key_rope if key_rope is not None else rope, inner_dims=1,
+                               out_dtype=dtype)
+        if dtype is not None:
+            q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def forward(self, x: torch.Tensor, rope: Optional[RopeTable] = None,
@@ -128,6 +152,9 @@ class Attention(nn.Module):
                 cache: Optional[KVCache] = None) -> torch.Tensor:
         B, N, C = x.shape
         q, k, v = self._project(x, rope, hw, key_rope)
+        if (attn_mask is not None and attn_mask.dtype != torch.bool
+                and attn_mask.dtype != q.dtype):
+            attn_mask = attn_mask.to(q.dtype)  # an additive mask takes the attention's dtype
         if cache is not None:
             past = cache.length
             k, v = cache.update(k, v)
@@ -137,8 +164,12 @@ class Attention(nn.Module):
                 is_causal = False
             elif is_causal and past:
                 is_causal = False  # one new query attends to every stored position
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-            dropout_p=self.attn_drop if self.training else 0.)
-        x = x.transpose(1, 2).reshape(B, N, C)
+        # CPU autocast would cast an fp32 attention (see _sdpa_dtype) back to bf16
+        fp32_on_cpu = q.is_cpu and q.dtype == torch.float32 and torch.is_autocast_enabled('cpu')
+        with torch.autocast('cpu', enabled=False) if fp32_on_cpu else nullcontext():
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                dropout_p=self.attn_drop if self.training else 0.)
+        # back to the Linear's dtype after an fp32 attention (under autocast it casts for itself)
+        x = x.transpose(1, 2).reshape(B, N, C).to(self.proj.weight.dtype)
         return self.proj_drop(self.proj(x))

@@ -84,7 +84,7 @@ def _complex_view_ok(x: torch.Tensor) -> bool:
 
 
 def apply_rope(x: torch.Tensor, rope: Union[RopeTable, Tuple[torch.Tensor, torch.Tensor]],
-               inner_dims: int = 0) -> torch.Tensor:
+               inner_dims: int = 0, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Rotate the leading ``d_r`` channels of ``x`` by a RoPE table.
 
     Args:
@@ -94,10 +94,12 @@ def apply_rope(x: torch.Tensor, rope: Union[RopeTable, Tuple[torch.Tensor, torch
         rope: ``(cos, sin)`` of shape (N, d_r/2) or (B, N, d_r/2) (per-sample positions, e.g.
             the visible tokens of MAE); a plain 2-tuple means interleaved pairing.
         inner_dims: Number of axes between the token axis and the channels.
+        out_dtype: dtype of the result (default: that of ``x``); float32 keeps the rotation's
+            full precision for a consumer that computes in float32 anyway.
 
     Returns:
-        Tensor of the same shape and dtype as ``x``; channels past ``d_r`` are unchanged. The
-        rotation runs in float32 for half-precision inputs.
+        Tensor of the same shape as ``x``; channels past ``d_r`` are unchanged. The rotation runs
+        in float32 for half-precision inputs.
 
     Interleaved pairs are rotated as one complex multiplication (a single element-wise kernel
     forward and backward, ~4x faster than the real-arithmetic form, which is kept for layouts a
@@ -122,10 +124,11 @@ def apply_rope(x: torch.Tensor, rope: Union[RopeTable, Tuple[torch.Tensor, torch
         else:
             a, b = rot[..., :half], rot[..., half:]
             out = torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
-    out = out.to(x.dtype)
+    out_dtype = out_dtype or x.dtype
+    out = out.to(out_dtype)
     if d_r == x.shape[-1]:
         return out
-    return torch.cat([out, x[..., d_r:]], dim=-1)
+    return torch.cat([out, x[..., d_r:].to(out_dtype)], dim=-1)
 
 
 class RotaryEmbedding(nn.Module):
