@@ -1,8 +1,9 @@
 from .base import VisionBackbone, drop_path_rates
+from .convnextv2 import ConvNeXtV2
 from .pyramid_vision_llama import PyramidVisionLLaMA, convert_official_pyramid
 from .vision_llama import VisionLLaMA, convert_official_plain
 
 __all__ = [
-    'VisionBackbone', 'drop_path_rates', 'VisionLLaMA', 'convert_official_plain',
+    'VisionBackbone', 'drop_path_rates', 'ConvNeXtV2', 'VisionLLaMA', 'convert_official_plain',
     'PyramidVisionLLaMA', 'convert_official_pyramid'
 ]

@@ -1,0 +1,176 @@
+"""FCMAE: the sparse encoder equals the masked-dense oracle (forward and gradients), masks,
+GRN statistics, decoder and loss, and sparse -> dense weight loading."""
+import copy
+
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+
+import visionllama_mm  # noqa: F401
+from visionllama_mm.models.backbones import ConvNeXtV2
+from visionllama_mm.models.layers.row_sparse import (CellLayout, map_to_rows, random_cell_mask,
+                                                     rows_grn, rows_to_map, submanifold_dwconv)
+from visionllama_mm.models.selfsup import FCMAE, SparseConvNeXtV2
+
+TINY = dict(depths=[1, 1, 2, 1], channels=[8, 16, 24, 32])
+
+
+def _encoder(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    enc = SparseConvNeXtV2(TINY, **kwargs)
+    g = torch.Generator().manual_seed(seed)
+    enc.init_weights()
+    with torch.no_grad():  # GRN, norms and biases away from their zero / one init
+        for name, p in enc.named_parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return enc
+
+
+def _run(enc, x, mask, impl, backend='conv'):
+    enc = copy.deepcopy(enc)
+    enc.impl, enc.dwconv_backend = impl, backend
+    x = x.clone().requires_grad_()
+    torch.manual_seed(123)  # the same drop-path draws in every run
+    out, _ = enc(x, mask)
+    out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(7)))
+    return out.detach(), x.grad, {n: p.grad for n, p in enc.named_parameters()}
+
+
+def _masks(B, grid):
+    """A random 0.6 mask, and masks with a whole border row / column hidden in every sample
+    (the map must keep its size and place: the official ME ``dense()`` would shift it)."""
+    Hc, Wc = grid
+    yield random_cell_mask(B, grid, 0.6, torch.Generator().manual_seed(3))
+    rows = torch.zeros(B, Hc, Wc)
+    rows[:, 0] = 1
+    rows[:, -1, 1:] = 1
+    yield rows.flatten(1)
+    cols = torch.zeros(B, Hc, Wc)
+    cols[:, :, -1] = 1
+    cols[:, 1:, 0] = 1
+    yield cols.flatten(1)
+
+
+@pytest.mark.parametrize('backend', ['conv', 'gather'])
+@pytest.mark.parametrize('grn_batch_stat', [False, True])
+def test_sparse_encoder_equals_masked_dense_forward_and_gradients(backend, grn_batch_stat):
+    enc = _encoder(drop_path_rate=0.2, grn_batch_stat=grn_batch_stat)
+    x = torch.randn(3, 3, 96, 128)
+    for mask in _masks(3, (3, 4)):
+        ref, ref_dx, ref_dw = _run(enc, x, mask, 'masked_dense')
+        out, dx, dw = _run(enc, x, mask, 'sparse', backend)
+        assert out.shape == (3, 32, 3, 4)
+        assert (out * mask.view(3, 1, 3, 4)).abs().max() == 0  # zeros at masked cells
+        assert (out - ref).abs().max() <= 1e-5
+        assert (dx - ref_dx).abs().max() <= 1e-5
+        for name in ref_dw:
+            scale = ref_dw[name].abs().max().clamp(min=1.)
+            assert (dw[name] - ref_dw[name]).abs().max() <= 1e-5 * scale, name
+
+
+def test_masked_positions_do_not_leak():
+    """Changing the image inside masked cells changes nothing the sparse encoder outputs."""
+    enc = _encoder().eval()
+    x = torch.randn(2, 3, 64, 64)
+    mask = torch.tensor([[1., 0., 0., 1.], [0., 1., 1., 0.]])
+    keep = (1 - mask).view(2, 1, 2, 1, 2, 1).expand(2, 1, 2, 32, 2, 32).reshape(2, 1, 64, 64)
+    noisy = x + torch.randn_like(x) * 10 * (1 - keep)
+    assert torch.equal(enc(x, mask)[0], enc(noisy, mask)[0])
+
+
+def test_grn_per_sample_differs_from_the_official_batch_statistic():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 2, 2, 6, generator=g) * torch.tensor([1., 5.]).view(2, 1, 1, 1, 1)
+    gamma, beta = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    per_sample = rows_grn(x, gamma, beta)
+    batch = rows_grn(x, gamma, beta, batch_stat=True)
+    assert (per_sample - batch).abs().max() > 0.1
+    # per sample equals mmpretrain's dense GRN applied to each sample's visible positions
+    from mmpretrain.models.utils import GRN
+    grn = GRN(6)
+    grn.gamma.data, grn.beta.data = gamma, beta
+    dense = grn(x[0].reshape(1, 3 * 2, 2, 6), data_format='channel_last')
+    assert torch.allclose(per_sample[0].reshape(1, 6, 2, 6), dense, atol=1e-6)
+
+
+def test_mask_keeps_19_of_49_cells_and_is_seedable():
+    m1 = random_cell_mask(4, (7, 7), 0.6, torch.Generator().manual_seed(0))
+    m2 = random_cell_mask(4, (7, 7), 0.6, torch.Generator().manual_seed(0))
+    assert torch.equal(m1, m2) and ((1 - m1).sum(1) == 19).all()
+    assert not torch.equal(m1, random_cell_mask(4, (7, 7), 0.6, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match='same number of cells'):
+        CellLayout(torch.tensor([[0., 1.], [0., 0.]]), (1, 2))
+
+
+def test_row_layout_round_trip_and_dwconv_backends():
+    mask = random_cell_mask(2, (2, 3), 0.5, torch.Generator().manual_seed(0))
+    layout = CellLayout(mask, (2, 3))
+    keep = (1 - mask).view(2, 1, 2, 1, 3, 1).expand(2, 1, 2, 4, 3, 4).reshape(2, 1, 8, 12)
+    x = torch.randn(2, 5, 8, 12) * keep
+    rows = map_to_rows(x, layout)
+    assert rows.shape == (2, 3, 4, 4, 5) and torch.equal(rows_to_map(rows, layout), x)
+    w, b = torch.randn(5, 1, 7, 7), torch.randn(5)
+    ref = torch.nn.functional.conv2d(x, w, b, padding=3, groups=5) * keep
+    for backend in ('conv', 'gather'):
+        out = rows_to_map(submanifold_dwconv(rows, layout, w, b, backend), layout)
+        assert torch.allclose(out, ref, atol=1e-5), backend
+
+
+def test_sparse_weights_load_into_the_dense_backbone_without_renaming():
+    enc = _encoder()
+    dense = ConvNeXtV2(TINY)
+    missing, unexpected = dense.load_state_dict(enc.state_dict(), strict=False)
+    assert unexpected == [] and sorted(missing) == ['norm3.bias', 'norm3.weight']
+    # with nothing masked the sparse encoder is the dense backbone without its final norm
+    x = torch.randn(2, 3, 64, 64)
+    dense.out_indices, dense.gap_before_final_norm = [3], False
+    dense.norm3 = torch.nn.Identity()
+    out, _ = enc.eval()(x, torch.zeros(2, 4))
+    assert torch.allclose(out, dense.eval()(x)[0], atol=1e-5)
+
+
+def _fcmae(**backbone):
+    return MODELS.build(dict(
+        type='FCMAE',
+        backbone=dict(type='SparseConvNeXtV2', arch=TINY, mask_ratio=0.6, **backbone),
+        neck=dict(type='FCMAEDecoder', in_channels=32, embed_dims=16),
+        head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=32,
+                  loss=dict(type='PixelReconstructionLoss', criterion='L2'))))
+
+
+def test_fcmae_loss_counts_masked_cells_only():
+    model = _fcmae()
+    model.init_weights()
+    assert model.neck.pred.out_channels == 32 * 32 * 3
+    assert 0 < model.neck.mask_token.std() < 0.05
+    x = torch.randn(2, 3, 96, 96)
+    torch.manual_seed(0)
+    latent, mask = model.backbone(x)
+    pred = model.neck(latent, mask)
+    assert pred.shape == (2, 9, 3072) and ((1 - mask).sum(1) == 3).all()  # int(9 * 0.4) = 3
+    loss = model.head.loss(pred, x, mask)
+    visible = (1 - mask).bool()
+    pred2 = pred.clone()
+    pred2[visible] += 100.
+    assert torch.equal(model.head.loss(pred2, x, mask), loss)
+    torch.manual_seed(0)
+    assert torch.equal(model.loss(x)['loss'], loss)
+    loss.backward()
+    assert model.backbone.stages[0][0].pointwise_conv1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='square'):
+        model.loss(torch.randn(1, 3, 64, 96))
+
+
+def test_bad_inputs_are_refused():
+    enc = SparseConvNeXtV2(TINY)
+    with pytest.raises(ValueError, match='multiple of 32'):
+        enc(torch.randn(1, 3, 60, 64))
+    with pytest.raises(ValueError, match=r'mask must be \(B, L\)'):
+        enc(torch.randn(1, 3, 64, 64), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match='mask_ratio must be in'):
+        SparseConvNeXtV2(TINY, mask_ratio=1.0)
+    with pytest.raises(ValueError, match='dwconv_backend must be one of'):
+        SparseConvNeXtV2(TINY, dwconv_backend='spconv')
+    with pytest.raises(ValueError, match='hides every cell'):
+        enc(torch.randn(1, 3, 64, 64), torch.ones(1, 4))
