@@ -131,3 +131,19 @@ def write_coco(root: str, num_train: int = 8, num_val: int = 4, size=(64, 96), s
         with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)
     return root
+
+
+def write_photo_crops(root: str, num: int = 64, size: int = 96, seed: int = 0) -> str:
+    """ImageNet-folder-format crops (``size`` x ``size`` JPEGs, one class folder) of the two
+    sample photographs, for self-supervised pre-training on real images."""
+    rng = np.random.RandomState(seed)
+    photos = _photos()
+    folder = osp.join(root, 'train', 'photo')
+    os.makedirs(folder, exist_ok=True)
+    for i in range(num):
+        img = photos[i % len(photos)]
+        y = rng.randint(0, img.shape[0] - size)
+        x = rng.randint(0, img.shape[1] - size)
+        Image.fromarray(img[y:y + size, x:x + size]).save(osp.join(folder, f'{i:04d}.jpg'),
+                                                          quality=95)
+    return root

@@ -1,7 +1,9 @@
 """Model complexity and throughput, used by tools/analysis_tools/get_flops.py and benchmark.py."""
 import importlib
 import importlib.util
+import copy
 import inspect
+import os
 import os.path as osp
 import sys
 import time
@@ -12,7 +14,7 @@ import torch.nn as nn
 from mmengine.config import Config
 
 __all__ = ['build_model_from_cfg', 'default_input_shape', 'count_complexity', 'benchmark_models',
-           'build_references', 'format_benchmark', 'load_reference_file']
+           'build_references', 'format_benchmark', 'load_reference_file', 'variant_config']
 
 
 def build_model_from_cfg(cfg: Config, init: bool = True) -> nn.Module:
@@ -171,9 +173,12 @@ _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 def build_references(cfg: Config, timm_names: Sequence[str] = (),
                      reference_file: Optional[str] = None, reference_models: Sequence[str] = (),
-                     shape=None) -> List[Tuple[str, nn.Module]]:
-    """``(name, model)`` of each reference: timm models by name (ViTs built for the input size)
-    and the factories ``reference_models`` of a user's python file.
+                     shape=None, variants: Sequence[Tuple[str, Dict]] = ()
+                     ) -> List[Tuple[str, nn.Module]]:
+    """``(name, model)`` of each reference: timm models by name (ViTs built for the input size),
+    the factories ``reference_models`` of a user's python file, and ``variants``: ``(name,
+    {key: value})`` the same config with those ``--cfg-options``-style overrides (e.g. FCMAE's
+    masked-dense encoder beside the sparse one).
 
     Every reference gets the config head's ``num_classes`` and the config backbone's
     ``drop_path_rate`` (factories: those of the two they accept), so that stochastic depth, which
@@ -195,13 +200,24 @@ def build_references(cfg: Config, timm_names: Sequence[str] = (),
         for name in reference_models:
             refs.append((f'{osp.basename(reference_file)}:{name}',
                          _build_reference(module, name, **common)))
+    for name, options in variants:
+        refs.append((name, build_model_from_cfg(variant_config(cfg, options), init=False)))
     return refs
+
+
+def variant_config(cfg: Config, options: Dict) -> Config:
+    """A copy of ``cfg`` with ``--cfg-options``-style ``{key: value}`` overrides."""
+    variant = Config(copy.deepcopy(cfg._cfg_dict.to_dict()))
+    variant.merge_from_dict(options)
+    return variant
 
 
 def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = (),
                      batch_size: int = 32, shape=None, iters: int = 10, warmup: int = 3,
                      repeats: int = 3, precisions: Sequence[str] = ('fp32', 'bf16'),
-                     channels_last: bool = False, device: Optional[str] = None) -> List[Dict]:
+                     channels_last: bool = False, device: Optional[str] = None,
+                     memory: bool = False, memory_cfgs: Optional[Dict[str, Config]] = None
+                     ) -> List[Dict]:
     """Images/s of forward (no grad) and forward+backward of ``cfg.model`` and reference models
     (``(name, model)`` pairs, see :func:`build_references`), in each precision (``'fp32'``, or
     autocast ``'bf16'`` / ``'fp16'``).
@@ -210,9 +226,14 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
     (precision, mode) is timed for every model in turn (so a slow-down of a shared machine hits
     all of them alike), and the best round is kept.
 
+    ``memory=True`` adds the peak memory of one forward+backward step per model and precision,
+    ``'{precision} peak MiB'``: on CUDA the allocator's peak; on CPU the growth of the resident
+    set during a step, in a fresh process that builds the model from its config (``cfg`` for
+    ours, ``memory_cfgs`` ``{name: config}`` for config variants; other references: CUDA only).
+
     Returns:
         One dict per model, ours first: ``name``, ``params``, and ``'{precision} fwd'`` /
-        ``'{precision} fwd+bwd'`` images/s.
+        ``'{precision} fwd+bwd'`` images/s (and ``'{precision} peak MiB'``).
     """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     for p in precisions:
@@ -265,13 +286,70 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
             for mode in ('fwd', 'fwd+bwd'):
                 row[f'{precision} {mode}'] = batch_size * iters / best[name, precision, mode]
         rows.append(row)
+    if memory:
+        cfgs = {models[0][0]: cfg, **(memory_cfgs or {})}
+        for row in rows:
+            for n, p, m, fn in runners:
+                if n != row['name'] or m != 'fwd+bwd':
+                    continue
+                if device.type == 'cuda':
+                    row[f'{p} peak MiB'] = _peak_memory_cuda(fn, device)
+                elif n in cfgs:
+                    row[f'{p} peak MiB'] = _peak_memory_cpu(cfgs[n]._cfg_dict.to_dict(),
+                                                            batch_size, (h, w), _DTYPES[p])
+                else:  # timm / reference-file models: measured on CUDA only
+                    row[f'{p} peak MiB'] = float('nan')
     return rows
+
+
+def _peak_memory_cuda(step, device: torch.device) -> float:
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+
+
+def _rss_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ':'))
+
+
+def _memory_child(cfg_dict: dict, batch_size: int, hw: tuple, dtype, queue) -> None:
+    """In a fresh process: build the model and input, reset the resident-set high-water mark
+    (``/proc/self/clear_refs``), run one training step and report how far the mark rose."""
+    import visionllama_mm  # noqa: F401  (registries)
+    model = build_model_from_cfg(Config(cfg_dict), init=False).train()
+    fwd_fn = _tensor_forward(model)
+    x = torch.randn(batch_size, 3, *hw)
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # VmHWM := VmRSS
+    base = _rss_kib('VmRSS')
+    with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
+        loss = _sum_outputs(fwd_fn(x))
+    loss.backward()
+    queue.put((_rss_kib('VmHWM') - base) / 1024)
+
+
+def _peak_memory_cpu(cfg_dict: dict, batch_size: int, hw: tuple, dtype) -> float:
+    """Peak MiB of a training step of a config-built model, in a spawned process (a forked one
+    would hang in OpenMP; measuring in this process would see its other models)."""
+    import multiprocessing as mp
+    ctx = mp.get_context('spawn')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_memory_child, args=(cfg_dict, batch_size, hw, dtype, queue))
+    proc.start()
+    proc.join()
+    return queue.get() if not queue.empty() else float('nan')
 
 
 def format_benchmark(rows: List[Dict], precisions: Sequence[str]) -> str:
     """The benchmark table: images/s per model and column, then the ratios of the first model
     (ours) to each reference, and of each precision to fp32 for every model."""
     cols = [f'{p} {m}' for p in precisions for m in ('fwd', 'fwd+bwd')]
+    cols += [f'{p} peak MiB' for p in precisions if f'{p} peak MiB' in rows[0]]
     width = max(len(r['name']) for r in rows)
     lines = [f'{"model":{width}s} {"params(M)":>9s} ' + ' '.join(f'{c:>13s}' for c in cols)]
     for r in rows:
@@ -281,6 +359,8 @@ def format_benchmark(rows: List[Dict], precisions: Sequence[str]) -> str:
     for ref in rows[1:]:
         lines.append(f'{"ours / " + ref["name"]:{width + 10}s} '
                      + ' '.join(f'{ours[c] / ref[c]:12.3f}x' for c in cols))
+    if any('peak MiB' in c for c in cols):
+        lines.append('(throughput ratios > 1 and peak-memory ratios < 1 favour ours)')
     others = [p for p in precisions if p != 'fp32']
     if 'fp32' in precisions and others:
         for r in rows:
