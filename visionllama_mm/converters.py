@@ -1,10 +1,15 @@
 """Turn the authors' released checkpoints into checkpoints of this package.
 
+Two families: VisionLLaMA (``tools/model_converters/vision_llama_official.py``) and ConvNeXt V2
+(``tools/model_converters/convnextv2_official.py``: the official dense and FCMAE checkpoints and
+timm's ``convnextv2_*`` weights).
 Each released format is recognised from its keys; the key mapping itself lives beside the model it
-targets (``convert_official_*``), so tests and ``tools/model_converters/`` share one code path.
+targets (``convert_official_*``, ``convert_timm_*``), so tests and ``tools/model_converters/`` share
+one code path.
 This package's own checkpoints (``tools/train.py`` outputs, converted files) are recognised too and
 refused with :class:`AlreadyConvertedError` ("already a visionllama_mm checkpoint, no conversion
-needed"): they load as they are.
+needed"): they load as they are. So are mmpretrain's released ConvNeXt V2 checkpoints, whose layout
+is ours.
 Sources are read with ``torch.load(weights_only=True)``; the only non-tensor objects allowed are
 those the official training scripts store beside the weights (``argparse.Namespace`` in DeiT-style
 checkpoints, mmengine's logging state in mmpretrain-fork ones).
@@ -12,14 +17,14 @@ checkpoints, mmengine's logging state in mmpretrain-fork ones).
 import argparse
 import os.path as osp
 import re
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from .compat import load_checkpoint_file
 
 __all__ = ['KINDS', 'AlreadyConvertedError', 'load_source', 'detect_kind', 'convert_state_dict',
-           'convert_file']
+           'convert_file', 'FAMILIES']
 
 
 def _is_deit_plain(sd: Dict) -> bool:
@@ -60,12 +65,76 @@ def _convert_plain(sd):
     return convert_official_plain(sd)
 
 
-# (name, where the weights sit in the file, detector on those weights, converter)
+# ConvNeXt V2. Each detector asks for keys only its format has: the official layouts' ``dwconv``
+# (ours and mmpretrain's say ``depthwise_conv``, timm's ``conv_dw``), ME's ``.kernel`` under
+# ``encoder.`` for FCMAE, and a GRN parameter in every case, so that V1 checkpoints (same names,
+# LayerScale ``gamma`` instead of GRN) are not taken for V2.
+def _is_convnextv2_official(sd: Dict) -> bool:
+    return ('downsample_layers.0.0.weight' in sd and 'stages.0.0.dwconv.weight' in sd
+            and 'stages.0.0.grn.gamma' in sd)
+
+
+def _is_convnextv2_fcmae(sd: Dict) -> bool:
+    return ('encoder.downsample_layers.0.0.weight' in sd
+            and 'encoder.stages.0.0.dwconv.kernel' in sd and 'encoder.stages.0.0.grn.gamma' in sd)
+
+
+def _is_timm_convnextv2(sd: Dict) -> bool:
+    return 'stem.0.weight' in sd and 'stages.0.blocks.0.mlp.grn.weight' in sd
+
+
+def _convert_convnextv2_official(sd):
+    from .models.backbones.convnextv2_convert import convert_official_convnextv2
+    return convert_official_convnextv2(sd)
+
+
+def _convert_convnextv2_fcmae(sd):
+    from .models.backbones.convnextv2_convert import convert_official_fcmae
+    return convert_official_fcmae(sd)
+
+
+def _convert_timm_convnextv2(sd):
+    from .models.backbones.convnextv2_convert import convert_timm_convnextv2
+    return convert_timm_convnextv2(sd)
+
+
+# a GRN gamma of our (= mmpretrain's) ConvNeXt V2 layout: 1-D, where the official dense layout
+# (same name, no ``backbone.``) has (1, 1, 1, C)
+_OWN_CONVNEXT_KEY = re.compile(r'(backbone\.)?stages\.\d+\.\d+\.grn\.gamma')
+
+
+def _own_convnext_key(sd: Dict) -> str:
+    """The first ConvNeXt V2 GRN key of this package's layout in ``sd``, or ''."""
+    return next((k for k in sorted(map(str, sd)) if _OWN_CONVNEXT_KEY.fullmatch(k)
+                 and isinstance(sd[k], torch.Tensor) and sd[k].dim() == 1), '')
+
+
+# (name, where the weights sit in the file ('' = the top-level dict), detector on those weights,
+# converter). A format stored in more than one place has one row per place.
 KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
     ('deit-plain', 'model', _is_deit_plain, _convert_plain),
     ('deit-pyramid', 'model', _is_deit_pyramid, _convert_pyramid),
     ('mmpretrain-fork', 'state_dict', _is_mmpretrain_fork, _convert_fork),
+    # main_finetune.py / main_pretrain.py save {'model', 'optimizer', 'epoch', 'args', ...}
+    ('convnextv2-official', 'model', _is_convnextv2_official, _convert_convnextv2_official),
+    ('convnextv2-official', '', _is_convnextv2_official, _convert_convnextv2_official),
+    ('convnextv2-fcmae', 'model', _is_convnextv2_fcmae, _convert_convnextv2_fcmae),
+    ('convnextv2-fcmae', '', _is_convnextv2_fcmae, _convert_convnextv2_fcmae),
+    # timm's hub weights are a bare state dict; its train.py writes {'state_dict', 'arch', ...}
+    ('timm-convnextv2', '', _is_timm_convnextv2, _convert_timm_convnextv2),
+    ('timm-convnextv2', 'state_dict', _is_timm_convnextv2, _convert_timm_convnextv2),
 ]
+
+# model family -> its formats, in KINDS order
+FAMILIES: Dict[str, Tuple[str, ...]] = {
+    'VisionLLaMA': ('deit-plain', 'deit-pyramid', 'mmpretrain-fork'),
+    'ConvNeXt V2': ('convnextv2-official', 'convnextv2-fcmae', 'timm-convnextv2'),
+}
+assert sorted(sum(FAMILIES.values(), ())) == sorted({k[0] for k in KINDS})
+
+
+def _known_formats() -> str:
+    return '; '.join(f'{family}: {", ".join(kinds)}' for family, kinds in FAMILIES.items())
 
 
 def load_source(path: str) -> Dict:
@@ -84,7 +153,9 @@ def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
     Raises:
         AlreadyConvertedError: ``ckpt`` is this package's own checkpoint (written by this
             converter, ``meta.source_format``, or by ``tools/train.py``: our key layout without the
-            fork's frozen ``backbone.pos_embed``); it loads as it is.
+            fork's frozen ``backbone.pos_embed``, or our ConvNeXt V2 layout with 1-D GRN
+            parameters, which mmpretrain's released ConvNeXt V2 checkpoints share); it loads as
+            it is.
         ValueError: no known format matches; the message shows the first keys.
     """
     if not isinstance(ckpt, dict):
@@ -107,13 +178,20 @@ def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
                 f"{'state_dict' if field else 'top-level dict'} has this package's key layout "
                 f"({_own_layout_key(weights)}) and none of the released formats' keys (the fork's "
                 'checkpoints carry a frozen backbone.pos_embed); load it directly')
+        if isinstance(weights, dict) and _own_convnext_key(weights):
+            key = _own_convnext_key(weights)
+            raise AlreadyConvertedError(
+                'already a visionllama_mm checkpoint, no conversion needed: its '
+                f"{'state_dict' if field else 'top-level dict'} has this package's "
+                f"(= mmpretrain's) ConvNeXt V2 key layout ({key} of shape "
+                f"{tuple(weights[key].shape)}), as mmpretrain's released ConvNeXt V2 checkpoints "
+                'do; load it directly')
     top = sorted(ckpt)[:8]
     inner = next((ckpt[k] for k in ('model', 'state_dict') if isinstance(ckpt.get(k), dict)), ckpt)
     sample = sorted(inner)[:8]
     raise ValueError(
-        'unrecognised checkpoint: none of the known VisionLLaMA release formats '
-        f'({", ".join(k[0] for k in KINDS)}) matches. Top-level keys: {top}; first weight keys: '
-        f'{sample}')
+        f'unrecognised checkpoint: none of the known release formats ({_known_formats()}) '
+        f'matches. Top-level keys: {top}; first weight keys: {sample}')
 
 
 def convert_state_dict(ckpt: Dict) -> Tuple[str, Dict]:
@@ -123,9 +201,21 @@ def convert_state_dict(ckpt: Dict) -> Tuple[str, Dict]:
     return kind, convert(weights)
 
 
-def convert_file(src: str, dst: str) -> str:
-    """Convert ``src`` into ``dst`` (``{'state_dict', 'meta'}``, tensors only) -> the kind."""
-    kind, state_dict = convert_state_dict(load_source(src))
+def convert_file(src: str, dst: str, family: Optional[str] = None) -> str:
+    """Convert ``src`` into ``dst`` (``{'state_dict', 'meta'}``, tensors only) -> the kind.
+
+    ``family`` (a key of :data:`FAMILIES`) refuses, with a ``ValueError`` and before anything is
+    written, a checkpoint that is recognised but belongs to another family.
+    """
+    ckpt = load_source(src)
+    if family is not None:
+        kind, _ = detect_kind(ckpt)
+        if kind not in FAMILIES[family]:
+            other = next(f for f, kinds in FAMILIES.items() if kind in kinds)
+            raise ValueError(
+                f'a {other} checkpoint (format {kind}), not a {family} one; this tool converts '
+                f'{", ".join(FAMILIES[family])} only')
+    kind, state_dict = convert_state_dict(ckpt)
     torch.save({'state_dict': state_dict,
                 'meta': {'converted_from': osp.basename(src), 'source_format': kind}}, dst)
     return kind

@@ -1,0 +1,39 @@
+"""Convert a released ConvNeXt V2 checkpoint into one that loads into this package's configs.
+
+    python tools/model_converters/convnextv2_official.py SRC DST
+
+Recognised formats (detected from the keys, printed):
+
+- ``convnextv2-official``: the official dense checkpoints (``{'model': ...}``, ImageNet fine-tunes
+  and supervised models) -> ``ImageClassifier`` keys (``backbone.*``, ``backbone.norm3``,
+  ``head.fc``), GRN parameters reshaped to (C,);
+- ``convnextv2-fcmae``: the official FCMAE pre-training checkpoints (MinkowskiEngine encoder plus
+  dense decoder) -> the FCMAE model's keys (``backbone.*`` without ``norm3``, ``neck.proj``,
+  ``neck.mask_token``, ``neck.decoder.*``, ``neck.pred``); sparse kernels become dense conv weights;
+- ``timm-convnextv2``: timm ``convnextv2_*`` state dicts -> ``ImageClassifier`` keys.
+
+mmpretrain's released ConvNeXt V2 checkpoints already have this package's layout and are refused as
+"no conversion needed", like this package's own checkpoints. The output is
+``{'state_dict', 'meta'}`` with tensors only, loadable with ``torch.load(weights_only=True)``,
+``load_from=DST`` or ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` (for a backbone alone,
+``prefix='backbone.'``).
+"""
+import argparse
+import sys
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='released checkpoint')
+    parser.add_argument('dst', help='where to write the converted checkpoint')
+    args = parser.parse_args()
+    from visionllama_mm.converters import convert_file
+    try:
+        kind = convert_file(args.src, args.dst, family='ConvNeXt V2')
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
+        sys.exit(f'error: {args.src}: {err}')
+    print(f'detected: {kind}\nwrote: {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
