@@ -9,6 +9,8 @@ this class adds to the stock one:
   ``ValueError`` listing the names;
 - any input size for dense heads: zero-padded to a multiple of 32 inside, every map cropped back
   to ``ceil(H / stride)`` (at multiples of 32 nothing changes);
+- channels-last memory through the whole network and a one-pass GRN (the stock block and
+  ``LN2d`` copy between layouts);
 - activation checkpointing through torch's non-reentrant checkpoint (the stock block calls the
   reentrant default, which torch now warns about);
 - ``get_layer_depth`` for both layer-decay schemes of the paper (spec §2.6): ``'single'`` (one id
@@ -25,17 +27,45 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.models.backbones.convnext import ConvNeXt
+from mmpretrain.models.backbones.convnext import ConvNeXt, ConvNeXtBlock
 
 from ...registry import MODELS
 from .base import VisionBackbone
 
-__all__ = ['ConvNeXtV2']
+__all__ = ['ConvNeXtV2', 'grn_channels_last']
 
 _DEFAULT_INIT = [
     dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
     dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.),
 ]
+
+
+def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the channels of a (B, C, H, W) map, kept in its memory format (mmpretrain's
+    ``LN2d`` makes a contiguous NCHW copy, which undoes channels-last)."""
+    return F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias,
+                        norm.eps).permute(0, 3, 1, 2)
+
+
+def grn_channels_last(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                      eps: float = 1e-6, dims=(1, 2)) -> torch.Tensor:
+    """GRN of (..., C) features over ``dims``: ``gamma * (x * N(x)) + beta + x`` computed as the
+    single pass ``x * (1 + gamma * N(x)) + beta`` (mmpretrain's ``GRN`` makes three)."""
+    gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
+    return torch.addcmul(beta, x, torch.addcmul(torch.ones_like(gamma), gamma, nx))
+
+
+def _block_forward(x: torch.Tensor, block: ConvNeXtBlock) -> torch.Tensor:
+    """mmpretrain's ``ConvNeXtBlock`` (V2: GRN, no LayerScale) on a channels-last map, with the
+    same parameters and results, without its layout copies."""
+    y = block.depthwise_conv(x).permute(0, 2, 3, 1)  # (B, H, W, C), a view when channels-last
+    y = F.layer_norm(y, block.norm.normalized_shape, block.norm.weight, block.norm.bias,
+                     block.norm.eps)
+    y = block.act(block.pointwise_conv1(y))
+    y = grn_channels_last(y, block.grn.gamma, block.grn.beta, block.grn.eps)
+    y = block.pointwise_conv2(y).permute(0, 3, 1, 2)
+    return x + block.drop_path(y)
 
 
 @MODELS.register_module()
@@ -116,11 +146,18 @@ class ConvNeXtV2(VisionBackbone, ConvNeXt):
         d = self.size_divisor
         if H0 % d or W0 % d:
             x = F.pad(x, (0, -W0 % d, 0, -H0 % d))
+        # channels-last all the way: every permute to (B, H, W, C) and back is then a view
+        x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i, stage in enumerate(self.stages):
-            x = self.downsample_layers[i](x)
+            if i == 0:
+                conv, norm = self.downsample_layers[0]
+                x = _norm_channels(norm, conv(x))
+            else:
+                norm, conv = self.downsample_layers[i]
+                x = conv(_norm_channels(norm, x))
             for block in stage:
-                x = self.run_block(block, x)
+                x = self.run_block(_block_forward, x, block)
             if i in self.out_indices:
                 s = 2 ** (i + 2)
                 y = x[..., :-(-H0 // s), :-(-W0 // s)]  # the unpadded part of this stage
@@ -128,7 +165,7 @@ class ConvNeXtV2(VisionBackbone, ConvNeXt):
                 if self.gap_before_final_norm:
                     outs.append(norm(y.mean((-2, -1), keepdim=True)).flatten(1))
                 else:
-                    outs.append(norm(y))
+                    outs.append(_norm_channels(norm, y))
         return tuple(outs)
 
     # ------------------------------------------------------------------------------ freezing

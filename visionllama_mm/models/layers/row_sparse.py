@@ -159,9 +159,9 @@ def rows_grn(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: floa
     the batch, as the official PyTorch ``MinkowskiGRN`` computes it (spec §2.2).
     """
     dims = (0, 1, 2, 3) if batch_stat else (1, 2, 3)
-    gx = torch.norm(x, p=2, dim=dims, keepdim=True)
+    gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
     nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
-    return torch.addcmul(beta + x, gamma, x * nx)
+    return torch.addcmul(beta, x, torch.addcmul(torch.ones_like(gamma), gamma, nx))
 
 
 def rows_downsample(x: torch.Tensor, weight: torch.Tensor,
