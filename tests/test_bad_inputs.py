@@ -286,3 +286,37 @@ def test_digits_dataset_at_an_unrelated_folder(tmp_path):
     (tmp_path / 'photos' / 'cat.jpg').write_bytes(b'\xff\xd8')
     with pytest.raises(ValueError, match=r'data_root \S*photos exists but is not a digits folder'):
         DigitsDataset(data_root=str(tmp_path / 'photos'))
+
+
+# ------------------------------------------------------------------------------ ConvNeXt V2
+TINY_CNX = dict(depths=[1, 1, 1, 1], channels=[8, 16, 24, 32])
+
+
+def test_convnextv2_v1_arch_name():
+    from visionllama_mm.models.backbones import ConvNeXtV2
+    with pytest.raises(ValueError, match=r"ConvNeXtV2: unknown arch 'small'; valid names: atto, "
+                                         r'base, femto, huge, large, nano, pico, tiny'):
+        ConvNeXtV2(arch='small')
+
+
+def test_fcmae_input_not_a_multiple_of_32():
+    from visionllama_mm.models.selfsup import SparseConvNeXtV2
+    with pytest.raises(ValueError, match=r'SparseConvNeXtV2: FCMAE masks 32x32-pixel cells; '
+                                         r'input size 200x200 must be a multiple of 32'):
+        SparseConvNeXtV2(TINY_CNX)(torch.randn(1, 3, 200, 200))
+
+
+def test_fcmae_mask_of_the_wrong_shape():
+    from visionllama_mm.models.selfsup import SparseConvNeXtV2
+    with pytest.raises(ValueError, match=r'mask must be \(B, L\) = \(2, 49\) for a '
+                                         r'\(2, 3, 224, 224\) input, got \(2, 196\)'):
+        SparseConvNeXtV2(TINY_CNX)(torch.randn(2, 3, 224, 224), torch.zeros(2, 196))
+
+
+def test_convnextv2_converter_refuses_a_v1_checkpoint(tmp_path):
+    import timm
+    src = tmp_path / 'convnext_v1.pth'
+    torch.save(timm.create_model('convnext_atto').state_dict(), src)
+    out = _fails([sys.executable, 'tools/model_converters/convnextv2_official.py', str(src),
+                  str(tmp_path / 'out.pth')])
+    assert 'unrecognised checkpoint' in out and 'convnextv2-official' in out, out
