@@ -134,8 +134,9 @@ def write_coco(root: str, num_train: int = 8, num_val: int = 4, size=(64, 96), s
 
 
 def write_photo_crops(root: str, num: int = 64, size: int = 96, seed: int = 0) -> str:
-    """ImageNet-folder-format crops (``size`` x ``size`` JPEGs, one class folder) of the two
-    sample photographs, for self-supervised pre-training on real images."""
+    """ImageNet-format crops (``train/photo/*.jpg``, ``size`` x ``size``, and ``meta/train.txt``
+    with label 0) of the two sample photographs, for self-supervised pre-training on real
+    images."""
     rng = np.random.RandomState(seed)
     photos = _photos()
     folder = osp.join(root, 'train', 'photo')
@@ -146,4 +147,7 @@ def write_photo_crops(root: str, num: int = 64, size: int = 96, seed: int = 0) -
         x = rng.randint(0, img.shape[1] - size)
         Image.fromarray(img[y:y + size, x:x + size]).save(osp.join(folder, f'{i:04d}.jpg'),
                                                           quality=95)
+    os.makedirs(osp.join(root, 'meta'), exist_ok=True)
+    with open(osp.join(root, 'meta', 'train.txt'), 'w') as f:
+        f.writelines(f'photo/{i:04d}.jpg 0\n' for i in range(num))
     return root
