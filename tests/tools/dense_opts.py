@@ -67,6 +67,16 @@ SEG_CONFIGS = {
 }
 
 
+# ConvNeXt V2: the shipped arch names replaced by a 4-stage dict (one block per stage)
+TINY_CONVNEXTV2 = ['model.backbone.arch._delete_=True', 'model.backbone.arch.depths=[1,1,1,1]',
+                   'model.backbone.arch.channels=[8,16,24,32]', 'model.backbone.init_cfg=None']
+CONVNEXTV2_UPERNET = [*TINY_CONVNEXTV2, 'model.decode_head.in_channels=[8,16,24,32]',
+                      'model.decode_head.channels=16', 'model.auxiliary_head.in_channels=24',
+                      'model.auxiliary_head.channels=8']
+SEG_CONFIGS.update({
+    f'configs/convnextv2/upernet_convnextv2-{a}_fcmae-ft-pre_8xb2-amp-160k_ade20k-512x512.py':
+    CONVNEXTV2_UPERNET for a in ('tiny', 'base', 'large', 'huge')})
+
 CLASSES = '(rectangle,disc,triangle)'
 
 
@@ -125,4 +135,14 @@ DET_CONFIGS = {
     (VITDET, True, 'iter_4.pth'),
 }
 
-
+# the LSJ pipeline of the ConvNeXt V2 configs: 2 = RandomResize, 3 = RandomCrop (no RepeatDataset)
+CONVNEXTV2_MRCNN = [
+    *TINY_CONVNEXTV2, 'model.neck.in_channels=[8,16,24,32]',
+    'train_dataloader.dataset.pipeline.2.scale=(128,128)',
+    'train_dataloader.dataset.pipeline.3.crop_size=(128,128)',
+    'val_dataloader.dataset.pipeline.1.scale=(128,128)',
+    'test_dataloader.dataset.pipeline.1.scale=(128,128)', 'train_cfg.max_epochs=1',
+]
+DET_CONFIGS.update({
+    f'configs/convnextv2/mask-rcnn_convnextv2-{a}_fcmae-pre_fpn_8xb4-amp-lsj-3x_coco.py':
+    (CONVNEXTV2_MRCNN, False, 'epoch_1.pth') for a in ('tiny', 'base', 'large', 'huge')})
