@@ -18,12 +18,12 @@ CONFIGS = sorted(p for p in glob.glob(f'{REPO}/configs/**/*.py', recursive=True)
 def test_config_builds(path):
     import importlib
 
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     cfg = Config.fromfile(path)
     assert cfg.custom_imports['imports'] == ['visionllama_mm']
     scope = toolbox_of(cfg)
-    init_default_scope(scope)
-    with torch.device('meta'):
+    # the scope is restored afterwards: tests later in this process build in their own scope
+    with DefaultScope.overwrite_default_scope(scope), torch.device('meta'):
         model = importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -14,40 +14,10 @@
 # stock 'layer_wise' ConvNeXt decay uses. Checkpoint: FCMAE pre-training
 # (fcmae_convnextv2-tiny_*.py) loaded by init_cfg with prefix='backbone.' (every stage loads; the
 # per-stage output norms `norm0`-`norm3` are fresh).
-_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# Everything but the size is the Base config's.
+_base_ = ['./mask-rcnn_convnextv2-base_fcmae-pre_fpn_8xb4-amp-lsj-3x_coco.py']
 
 pretrained = 'pretrain/fcmae_convnextv2-tiny_in1k.pth'
-image_size = (1024, 1024)
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='ConvNeXtV2',
-        arch='tiny',
-        out_indices=(0, 1, 2, 3),
-        gap_before_final_norm=False,
-        drop_path_rate=0.4,
-        layer_decay_type='group',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(in_channels=[96, 192, 384, 768]),
-    test_cfg=dict(rcnn=dict(nms=dict(type='soft_nms', iou_threshold=0.5))))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
-         recompute_bbox=True, allow_negative_crop=True),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(batch_size=4, dataset=dict(pipeline=train_pipeline))
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.95))
+    backbone=dict(arch='tiny', init_cfg=dict(checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]))

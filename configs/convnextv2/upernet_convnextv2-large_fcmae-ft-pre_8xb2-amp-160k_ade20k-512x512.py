@@ -15,27 +15,11 @@
 # fine-tuned classifier (convnextv2-large_fcmae-pre_32xb32-amp-coslr-100e_in1k.py), loaded by
 # init_cfg with prefix='backbone.' (stages and the last stage's norm `norm3` load; `norm0`-`norm2`
 # are fresh).
-_base_ = ['mmseg::convnext/convnext-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# Everything but the size is the Base config's.
+_base_ = ['./upernet_convnextv2-base_fcmae-ft-pre_8xb2-amp-160k_ade20k-512x512.py']
 
 pretrained = 'pretrain/convnextv2-large_fcmae-ft_in1k.pth'
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='ConvNeXtV2',
-        arch='large',
-        out_indices=(0, 1, 2, 3),
-        gap_before_final_norm=False,
-        drop_path_rate=0.4,
-        layer_decay_type='group',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    backbone=dict(arch='large', init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=[192, 384, 768, 1536]),
     auxiliary_head=dict(in_channels=768))
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.9))

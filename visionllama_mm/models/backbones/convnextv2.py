@@ -1,9 +1,11 @@
 """ConvNeXt V2 (spec ``convnextv2.md`` §1): mmpretrain's ConvNeXt with GRN and no LayerScale.
 
-The modules are mmpretrain's own (``ConvNeXt(use_grn=True, layer_scale_init_value=0.)``: stem,
-downsamples, ``ConvNeXtBlock``, ``GRN``, ``LN2d``), so parameter names and counts are mmpretrain's
-and the FCMAE sparse encoder (:mod:`..selfsup.fcmae`) loads into this class with no renaming. What
-this class adds to the stock one:
+The modules are mmpretrain's own (``ConvNeXtBlock(use_grn=True, layer_scale_init_value=0.)``,
+``GRN``, ``LN2d``) in the module tree of mmpretrain's ``ConvNeXt`` (``downsample_layers``,
+``stages``, ``norm{i}``), so parameter names and counts are mmpretrain's, its checkpoints load
+unchanged, and the FCMAE sparse encoder (:mod:`..selfsup.fcmae`) loads into this class with no
+renaming. The tree is assembled here rather than by ``ConvNeXt.__init__``, which cannot build on
+the meta device (it calls ``.item()`` on its drop-path ``linspace``). What this class adds:
 
 - the V2 arch table only (atto ... huge; ``small`` / ``xlarge`` exist only in V1) with a
   ``ValueError`` listing the names;
@@ -27,10 +29,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.model import ModuleList, Sequential
 from mmpretrain.models.backbones.convnext import ConvNeXt, ConvNeXtBlock
+from mmpretrain.models.utils import build_norm_layer
 
 from ...registry import MODELS
-from .base import VisionBackbone
+from .base import VisionBackbone, drop_path_rates
 
 __all__ = ['ConvNeXtV2', 'grn_channels_last']
 
@@ -69,7 +73,7 @@ def _block_forward(x: torch.Tensor, block: ConvNeXtBlock) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class ConvNeXtV2(VisionBackbone, ConvNeXt):
+class ConvNeXtV2(VisionBackbone):
     """ConvNeXt V2 backbone.
 
     Args:
@@ -125,17 +129,38 @@ class ConvNeXtV2(VisionBackbone, ConvNeXt):
             raise ValueError(f'ConvNeXtV2: out_indices must be stage numbers in -4..3, got '
                              f'{out_indices!r}.')
         indices = sorted(set(i % 4 for i in indices))
-        super().__init__(arch=dict(depths=depths, channels=channels), in_channels=in_channels,
-                         use_grn=True, layer_scale_init_value=0., drop_path_rate=drop_path_rate,
-                         out_indices=indices, frozen_stages=frozen_stages,
-                         gap_before_final_norm=gap_before_final_norm,
-                         with_cp=False, init_cfg=init_cfg or _DEFAULT_INIT)
+        super().__init__(init_cfg=init_cfg or _DEFAULT_INIT)
+        self.depths, self.channels = depths, channels
+        self.num_stages = 4
+        self.out_indices = indices
+        self.frozen_stages = frozen_stages
+        self.gap_before_final_norm = gap_before_final_norm
         self.with_cp = with_cp  # blocks are checkpointed by run_block, not by the stock block
         self.layer_decay_type = layer_decay_type
+        norm_cfg = dict(type='LN2d', eps=1e-6)
+        dpr = drop_path_rates(drop_path_rate, sum(depths))  # linear 0 -> rate, as mmpretrain
+        self.downsample_layers = ModuleList([nn.Sequential(
+            nn.Conv2d(in_channels, channels[0], kernel_size=4, stride=4),
+            build_norm_layer(norm_cfg, channels[0]))])
+        self.stages = nn.ModuleList()
+        first = 0
+        for i in range(4):
+            if i > 0:
+                self.downsample_layers.append(nn.Sequential(
+                    build_norm_layer(norm_cfg, channels[i - 1]),
+                    nn.Conv2d(channels[i - 1], channels[i], kernel_size=2, stride=2)))
+            self.stages.append(Sequential(*[
+                ConvNeXtBlock(channels[i], drop_path_rate=dpr[first + j], norm_cfg=norm_cfg,
+                              layer_scale_init_value=0., use_grn=True)
+                for j in range(depths[i])]))
+            first += depths[i]
+            if i in indices:
+                self.add_module(f'norm{i}', build_norm_layer(norm_cfg, channels[i]))
         if layer_decay_type == 'single':
             self.num_layer_ids = sum(depths) + 2
         else:
             self.num_layer_ids = (12 if depths[2] > 9 else 6) + 2
+        self._freeze_stages()
 
     # ------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
