@@ -142,3 +142,20 @@ def test_train_py_checkpoint_is_not_converted(python, tmp_path, digits_root):
     assert ('already a visionllama_mm checkpoint, no conversion needed: its state_dict has this '
             "package's key layout (backbone.layers.0.ffn.w12.weight)") in proc.stderr, proc.stderr
     assert not (tmp_path / 'out.pth').exists()
+
+
+def test_each_family_tool_refuses_the_other_familys_checkpoint(tmp_path):
+    """vision_llama_official.py names a ConvNeXt V2 checkpoint as such and writes nothing."""
+    import subprocess
+    import sys
+
+    import timm
+    src = tmp_path / 'convnextv2_atto.pth'
+    torch.save(timm.create_model('convnextv2_atto').state_dict(), src)
+    dst = tmp_path / 'out.pth'
+    proc = subprocess.run([sys.executable, 'tools/model_converters/vision_llama_official.py',
+                           str(src), str(dst)], text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    assert proc.returncode != 0
+    assert 'a ConvNeXt V2 checkpoint (format timm-convnextv2), not a VisionLLaMA one' in proc.stdout
+    assert not dst.exists()

@@ -24,7 +24,7 @@ import torch
 from .compat import load_checkpoint_file
 
 __all__ = ['KINDS', 'AlreadyConvertedError', 'load_source', 'detect_kind', 'convert_state_dict',
-           'convert_file', 'FAMILIES']
+           'convert_file', 'FAMILIES', 'run_cli']
 
 
 def _is_deit_plain(sd: Dict) -> bool:
@@ -219,3 +219,18 @@ def convert_file(src: str, dst: str, family: Optional[str] = None) -> str:
     torch.save({'state_dict': state_dict,
                 'meta': {'converted_from': osp.basename(src), 'source_format': kind}}, dst)
     return kind
+
+
+def run_cli(family: str, description: str, argv=None) -> None:
+    """``tools/model_converters/*_official.py SRC DST`` for one family: convert, print the
+    detected format and the output path, or exit with ``error: SRC: ...``."""
+    import sys
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help='released checkpoint')
+    parser.add_argument('dst', help='where to write the converted checkpoint')
+    args = parser.parse_args(argv)
+    try:
+        kind = convert_file(args.src, args.dst, family=family)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
+        sys.exit(f'error: {args.src}: {err}')
+    print(f'detected: {kind}\nwrote: {args.dst}')

@@ -18,22 +18,7 @@ mmpretrain's released ConvNeXt V2 checkpoints already have this package's layout
 ``load_from=DST`` or ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` (for a backbone alone,
 ``prefix='backbone.'``).
 """
-import argparse
-import sys
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='released checkpoint')
-    parser.add_argument('dst', help='where to write the converted checkpoint')
-    args = parser.parse_args()
-    from visionllama_mm.converters import convert_file
-    try:
-        kind = convert_file(args.src, args.dst, family='ConvNeXt V2')
-    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
-        sys.exit(f'error: {args.src}: {err}')
-    print(f'detected: {kind}\nwrote: {args.dst}')
-
+from visionllama_mm.converters import run_cli
 
 if __name__ == '__main__':
-    main()
+    run_cli('ConvNeXt V2', __doc__.split('\n')[0])

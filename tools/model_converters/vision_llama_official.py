@@ -8,22 +8,7 @@ pre-training / fine-tuning checkpoints. The output is ``{'state_dict', 'meta'}``
 loadable with ``torch.load(weights_only=True)``, ``load_from=DST`` or
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
 """
-import argparse
-import sys
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    parser.add_argument('src', help='released checkpoint')
-    parser.add_argument('dst', help='where to write the converted checkpoint')
-    args = parser.parse_args()
-    from visionllama_mm.converters import convert_file
-    try:
-        kind = convert_file(args.src, args.dst)
-    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
-        sys.exit(f'error: {args.src}: {err}')
-    print(f'detected: {kind}\nwrote: {args.dst}')
-
+from visionllama_mm.converters import run_cli
 
 if __name__ == '__main__':
-    main()
+    run_cli('VisionLLaMA', __doc__.split('\n')[0])
