@@ -9,7 +9,7 @@ import visionllama_mm  # noqa: F401
 from visionllama_mm.analysis import build_model_from_cfg
 from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
 
-from .conftest import run_tool
+from .conftest import REPO, run_tool
 from .models.backbones.official_plain_reference import OfficialPlainVisionLLaMA
 
 PLAIN = 'configs/visionllama/visionllama-plain-{}-p16_8xb256-800e_in1k.py'
@@ -154,7 +154,7 @@ def test_each_family_tool_refuses_the_other_familys_checkpoint(tmp_path):
     torch.save(timm.create_model('convnextv2_atto').state_dict(), src)
     dst = tmp_path / 'out.pth'
     proc = subprocess.run([sys.executable, 'tools/model_converters/vision_llama_official.py',
-                           str(src), str(dst)], text=True, stdout=subprocess.PIPE,
+                           str(src), str(dst)], cwd=REPO, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)
     assert proc.returncode != 0
     assert 'a ConvNeXt V2 checkpoint (format timm-convnextv2), not a VisionLLaMA one' in proc.stdout
