@@ -34,9 +34,10 @@ from mmpretrain.models.backbones.convnext import ConvNeXt, ConvNeXtBlock
 from mmpretrain.models.utils import build_norm_layer
 
 from ...registry import MODELS
+from ..layers import grn_channels_last
 from .base import VisionBackbone, drop_path_rates
 
-__all__ = ['ConvNeXtV2', 'grn_channels_last']
+__all__ = ['ConvNeXtV2']
 
 _DEFAULT_INIT = [
     dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
@@ -49,15 +50,6 @@ def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     ``LN2d`` makes a contiguous NCHW copy, which undoes channels-last)."""
     return F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias,
                         norm.eps).permute(0, 3, 1, 2)
-
-
-def grn_channels_last(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                      eps: float = 1e-6, dims=(1, 2)) -> torch.Tensor:
-    """GRN of (..., C) features over ``dims``: ``gamma * (x * N(x)) + beta + x`` computed as the
-    single pass ``x * (1 + gamma * N(x)) + beta`` (mmpretrain's ``GRN`` makes three)."""
-    gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
-    nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
-    return torch.addcmul(beta, x, torch.addcmul(torch.ones_like(gamma), gamma, nx))
 
 
 def _block_forward(x: torch.Tensor, block: ConvNeXtBlock) -> torch.Tensor:

@@ -4,13 +4,26 @@
 response normalisation) are mmpretrain's classes, reused as they are. mmpretrain registers
 ``LayerNorm2d`` as ``'LN2d'``; mmseg and mmdet (outside mmdet's ViTDet project) do not, so it is
 registered there too and ``norm_cfg=dict(type='LN2d')`` works in their heads, as in ViTDet.
-RMSNorm is torch's own ``nn.RMSNorm``.
+RMSNorm is torch's own ``nn.RMSNorm``. :func:`grn_channels_last` is GRN's formula as a function of
+its parameters, for inputs laid out other than ``GRN.forward`` takes (channels-last maps, FCMAE's
+visible rows) and in one pass instead of three.
 """
+import torch
 from mmpretrain.models.utils import GRN, LayerNorm2d
 from torch.nn import RMSNorm
 
 from ...registry import MODELS
 
-__all__ = ['LayerNorm2d', 'GRN', 'RMSNorm']
+__all__ = ['LayerNorm2d', 'GRN', 'RMSNorm', 'grn_channels_last']
 
 MODELS.register_module(name='LN2d', module=LayerNorm2d, toolboxes=('mmseg', 'mmdet'))
+
+
+def grn_channels_last(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                      eps: float = 1e-6, dims=(1, 2)) -> torch.Tensor:
+    """GRN of (..., C) features with the L2 norm over ``dims``: ``gamma * (x * N(x)) + beta + x``
+    computed as the single pass ``x * (1 + gamma * N(x)) + beta`` (mmpretrain's ``GRN`` makes
+    three). ``dims=(1, 2)`` is ``GRN(data_format='channel_last')`` on (B, H, W, C)."""
+    gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
+    return torch.addcmul(beta, x, torch.addcmul(torch.ones_like(gamma), gamma, nx))

@@ -22,6 +22,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .norm import grn_channels_last
+
 __all__ = ['random_cell_mask', 'CellLayout', 'rows_to_map', 'map_to_rows',
            'submanifold_dwconv', 'rows_grn', 'rows_downsample']
 
@@ -158,10 +160,7 @@ def rows_grn(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: floa
     definition, which equals the dense GRN on the masked map). ``True``: one norm over every row of
     the batch, as the official PyTorch ``MinkowskiGRN`` computes it (spec §2.2).
     """
-    dims = (0, 1, 2, 3) if batch_stat else (1, 2, 3)
-    gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
-    nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
-    return torch.addcmul(beta, x, torch.addcmul(torch.ones_like(gamma), gamma, nx))
+    return grn_channels_last(x, gamma, beta, eps, dims=(0, 1, 2, 3) if batch_stat else (1, 2, 3))
 
 
 def rows_downsample(x: torch.Tensor, weight: torch.Tensor,
