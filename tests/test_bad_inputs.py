@@ -320,3 +320,38 @@ def test_convnextv2_converter_refuses_a_v1_checkpoint(tmp_path):
     out = _fails([sys.executable, 'tools/model_converters/convnextv2_official.py', str(src),
                   str(tmp_path / 'out.pth')])
     assert 'unrecognised checkpoint' in out and 'convnextv2-official' in out, out
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(frozen_stages=5), 'ConvNeXtV2: frozen_stages must be in 0..4, got 5.'),
+    (dict(out_indices=(4, )), 'ConvNeXtV2: out_indices must be stage numbers in -4..3, got (4,).'),
+    (dict(layer_decay_type='blocks'),
+     "ConvNeXtV2: layer_decay_type must be one of ('single', 'group'), got 'blocks'."),
+], ids=['frozen_stages', 'out_indices', 'layer_decay_type'])
+def test_convnextv2_bad_arguments(kwargs, message):
+    from visionllama_mm.models.backbones import ConvNeXtV2
+    with pytest.raises(ValueError) as err:
+        ConvNeXtV2(TINY_CNX, **kwargs)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(mask_ratio=1.0), 'SparseConvNeXtV2: mask_ratio must be in [0, 1), got 1.0.'),
+    (dict(dwconv_backend='spconv'),
+     "SparseConvNeXtV2: dwconv_backend must be one of ('conv', 'gather'), got 'spconv'."),
+    (dict(impl='dense'),
+     "SparseConvNeXtV2: impl must be one of ('sparse', 'masked_dense'), got 'dense'."),
+], ids=['mask_ratio', 'dwconv_backend', 'impl'])
+def test_fcmae_encoder_bad_arguments(kwargs, message):
+    from visionllama_mm.models.selfsup import SparseConvNeXtV2
+    with pytest.raises(ValueError) as err:
+        SparseConvNeXtV2(TINY_CNX, **kwargs)
+    assert str(err.value) == message
+
+
+def test_benchmark_variant_without_a_name():
+    out = _fails([sys.executable, 'tools/analysis_tools/benchmark.py',
+                  'configs/convnextv2/fcmae_convnextv2-atto_8xb64-accum8-coslr-800e_in1k.py',
+                  '--variant', 'model.backbone.impl=masked_dense'])
+    assert ("--variant takes a NAME then key=value overrides, got "
+            "['model.backbone.impl=masked_dense']") in out, out
