@@ -2,8 +2,9 @@ from .base import VisionBackbone, drop_path_rates
 from .convnextv2 import ConvNeXtV2
 from .pyramid_vision_llama import PyramidVisionLLaMA, convert_official_pyramid
 from .vision_llama import VisionLLaMA, convert_official_plain
+from .vitamin import ViTamin, convert_timm_vitamin
 
 __all__ = [
     'VisionBackbone', 'drop_path_rates', 'ConvNeXtV2', 'VisionLLaMA', 'convert_official_plain',
-    'PyramidVisionLLaMA', 'convert_official_pyramid'
+    'PyramidVisionLLaMA', 'convert_official_pyramid', 'ViTamin', 'convert_timm_vitamin'
 ]

@@ -34,7 +34,7 @@ from mmpretrain.models.backbones.convnext import ConvNeXt, ConvNeXtBlock
 from mmpretrain.models.utils import build_norm_layer
 
 from ...registry import MODELS
-from ..layers import grn_channels_last
+from ..layers import grn_channels_last, norm_channels
 from .base import VisionBackbone, drop_path_rates
 
 __all__ = ['ConvNeXtV2']
@@ -43,13 +43,6 @@ _DEFAULT_INIT = [
     dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
     dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.),
 ]
-
-
-def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over the channels of a (B, C, H, W) map, kept in its memory format (mmpretrain's
-    ``LN2d`` makes a contiguous NCHW copy, which undoes channels-last)."""
-    return F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias,
-                        norm.eps).permute(0, 3, 1, 2)
 
 
 def _block_forward(x: torch.Tensor, block: ConvNeXtBlock) -> torch.Tensor:
@@ -169,10 +162,10 @@ class ConvNeXtV2(VisionBackbone):
         for i, stage in enumerate(self.stages):
             if i == 0:
                 conv, norm = self.downsample_layers[0]
-                x = _norm_channels(norm, conv(x))
+                x = norm_channels(norm, conv(x))
             else:
                 norm, conv = self.downsample_layers[i]
-                x = conv(_norm_channels(norm, x))
+                x = conv(norm_channels(norm, x))
             for block in stage:
                 x = self.run_block(_block_forward, x, block)
             if i in self.out_indices:
@@ -182,7 +175,7 @@ class ConvNeXtV2(VisionBackbone):
                 if self.gap_before_final_norm:
                     outs.append(norm(y.mean((-2, -1), keepdim=True)).flatten(1))
                 else:
-                    outs.append(_norm_channels(norm, y))
+                    outs.append(norm_channels(norm, y))
         return tuple(outs)
 
     # ------------------------------------------------------------------------------ freezing

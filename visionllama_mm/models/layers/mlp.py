@@ -1,4 +1,6 @@
 """Gated feed-forward networks: SwiGLU (LLaMA, VisionLLaMA) and GeGLU (ViTamin)."""
+from typing import Callable, Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -59,6 +61,8 @@ class GatedFFN(nn.Module):
         bias: Bias on both Linears (False in the supervised VisionLLaMA).
         act: ``'silu'`` (SwiGLU) or ``'gelu'`` (GeGLU).
         drop: Dropout on the hidden activations and on the output.
+        norm_layer: ``norm_layer(embed_dims)``, applied to the input first (ViTamin's GeGLU
+            MLP normalises its input although the block already did: ``norm``); none by default.
 
     Shapes:
         (..., C) -> (..., C)
@@ -67,13 +71,15 @@ class GatedFFN(nn.Module):
     _ACTS = {'silu': F.silu, 'gelu': F.gelu}
 
     def __init__(self, embed_dims: int, hidden_dims: int, bias: bool = False,
-                 act: str = 'silu', drop: float = 0.):
+                 act: str = 'silu', drop: float = 0.,
+                 norm_layer: Optional[Callable[[int], nn.Module]] = None):
         super().__init__()
         if act not in self._ACTS:
             raise ValueError(f'GatedFFN: act must be one of {sorted(self._ACTS)}, got {act!r}.')
         self.embed_dims = embed_dims
         self.hidden_dims = hidden_dims
         self.act = act
+        self.norm = norm_layer(embed_dims) if norm_layer is not None else nn.Identity()
         self.w12 = nn.Linear(embed_dims, 2 * hidden_dims, bias=bias)
         self.w3 = nn.Linear(hidden_dims, embed_dims, bias=bias)
         self.drop = nn.Dropout(drop)
@@ -82,7 +88,8 @@ class GatedFFN(nn.Module):
         return f'act={self.act}'
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.w3(self.drop(_GatedActivation.apply(self.w12(x), self.act))))
+        x = self.w12(self.norm(x))
+        return self.drop(self.w3(self.drop(_GatedActivation.apply(x, self.act))))
 
 
 class SwiGLUFFN(GatedFFN):
@@ -95,5 +102,7 @@ class SwiGLUFFN(GatedFFN):
 class GeGLUFFN(GatedFFN):
     """GeGLU: :class:`GatedFFN` with GELU."""
 
-    def __init__(self, embed_dims: int, hidden_dims: int, bias: bool = True, drop: float = 0.):
-        super().__init__(embed_dims, hidden_dims, bias=bias, act='gelu', drop=drop)
+    def __init__(self, embed_dims: int, hidden_dims: int, bias: bool = True, drop: float = 0.,
+                 norm_layer: Optional[Callable[[int], nn.Module]] = None):
+        super().__init__(embed_dims, hidden_dims, bias=bias, act='gelu', drop=drop,
+                         norm_layer=norm_layer)

@@ -9,12 +9,14 @@ its parameters, for inputs laid out other than ``GRN.forward`` takes (channels-l
 visible rows) and in one pass instead of three.
 """
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from mmpretrain.models.utils import GRN, LayerNorm2d
 from torch.nn import RMSNorm
 
 from ...registry import MODELS
 
-__all__ = ['LayerNorm2d', 'GRN', 'RMSNorm', 'grn_channels_last']
+__all__ = ['LayerNorm2d', 'GRN', 'RMSNorm', 'grn_channels_last', 'norm_channels']
 
 MODELS.register_module(name='LN2d', module=LayerNorm2d, toolboxes=('mmseg', 'mmdet'))
 
@@ -27,3 +29,11 @@ def grn_channels_last(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
     nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
     return torch.addcmul(beta, x, torch.addcmul(torch.ones_like(gamma), gamma, nx))
+
+
+def norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm ``norm`` over the channels of a (B, C, H, W) map, kept in its memory format
+    (mmpretrain's ``LayerNorm2d`` and timm's ``LayerNorm2d`` make a contiguous NCHW copy, which
+    undoes channels-last). Used by ConvNeXt V2 and ViTamin with plain ``nn.LayerNorm`` modules."""
+    return F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias,
+                        norm.eps).permute(0, 3, 1, 2)
