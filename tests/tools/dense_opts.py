@@ -146,3 +146,27 @@ CONVNEXTV2_MRCNN = [
 DET_CONFIGS.update({
     f'configs/convnextv2/mask-rcnn_convnextv2-{a}_fcmae-pre_fpn_8xb4-amp-lsj-3x_coco.py':
     (CONVNEXTV2_MRCNN, False, 'epoch_1.pth') for a in ('tiny', 'base', 'large', 'huge')})
+
+# ViTamin: the shipped arch names replaced by a tiny dict (one MBConv block per stage, 2 blocks of
+# width 32); three levels (strides 4 / 8 / 16) of widths 8 / 16 / 32. The ViTamin-B/L dense configs
+# differ from S only in the arch, the head widths and layer decay; they build in
+# tests/tools/test_vitamin_configs.py.
+TINY_VITAMIN = ['model.backbone.arch._delete_=True', 'model.backbone.arch.stem_channels=8',
+                'model.backbone.arch.channels=[8,16]', 'model.backbone.arch.depths=[1,1]',
+                'model.backbone.arch.embed_dims=32', 'model.backbone.arch.num_layers=2',
+                'model.backbone.arch.num_heads=2', 'model.backbone.init_cfg=None']
+VITAMIN_UPERNET = [*TINY_VITAMIN, 'model.decode_head.in_channels=[8,16,32]',
+                   'model.decode_head.channels=16', 'model.auxiliary_head.in_channels=32',
+                   'model.auxiliary_head.channels=8']
+SEG_CONFIGS['configs/vitamin/upernet_vitamin-small_clip-pre_8xb2-amp-160k_ade20k-512x512.py'] = \
+    VITAMIN_UPERNET
+# the same LSJ pipeline as the ConvNeXt V2 configs: 2 = RandomResize, 3 = RandomCrop
+VITAMIN_MRCNN = [
+    *TINY_VITAMIN, 'model.neck.in_channels=[8,16,32]',
+    'train_dataloader.dataset.pipeline.2.scale=(128,128)',
+    'train_dataloader.dataset.pipeline.3.crop_size=(128,128)',
+    'val_dataloader.dataset.pipeline.1.scale=(128,128)',
+    'test_dataloader.dataset.pipeline.1.scale=(128,128)', 'train_cfg.max_epochs=1',
+]
+DET_CONFIGS['configs/vitamin/mask-rcnn_vitamin-small_clip-pre_fpn_8xb4-amp-lsj-3x_coco.py'] = (
+    VITAMIN_MRCNN, False, 'epoch_1.pth')
