@@ -8,7 +8,7 @@ below.
 import importlib
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ['MultiRegistry', 'MODELS', 'DATASETS', 'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES']
+__all__ = ['MultiRegistry', 'MODELS', 'DATASETS', 'TRANSFORMS', 'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES']
 
 TOOLBOXES = ('mmpretrain', 'mmseg', 'mmdet')
 
@@ -42,5 +42,6 @@ class MultiRegistry:
 
 MODELS = MultiRegistry('MODELS')
 DATASETS = MultiRegistry('DATASETS')
+TRANSFORMS = MultiRegistry('TRANSFORMS')
 HOOKS = MultiRegistry('HOOKS')
 OPTIM_WRAPPER_CONSTRUCTORS = MultiRegistry('OPTIM_WRAPPER_CONSTRUCTORS')

@@ -1,3 +1,7 @@
-from .digits import DigitsDataset, prepare_digits
+from .digits import DigitsDataset, prepare_digits, write_digit_captions
+from .image_text import ImageTextDataset, TokenizeText, WebDatasetImageText, expand_shards
 
-__all__ = ['DigitsDataset', 'prepare_digits']
+__all__ = [
+    'DigitsDataset', 'prepare_digits', 'write_digit_captions', 'ImageTextDataset', 'TokenizeText',
+    'WebDatasetImageText', 'expand_shards'
+]

@@ -13,6 +13,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
+from typing import Sequence
 
 import numpy as np
 from mmpretrain.datasets import CustomDataset
@@ -20,9 +21,10 @@ from mmpretrain.datasets import CustomDataset
 from ..registry import DATASETS
 from .checks import check_annotation_file
 
-__all__ = ['DigitsDataset', 'prepare_digits']
+__all__ = ['DigitsDataset', 'prepare_digits', 'write_digit_captions', 'DIGIT_WORDS']
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
+DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 _DONE = '.complete'
 
 
@@ -106,3 +108,48 @@ class DigitsDataset(CustomDataset):
         check_annotation_file(osp.join(data_root, 'meta', f'{split}.txt'), 'DigitsDataset')
         super().__init__(data_root=data_root, ann_file=f'meta/{split}.txt', data_prefix='',
                          **kwargs)
+
+
+def write_digit_captions(digits_root: str, out_root: str, templates: Sequence[str],
+                         num_shards: int = 4, split: str = 'train', seed: int = 0) -> str:
+    """Captioned digits for contrastive training: each image of ``split`` gets one template
+    (drawn with ``seed``) filled with its number word ("a photo of the number seven."), written as
+
+        out_root/{split}.jsonl                        {"image": "train/7/00012.png", "caption": ...}
+        out_root/{split}-{00000..N-1}.tar             webdataset shards: <key>.png + <key>.txt
+
+    The JSON lines name images relative to ``digits_root`` (for ``ImageTextDataset``); the shards
+    hold the PNG bytes themselves (for ``WebDatasetImageText``). Returns ``out_root``.
+    """
+    import io
+    import json
+    import random
+    import tarfile
+
+    bad = [t for t in templates if t.count('{}') != 1]
+    if not templates or bad:
+        raise ValueError(f'write_digit_captions: templates need exactly one {{}} each, got {bad}')
+    rng = random.Random(seed)
+    with open(osp.join(digits_root, 'meta', f'{split}.txt')) as f:
+        rows = [line.split() for line in f if line.strip()]
+    os.makedirs(out_root, exist_ok=True)
+    samples = [(rel, rng.choice(templates).format(DIGIT_WORDS[int(label)]))
+               for rel, label in rows]
+    with open(osp.join(out_root, f'{split}.jsonl'), 'w') as f:
+        for rel, caption in samples:
+            f.write(json.dumps(dict(image=rel, caption=caption)) + '\n')
+    width = 5
+    for shard in range(num_shards):
+        path = osp.join(out_root, f'{split}-{shard:0{width}d}.tar')
+        with tarfile.open(path + '.tmp', 'w') as tar:
+            for i in range(shard, len(samples), num_shards):
+                rel, caption = samples[i]
+                key = f'{i:06d}'
+                with open(osp.join(digits_root, rel), 'rb') as img:
+                    data = img.read()
+                for ext, payload in (('png', data), ('txt', caption.encode('utf-8'))):
+                    info = tarfile.TarInfo(f'{key}.{ext}')
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        os.replace(path + '.tmp', path)
+    return out_root

@@ -1,0 +1,302 @@
+"""Image-text pairs for contrastive training, from an annotation file or from webdataset shards.
+
+* :class:`ImageTextDataset`: an mmengine ``BaseDataset`` over a JSON-lines or CSV/TSV annotation
+  file (one image path and one caption per sample; COCO/Flickr-style data, small corpora).
+* :class:`WebDatasetImageText`: a streamed ``IterableDataset`` over tar shards in the webdataset
+  layout that DataComp and LAION use (``<key>.jpg`` / ``.png`` / ``.webp`` beside ``<key>.txt``,
+  members of one sample adjacent). Shards are split between ranks and data-loader workers (each
+  reads whole shards, none twice), shuffled per pass, and samples pass a shuffle buffer. Read with
+  the standard library's ``tarfile`` in streaming mode: the ``webdataset`` package's pipeline
+  objects do not fit mmengine's Runner (its rank split, seeds and mmpretrain transforms), and
+  reading a tar needs nothing more. Nothing in a shard is executed: images are decoded by
+  mmcv, captions read as UTF-8 text, other members ignored.
+* :class:`TokenizeText`: a transform turning ``results['text']`` into ``text_tokens`` with the
+  CLIP BPE, in the data-loader workers.
+"""
+import csv
+import json
+import os.path as osp
+import random
+import re
+import tarfile
+from glob import glob
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmengine.dataset import BaseDataset, Compose
+from mmengine.dist import get_dist_info
+from mmengine.logging import MMLogger
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..registry import DATASETS, TRANSFORMS
+
+__all__ = ['ImageTextDataset', 'WebDatasetImageText', 'TokenizeText', 'expand_shards']
+
+
+@TRANSFORMS.register_module()
+class TokenizeText(BaseTransform):
+    """``results['text']`` -> ``results['text_tokens']``: (context_length, ) int64 CLIP BPE ids.
+
+    A list of captions (COCO has five per image) gives one chosen at random. Pack the result
+    with ``PackInputs(algorithm_keys=['text_tokens'])``.
+    """
+
+    def __init__(self, context_length: int = 77):
+        self.context_length = context_length
+        self._tokenizer = None
+
+    def transform(self, results: dict) -> dict:
+        if self._tokenizer is None:
+            from ..models.multimodal.clip import CLIPTokenizer
+            self._tokenizer = CLIPTokenizer(self.context_length)
+        text = results.get('text')
+        if isinstance(text, (list, tuple)):
+            text = random.choice(text) if text else None
+        if not isinstance(text, str):
+            raise ValueError(f'TokenizeText: sample {results.get("sample_idx", "?")} has no '
+                             f'caption (results["text"] = {text!r}).')
+        results['text_tokens'] = self._tokenizer(text)[0].numpy()
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(context_length={self.context_length})'
+
+
+@DATASETS.register_module()
+class ImageTextDataset(BaseDataset):
+    """Image-caption pairs listed in an annotation file.
+
+    Formats (by extension): ``.jsonl`` (one JSON object per line) or ``.csv`` / ``.tsv`` (a
+    header row naming the columns). Each sample gives ``image_key`` (a path relative to
+    ``data_prefix['img_path']``) and ``text_key`` (a caption, or a list of captions).
+
+    Args:
+        ann_file: The annotation file (relative to ``data_root``).
+        image_key: Column / field of the image path (OpenCLIP's CSV uses ``'filepath'``).
+        text_key: Column / field of the caption (OpenCLIP's CSV uses ``'title'``).
+        **kwargs: ``BaseDataset``'s (``data_root``, ``data_prefix``, ``pipeline`` ...).
+    """
+
+    def __init__(self, ann_file: str, image_key: str = 'image', text_key: str = 'caption',
+                 data_prefix: Union[str, dict] = '', **kwargs):
+        self.image_key, self.text_key = image_key, text_key
+        if isinstance(data_prefix, str):
+            data_prefix = dict(img_path=data_prefix)
+        super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
+
+    def _rows(self) -> Iterator[tuple]:
+        path = self.ann_file
+        ext = osp.splitext(path)[1].lower()
+        if ext == '.jsonl':
+            with open(path, encoding='utf-8') as f:
+                for number, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f'{path}:{number}: not a JSON object ({err.msg}).') \
+                            from None
+                    yield number, row
+        elif ext in ('.csv', '.tsv'):
+            with open(path, encoding='utf-8', newline='') as f:
+                reader = csv.DictReader(f, delimiter='\t' if ext == '.tsv' else ',')
+                for number, row in enumerate(reader, 2):
+                    yield number, row
+        else:
+            raise ValueError(f'ImageTextDataset: annotation file {path} must be .jsonl, .csv or '
+                             '.tsv.')
+
+    def load_data_list(self) -> List[dict]:
+        data_list = []
+        prefix = self.data_prefix.get('img_path', '')
+        for number, row in self._rows():
+            missing = [k for k in (self.image_key, self.text_key)
+                       if not isinstance(row, dict) or row.get(k) in (None, '')]
+            if missing:
+                raise ValueError(f'{self.ann_file}:{number}: no {" / ".join(missing)} (the '
+                                 f'dataset reads image_key={self.image_key!r}, '
+                                 f'text_key={self.text_key!r}); the line has '
+                                 f'{sorted(row) if isinstance(row, dict) else row!r}.')
+            data_list.append(dict(img_path=osp.join(prefix, row[self.image_key]),
+                                  text=row[self.text_key]))
+        if not data_list:
+            raise ValueError(f'ImageTextDataset: annotation file {self.ann_file} has no samples.')
+        return data_list
+
+
+_RANGE = re.compile(r'\{(\d+)\.\.(\d+)\}')
+_LIST = re.compile(r'\{([^{}]*,[^{}]*)\}')
+
+
+def expand_shards(pattern: str) -> List[str]:
+    """``'train-{00000..00003}.tar'`` -> four names (zero padding kept), ``'{a,b}.tar'`` -> two;
+    a pattern with ``*`` or ``?`` is globbed (sorted)."""
+    m = _RANGE.search(pattern) or _LIST.search(pattern)
+    if m is None:
+        return sorted(glob(pattern)) if any(c in pattern for c in '*?[') else [pattern]
+    if m.re is _RANGE:
+        lo, hi = m.group(1), m.group(2)
+        items = [str(i).zfill(len(lo)) for i in range(int(lo), int(hi) + 1)]
+    else:
+        items = m.group(1).split(',')
+    return [name for item in items
+            for name in expand_shards(pattern[:m.start()] + item + pattern[m.end():])]
+
+
+@DATASETS.register_module()
+class WebDatasetImageText(IterableDataset):
+    """Streamed image-caption pairs from webdataset tar shards (DataComp / LAION layout).
+
+    Args:
+        shards: Shard path pattern(s) (see :func:`expand_shards`), relative to ``data_root``.
+        pipeline: mmpretrain transforms applied to ``dict(img, img_shape, ori_shape, text,
+            img_path, sample_idx)`` (the image decoded as BGR, as ``LoadImageFromFile`` gives it).
+        data_root: Prefix of relative shard paths.
+        image_exts: Member extensions read as the image, first found wins.
+        text_ext: Member extension read as the caption.
+        shuffle: Shuffle the shard order each pass and samples through a buffer.
+        shuffle_buffer: Samples held for shuffling (per reader).
+        seed: Base seed of the shard order (the same on every rank, so the split is exact).
+        num_samples: Samples in all shards (DataComp / LAION publish it). ``len()`` of the
+            dataset is this rank's share; mmengine asks for it to build schedulers. ``None``:
+            counted once from the tar headers (fine for small corpora; give it for large ones).
+
+    Each pass, the (shuffled) shard list is split between ``world_size x num_workers`` readers,
+    reader ``rank * num_workers + worker`` taking every such-th shard; there must be at least as
+    many shards as readers. With ``persistent_workers=True`` each pass gets a new shard order.
+    A sample missing its image or caption is skipped and counted in a warning per shard; an image
+    that does not decode is an error naming the shard and member.
+    """
+
+    def __init__(self, shards: Union[str, Sequence[str]], pipeline: Sequence = (),
+                 data_root: str = '', image_exts: Sequence[str] = ('jpg', 'jpeg', 'png', 'webp'),
+                 text_ext: str = 'txt', shuffle: bool = True, shuffle_buffer: int = 1000,
+                 seed: int = 0, num_samples: Optional[int] = None):
+        patterns = [shards] if isinstance(shards, str) else list(shards)
+        self.shards = [name for p in patterns
+                       for name in expand_shards(osp.join(data_root, p) if data_root else p)]
+        missing = [s for s in self.shards if not osp.isfile(s)]
+        if not self.shards or missing:
+            raise FileNotFoundError(
+                f'WebDatasetImageText: {len(missing)} of {len(self.shards)} shards do not exist '
+                f'(first: {missing[:3] or patterns}); shards={shards!r}, data_root={data_root!r}.')
+        self.pipeline = Compose(pipeline)
+        self.image_exts = tuple(e.lower() for e in image_exts)
+        self.text_ext = text_ext.lower()
+        self.shuffle = shuffle
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.epoch = 0
+        self.num_samples = num_samples
+        self.metainfo: Dict = {}
+
+    def __len__(self) -> int:
+        if self.num_samples is None:
+            self.num_samples = sum(self._count(s) for s in self.shards)
+        return self.num_samples // get_dist_info()[1]
+
+    def _count(self, shard: str) -> int:
+        """Captions in a shard, from its member headers."""
+        with tarfile.open(shard, mode='r:*') as tar:
+            return sum(1 for m in tar.getmembers()
+                       if m.isfile() and m.name.lower().endswith('.' + self.text_ext))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}({len(self.shards)} shards, first {self.shards[0]}, '
+                f'shuffle={self.shuffle})')
+
+    def _my_shards(self) -> List[str]:
+        rank, world = get_dist_info()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        readers = world * workers
+        if len(self.shards) < readers:
+            raise RuntimeError(
+                f'WebDatasetImageText: {len(self.shards)} shards for {readers} readers '
+                f'({world} ranks x {workers} workers): every reader needs at least one shard. '
+                'Use more shards or fewer data-loader workers.')
+        order = list(self.shards)
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(order)
+        return order[rank * workers + worker::readers]
+
+    def _samples(self, shard: str) -> Iterator[dict]:
+        skipped, first_skipped = 0, None
+
+        def finish(key, members):
+            nonlocal skipped, first_skipped
+            image = next((members[e] for e in self.image_exts if e in members), None)
+            text = members.get(self.text_ext)
+            if image is None or text is None:
+                skipped += 1
+                first_skipped = first_skipped or key
+                return None
+            data, member = image
+            try:
+                img = mmcv.imfrombytes(data, flag='color')
+            except Exception as err:  # any decoder failure: name the member
+                raise ValueError(f'WebDatasetImageText: {shard}: member {member} is not a '
+                                 f'readable image ({err}).') from err
+            if img is None:
+                raise ValueError(f'WebDatasetImageText: {shard}: member {member} is not a '
+                                 'readable image.')
+            return dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+                        text=text[0].decode('utf-8').strip(), img_path=f'{shard}/{member}',
+                        sample_idx=f'{osp.basename(shard)}/{key}')
+
+        key, members = None, {}
+        with open(shard, 'rb') as f, tarfile.open(fileobj=f, mode='r|*') as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = osp.basename(member.name)
+                if '.' not in base:
+                    continue
+                stem, ext = base.split('.', 1)
+                this_key = osp.join(osp.dirname(member.name), stem)
+                if this_key != key:
+                    if key is not None:
+                        sample = finish(key, members)
+                        if sample is not None:
+                            yield sample
+                    key, members = this_key, {}
+                ext = ext.lower()
+                if ext in self.image_exts or ext == self.text_ext:
+                    members[ext] = (tar.extractfile(member).read(), member.name)
+        if key is not None:
+            sample = finish(key, members)
+            if sample is not None:
+                yield sample
+        if skipped:
+            MMLogger.get_current_instance().warning(
+                f'WebDatasetImageText: {shard}: skipped {skipped} samples without an image '
+                f'({"/".join(self.image_exts)}) or a caption (.{self.text_ext}); first: '
+                f'{first_skipped}.')
+
+    def __iter__(self) -> Iterator[dict]:
+        shards = self._my_shards()
+        info = get_worker_info()
+        rng = random.Random((self.seed + self.epoch) * 1_000_003 + (info.seed if info else 0))
+        self.epoch += 1
+        if self.shuffle:
+            rng.shuffle(shards)
+        buffer: List[dict] = []
+        for shard in shards:
+            for sample in self._samples(shard):
+                sample = self.pipeline(sample)
+                if sample is None:
+                    continue
+                if not self.shuffle or self.shuffle_buffer <= 1:
+                    yield sample
+                    continue
+                buffer.append(sample)
+                if len(buffer) >= self.shuffle_buffer:
+                    yield buffer.pop(rng.randrange(len(buffer)))
+        rng.shuffle(buffer)
+        yield from buffer

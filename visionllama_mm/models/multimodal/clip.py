@@ -1,0 +1,416 @@
+"""Contrastive image-text training (CLIP, Radford et al. 2021) with Locked-Text Tuning (ViTamin,
+spec ``vitamin.md`` §3) and zero-shot classification, on mmengine.
+
+- :class:`CLIPTextTransformer`: OpenCLIP's text tower (token + learned position embedding, causal
+  pre-norm blocks, final LayerNorm, the end-of-text token's features times ``text_projection``)
+  built from the package's shared :class:`TransformerBlock` / :class:`Attention` (SDPA, causal).
+  Its MLP uses exact GELU as every ViTamin text tower does; ``act='quick_gelu'`` gives OpenAI's.
+  mmpretrain's ``CLIPTransformer`` hard-codes QuickGELU, so it cannot serve here.
+- :class:`CLIPTokenizer`: the BPE tokenizer shipped inside ``open_clip_torch`` (offline).
+- :class:`ContrastiveCLIP`: image tower (any registered backbone whose last output is a (B, D)
+  vector) + bias-free projection, text tower, learnable logit scale clamped at 100, symmetric
+  InfoNCE over the features of all ranks (gradients through the local shard), text locking for
+  LTT, and zero-shot classification in ``predict`` mode.
+
+Why not mmpretrain's ``CLIP`` / ``CLIPZeroShot``: they have no loss mode, build the QuickGELU
+tower, need an HF tokenizer from the hub, and (without ``transformers`` installed) cannot even be
+imported. The class names are mmpretrain's ``IMAGENET_SIMPLE_CATEGORIES``; the 80 OpenAI templates
+come from ``open_clip`` (mmpretrain's identical copy lives in its multimodal package, which needs
+``transformers``).
+"""
+import math
+from contextlib import nullcontext
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.dist import all_gather, get_dist_info
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel, BaseModule
+from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+from mmpretrain.structures import DataSample
+from timm.layers import Mlp, QuickGELU
+
+from ...registry import MODELS
+from ..layers import Attention, TransformerBlock
+
+__all__ = ['CLIPTextTransformer', 'CLIPTokenizer', 'ContrastiveCLIP', 'zero_shot_prompts']
+
+
+class CLIPTokenizer:
+    """OpenAI's CLIP BPE (49,408 tokens; the file ships inside ``open_clip_torch``).
+
+    ``tokenizer(texts) -> (N, context_length)`` int64: start-of-text, tokens, end-of-text (truncated
+    to fit, keeping end-of-text), zero padding. Lower-cases and cleans whitespace as OpenCLIP does.
+    """
+
+    def __init__(self, context_length: int = 77):
+        from open_clip.tokenizer import SimpleTokenizer
+        if context_length < 3:
+            raise ValueError(f'CLIPTokenizer: context_length must be >= 3, got {context_length}.')
+        self.context_length = context_length
+        self._tokenizer = SimpleTokenizer(context_length=context_length)
+        self.vocab_size = len(self._tokenizer.encoder)
+        self.eot_token_id = self._tokenizer.eot_token_id
+
+    def __call__(self, texts: Union[str, Sequence[str]]) -> torch.Tensor:
+        if isinstance(texts, str):
+            texts = [texts]
+        return self._tokenizer(list(texts), context_length=self.context_length)
+
+
+@MODELS.register_module()
+class CLIPTextTransformer(BaseModule):
+    """OpenCLIP's text encoder on the package's shared blocks.
+
+    Args:
+        embed_dims: Output (joint embedding) dims E.
+        width: Token channels W.
+        num_layers: Blocks.
+        num_heads: Attention heads.
+        context_length: Longest token sequence (the positional table's length).
+        vocab_size: Token embedding rows (49,408 for the CLIP BPE).
+        mlp_ratio: MLP hidden = ``mlp_ratio * W``.
+        act: ``'gelu'`` (OpenCLIP / ViTamin) or ``'quick_gelu'`` (OpenAI's models).
+        norm_eps: LayerNorm epsilon (1e-5, torch's default, as OpenCLIP).
+        with_cp: Activation checkpointing of every block.
+
+    Shapes:
+        tokens (B, L) int64 with L <= context_length, end-of-text the largest id of each row
+        -> (B, E) (not normalised).
+    """
+
+    ACTS = {'gelu': nn.GELU, 'quick_gelu': QuickGELU}
+
+    def __init__(self, embed_dims: int = 512, width: int = 512, num_layers: int = 12,
+                 num_heads: int = 8, context_length: int = 77, vocab_size: int = 49408,
+                 mlp_ratio: float = 4.0, act: str = 'gelu', norm_eps: float = 1e-5,
+                 with_cp: bool = False, init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if act not in self.ACTS:
+            raise ValueError(f'CLIPTextTransformer: act must be one of {sorted(self.ACTS)}, '
+                             f'got {act!r}.')
+        if width % num_heads:
+            raise ValueError(f'CLIPTextTransformer: width {width} is not divisible by '
+                             f'num_heads {num_heads}.')
+        self.embed_dims, self.width, self.num_layers = embed_dims, width, num_layers
+        self.context_length = context_length
+        self.with_cp = with_cp
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        norm = partial(nn.LayerNorm, eps=norm_eps)
+        attn = partial(Attention, num_heads=num_heads)
+        mlp = partial(Mlp, hidden_features=int(width * mlp_ratio), act_layer=self.ACTS[act])
+        self.blocks = nn.ModuleList(
+            [TransformerBlock(width, attn, mlp, norm_layer=norm) for _ in range(num_layers)])
+        self.ln_final = norm(width)
+        self.text_projection = nn.Parameter(torch.empty(width, embed_dims))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """OpenCLIP's initialisation (spec §3.1): embeddings N(0, .02) / N(0, .01), attention
+        in-projection N(0, W^-1/2), output projections N(0, W^-1/2 (2L)^-1/2), MLP input
+        N(0, (2W)^-1/2), text projection N(0, W^-1/2); biases zero, LayerNorms (1, 0)."""
+        w, proj_std = self.width, self.width ** -0.5 * (2 * self.num_layers) ** -0.5
+        nn.init.normal_(self.token_embedding.weight, std=.02)
+        nn.init.normal_(self.positional_embedding, std=.01)
+        for block in self.blocks:
+            for linear, std in ((block.attn.qkv, w ** -0.5), (block.attn.proj, proj_std),
+                                (block.ffn.fc1, (2 * w) ** -0.5), (block.ffn.fc2, proj_std)):
+                nn.init.normal_(linear.weight, std=std)
+                nn.init.zeros_(linear.bias)
+        nn.init.normal_(self.text_projection, std=w ** -0.5)
+
+    def init_weights(self):
+        if self.init_cfg is None:
+            self.reset_parameters()  # keeps OpenCLIP's scheme under BaseModel.init_weights
+        else:
+            super().init_weights()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() != 2 or tokens.shape[1] > self.context_length:
+            raise ValueError(f'CLIPTextTransformer: expected token ids (B, L) with L <= '
+                             f'{self.context_length}, got shape {tuple(tokens.shape)}.')
+        L = tokens.shape[1]
+        x = self.token_embedding(tokens) + self.positional_embedding[:L]
+        for block in self.blocks:
+            if self.with_cp and self.training and x.requires_grad:
+                x = cp.checkpoint(block, x, is_causal=True, use_reentrant=False)
+            else:
+                x = block(x, is_causal=True)
+        x = self.ln_final(x)
+        eot = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        return eot @ self.text_projection
+
+
+def zero_shot_prompts(classes: Union[str, Sequence[str]],
+                      templates: Union[str, Sequence[str]]) -> Tuple[List[str], List]:
+    """-> (class names, templates as callables) for :class:`ContrastiveCLIP`'s ``zero_shot``.
+
+    ``classes``: ``'imagenet'`` (mmpretrain's ``IMAGENET_SIMPLE_CATEGORIES`` = OpenAI's curated
+    names) or a list. ``templates``: ``'openai_imagenet'`` (the 80 OpenAI templates) or a list of
+    format strings with one ``{}``.
+    """
+    if isinstance(classes, str):
+        if classes != 'imagenet':
+            raise ValueError(f"zero_shot classes must be 'imagenet' or a list of names, "
+                             f'got {classes!r}.')
+        from mmpretrain.datasets.categories import IMAGENET_SIMPLE_CATEGORIES
+        classes = IMAGENET_SIMPLE_CATEGORIES
+    if isinstance(templates, str):
+        if templates != 'openai_imagenet':
+            raise ValueError(f"zero_shot templates must be 'openai_imagenet' or a list of format "
+                             f'strings with one {{}}, got {templates!r}.')
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+        templates = list(OPENAI_IMAGENET_TEMPLATES)
+    else:
+        bad = [t for t in templates if not isinstance(t, str) or t.count('{}') != 1]
+        if bad or not templates:
+            raise ValueError('zero_shot templates must be format strings with exactly one {} '
+                             f'(e.g. "a photo of a {{}}."), got {bad or templates!r}.')
+        templates = [t.format for t in templates]
+    if not classes:
+        raise ValueError('zero_shot classes is empty.')
+    return list(classes), templates
+
+
+def _gather_with_local_grad(x: torch.Tensor) -> torch.Tensor:
+    """Features of every rank stacked in rank order; only this rank's rows carry gradients
+    (OpenCLIP's default: every feature's gradient is computed on the rank that owns it)."""
+    rank, world = get_dist_info()
+    if world == 1:
+        return x
+    parts = all_gather(x.detach())
+    parts[rank] = x
+    return torch.cat(parts, dim=0)
+
+
+@MODELS.register_module()
+class ContrastiveCLIP(BaseModel):
+    """CLIP trained contrastively, optionally against a locked text tower (LTT).
+
+    Args:
+        vision_backbone: Image tower config; its last output must be (B, D) (e.g. ``ViTamin``
+            with the default ``out_type='avg_featmap'``).
+        text_encoder: Text tower config (``CLIPTextTransformer``); its ``embed_dims`` is the
+            joint embedding size E.
+        vision_dims: D, the image tower's output width (default: its ``embed_dims``).
+        context_length: Tokens per caption (77 for the released models).
+        init_logit_scale: Initial ``logit_scale`` (a log temperature): ln(1 / 0.07).
+        max_logit_scale: ``exp(logit_scale)`` is clamped to this (100) before every use, as
+            OpenCLIP clamps it after every step.
+        text_checkpoint: A checkpoint whose text tower (and ``logit_scale``) is loaded by
+            :meth:`init_weights`: this package's CLIP checkpoint (``text.*``) or a released
+            OpenCLIP one (converted on the fly). ``text_projection`` is kept from the model when
+            its shape differs, as the official ``--pretrained-text`` does.
+        lock_text: Freeze the whole text tower (LTT, ``--lock-text``): no gradients, no weight
+            updates, evaluated without autograd and kept in eval mode.
+        zero_shot: ``dict(classes=..., templates=...)`` for ``predict`` mode (see
+            :func:`zero_shot_prompts`); ``None``: ``predict`` is unavailable.
+        data_preprocessor: Image preprocessor (default ``ClsDataPreprocessor``).
+
+    Data: each ``DataSample`` carries ``text_tokens`` (int array of ``context_length``, from the
+    ``TokenizeText`` transform) or ``text`` (a caption string, tokenized here) for ``loss``, and
+    ``gt_label`` for zero-shot evaluation.
+
+    Modes:
+        ``loss``: ``{'loss': symmetric InfoNCE, 'logit_scale': exp(scale)}`` over the global batch.
+        ``tensor``: (normalised image embeddings (B, E), normalised text embeddings or None).
+        ``predict``: data samples with zero-shot ``pred_score`` / ``pred_label``.
+    """
+
+    def __init__(self,
+                 vision_backbone: dict,
+                 text_encoder: dict,
+                 vision_dims: Optional[int] = None,
+                 context_length: int = 77,
+                 init_logit_scale: float = math.log(1 / 0.07),
+                 max_logit_scale: float = 100.,
+                 text_checkpoint: Optional[str] = None,
+                 lock_text: bool = False,
+                 zero_shot: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='ClsDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MMPRETRAIN_MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.visual = MMPRETRAIN_MODELS.build(vision_backbone)
+        text_encoder = dict(text_encoder)
+        text_encoder.setdefault('context_length', context_length)
+        if text_encoder['context_length'] != context_length:
+            raise ValueError(f'ContrastiveCLIP: text_encoder.context_length '
+                             f'{text_encoder["context_length"]} differs from context_length '
+                             f'{context_length}.')
+        self.text = MMPRETRAIN_MODELS.build(text_encoder)
+        if vision_dims is None:
+            vision_dims = getattr(self.visual, 'embed_dims', None)
+            if not isinstance(vision_dims, int):
+                raise ValueError('ContrastiveCLIP: give vision_dims (the image tower\'s output '
+                                 f'width); {type(self.visual).__name__} has no int embed_dims.')
+        self.embed_dims = self.text.embed_dims
+        self.visual_proj = nn.Linear(vision_dims, self.embed_dims, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
+        if max_logit_scale <= 0:
+            raise ValueError(f'ContrastiveCLIP: max_logit_scale must be > 0, got {max_logit_scale}.')
+        self.max_log_scale = math.log(max_logit_scale)
+        self.context_length = context_length
+        self.text_checkpoint = text_checkpoint
+        self.lock_text = lock_text
+        self._tokenizer: Optional[CLIPTokenizer] = None
+        self.zero_shot = None
+        if zero_shot is not None:
+            unknown = set(zero_shot) - {'classes', 'templates', 'batch_size'}
+            if unknown:
+                raise ValueError(f'ContrastiveCLIP: unknown zero_shot keys {sorted(unknown)}; '
+                                 'valid: classes, templates, batch_size.')
+            classes, templates = zero_shot_prompts(zero_shot.get('classes', 'imagenet'),
+                                                   zero_shot.get('templates', 'openai_imagenet'))
+            self.zero_shot = dict(classes=classes, templates=templates,
+                                  batch_size=zero_shot.get('batch_size', 1000))
+        self._class_embeds: Optional[torch.Tensor] = None
+        if lock_text:
+            for p in self.text.parameters():
+                p.requires_grad = False
+
+    # ------------------------------------------------------------------------------- set-up
+    @property
+    def tokenizer(self) -> CLIPTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = CLIPTokenizer(self.context_length)
+        return self._tokenizer
+
+    def init_weights(self):
+        super().init_weights()
+        nn.init.normal_(self.visual_proj.weight, std=self.visual_proj.in_features ** -0.5)
+        if self.text_checkpoint is not None:
+            self.load_text_tower(self.text_checkpoint)
+
+    def load_text_tower(self, filename: str) -> None:
+        """Load ``text.*`` and ``logit_scale`` from ``filename`` (read with
+        ``weights_only=True``); any other text key mismatch is an error naming the keys."""
+        from ...compat import load_checkpoint_file
+        from .clip_convert import text_state_dict
+        state = text_state_dict(load_checkpoint_file(filename, map_location='cpu'), filename)
+        own = self.text.state_dict()
+        proj = state.get('text_projection')
+        if proj is not None and proj.shape != own['text_projection'].shape:
+            del state['text_projection']  # as the official --pretrained-text: keep ours
+            MMLogger.get_current_instance().warning(
+                f'ContrastiveCLIP: text_projection of {filename} has shape {tuple(proj.shape)}, '
+                f'the model {tuple(own["text_projection"].shape)}; the model keeps its own.')
+        scale = state.pop('logit_scale', None)
+        missing = sorted(set(own) - set(state) - {'text_projection'})
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f'ContrastiveCLIP: the text tower in {filename} does not match the '
+                           f'model: missing {missing[:8]}, unexpected {unexpected[:8]}.')
+        bad = [k for k in state if state[k].shape != own[k].shape]
+        if bad:
+            raise ValueError(f'ContrastiveCLIP: text tower shapes in {filename} differ from the '
+                             f'model: ' + ', '.join(f'{k} {tuple(state[k].shape)} vs '
+                                                    f'{tuple(own[k].shape)}' for k in bad[:4]))
+        self.text.load_state_dict(state, strict=False)
+        if scale is not None:
+            with torch.no_grad():
+                self.logit_scale.copy_(scale)
+        MMLogger.get_current_instance().info(
+            f'ContrastiveCLIP: loaded the text tower ({len(state)} tensors) from {filename}'
+            + (' and locked it' if self.lock_text else ''))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.lock_text:
+            self.text.eval()
+        return self
+
+    # ------------------------------------------------------------------------------ features
+    def extract_image_feat(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> L2-normalised (B, E)."""
+        return F.normalize(self.visual_proj(self.visual(images)[-1]), dim=-1)
+
+    def extract_text_feat(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids -> L2-normalised (B, E)."""
+        with torch.no_grad() if self.lock_text else nullcontext():
+            return F.normalize(self.text(tokens), dim=-1)
+
+    def _tokens(self, data_samples: Sequence[DataSample], device) -> torch.Tensor:
+        first = data_samples[0]
+        if 'text_tokens' in first:
+            tokens = np.stack([np.asarray(ds.text_tokens) for ds in data_samples])
+            return torch.as_tensor(tokens, dtype=torch.long, device=device)
+        if 'text' in first:
+            return self.tokenizer([ds.text for ds in data_samples]).to(device)
+        raise ValueError('ContrastiveCLIP: loss mode needs captions: data samples with '
+                         '`text_tokens` (the TokenizeText transform + PackInputs('
+                         "algorithm_keys=['text_tokens'])) or `text`; got fields "
+                         f'{sorted(first.keys())}.')
+
+    def scale(self) -> torch.Tensor:
+        """exp(logit_scale) clamped to ``max_logit_scale``."""
+        return self.logit_scale.clamp(max=self.max_log_scale).exp()
+
+    # ------------------------------------------------------------------------------ forward
+    def forward(self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            text = self.extract_text_feat(self._tokens(data_samples, inputs.device)) \
+                if data_samples else None
+            return self.extract_image_feat(inputs), text
+        raise RuntimeError(f'ContrastiveCLIP: invalid mode {mode!r} (loss, predict or tensor).')
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+        """Symmetric InfoNCE over the global batch (OpenCLIP's ``ClipLoss`` defaults: every rank
+        builds the full logits, gradients flow through its own features)."""
+        if self.training:
+            with torch.no_grad():  # OpenCLIP clamps after each step; here before each use
+                self.logit_scale.clamp_(0, self.max_log_scale)
+        self._class_embeds = None  # zero-shot classifier is stale once anything trains
+        image = _gather_with_local_grad(self.extract_image_feat(inputs))
+        text = _gather_with_local_grad(
+            self.extract_text_feat(self._tokens(data_samples, inputs.device)))
+        scale = self.scale()
+        logits = scale * image.float() @ text.float().t()
+        labels = torch.arange(logits.shape[0], device=logits.device)
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+        return dict(loss=loss, logit_scale=scale.detach())
+
+    @torch.no_grad()
+    def class_embeddings(self, device) -> torch.Tensor:
+        """(E, num_classes) zero-shot classifier: per class, the mean of its normalised prompt
+        embeddings, re-normalised (OpenAI / OpenCLIP). Cached until the next training step."""
+        if self.zero_shot is None:
+            raise RuntimeError('ContrastiveCLIP: predict mode needs zero_shot=dict(classes=..., '
+                               'templates=...) in the model config.')
+        if self._class_embeds is None or self._class_embeds.device != torch.device(device):
+            classes, templates = self.zero_shot['classes'], self.zero_shot['templates']
+            prompts = [t(c) for c in classes for t in templates]
+            bs = self.zero_shot['batch_size']
+            feats = torch.cat([
+                self.extract_text_feat(self.tokenizer(prompts[i:i + bs]).to(device))
+                for i in range(0, len(prompts), bs)])
+            feats = F.normalize(feats.view(len(classes), len(templates), -1).mean(1), dim=-1)
+            self._class_embeds = feats.t().contiguous()
+        return self._class_embeds
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
+        image = self.extract_image_feat(inputs)
+        logits = self.scale() * image.float() @ self.class_embeddings(inputs.device).float()
+        scores = logits.softmax(dim=-1)
+        labels = scores.argmax(dim=-1, keepdim=True)
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(inputs.shape[0])]
+        for ds, score, label in zip(data_samples, scores, labels):
+            ds.set_pred_score(score).set_pred_label(label)
+        return data_samples
