@@ -355,3 +355,39 @@ def test_benchmark_variant_without_a_name():
                   '--variant', 'model.backbone.impl=masked_dense'])
     assert ("--variant takes a NAME then key=value overrides, got "
             "['model.backbone.impl=masked_dense']") in out, out
+
+
+# ------------------------------------------------------------------------------ ViTamin
+TINY_VITAMIN = dict(stem_channels=8, channels=(8, 16), depths=(1, 2), embed_dims=32,
+                    num_layers=2, num_heads=2)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(arch='huge'),
+     "ViTamin: unknown arch 'huge'; valid names: b, base, l, l2, large, large2, s, small, xl, "
+     "xlarge, or a dict with keys ['stem_channels', 'channels', 'depths', 'embed_dims', "
+     "'num_layers', 'num_heads']."),
+    (dict(arch={**TINY_VITAMIN, 'depth': 3}),
+     "ViTamin: unknown arch keys ['depth']; valid keys: ['stem_channels', 'channels', 'depths', "
+     "'embed_dims', 'num_layers', 'num_heads', 'mlp_ratio', 'pos_embed']."),
+    (dict(out_type='avg_featmap', out_indices=(0, 1)),
+     'ViTamin: out_type="avg_featmap" pools the transformer only (out_indices=-1); got '
+     'out_indices=[0, 1]. Use out_type="featmap" for the MBConv stages.'),
+    (dict(out_type='featmap', out_indices=(3, )),
+     'ViTamin: out index 3 is out of range; the stages are 0 (MBConv, stride 4), 1 (MBConv, '
+     'stride 8), 2 (transformer).'),
+    (dict(frozen_stages=4), 'ViTamin: frozen_stages must be one of (-1, 0, 1, 2, 3), got 4.'),
+    (None,  # a checkpoint pos_embed of 15 tokens into a 4x4 grid (img_size=64)
+     'ViTamin: cannot resize checkpoint pos_embed of shape (1, 15, 32) (not a square grid) to '
+     '(1, 16, 32).'),
+], ids=['arch_name', 'arch_key', 'avg_featmap_out_indices', 'out_index', 'frozen_stages',
+        'non_square_pos_embed'])
+def test_vitamin_bad_arguments(kwargs, message):
+    from visionllama_mm.models.backbones import ViTamin
+    with pytest.raises(ValueError) as err:
+        if kwargs is None:
+            model = ViTamin(TINY_VITAMIN, img_size=64)
+            model.load_state_dict({**model.state_dict(), 'pos_embed': torch.zeros(1, 15, 32)})
+        else:
+            ViTamin(**{'arch': TINY_VITAMIN, **kwargs})
+    assert str(err.value) == message
