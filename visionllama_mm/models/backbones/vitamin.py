@@ -267,18 +267,20 @@ class ViTamin(VisionBackbone):
         key = prefix + 'pos_embed'
         if self.pos_embed is not None and key in state_dict:
             src = state_dict[key]
-            if src.dim() == 3 and src.shape[1] != self.pos_embed.shape[1]:
-                side = int(round(src.shape[1] ** 0.5))
-                if side * side != src.shape[1]:
-                    raise ValueError(f'ViTamin: cannot resize checkpoint pos_embed of shape '
-                                     f'{tuple(src.shape)} (not a square grid) to '
-                                     f'{tuple(self.pos_embed.shape)}.')
+            side = int(round(src.shape[1] ** 0.5)) if src.dim() == 3 else 0
+            square = side * side == src.shape[1] if src.dim() == 3 else False
+            if src.dim() == 3 and square and (side, side) != self.grid:
+                # resized whenever the grids differ, also at an equal token count (14x14 -> 28x7)
                 state_dict[key] = resample_abs_pos_embed(
                     src, list(self.grid), [side, side], num_prefix_tokens=0,
                     interpolation='bicubic', antialias=True)
                 MMLogger.get_current_instance().info(
                     f'ViTamin: resized {key} from {side}x{side} to '
                     f'{self.grid[0]}x{self.grid[1]} tokens.')
+            elif src.dim() == 3 and not square and src.shape[1] != self.pos_embed.shape[1]:
+                raise ValueError(f'ViTamin: cannot resize checkpoint pos_embed of shape '
+                                 f'{tuple(src.shape)} (not a square grid) to '
+                                 f'{tuple(self.pos_embed.shape)}.')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------------------ forward
@@ -299,6 +301,8 @@ class ViTamin(VisionBackbone):
                 x = self.run_block(block, x)
             if i in self.out_indices:
                 outs.append(x.contiguous())
+        if self.out_type == 'featmap' and 2 not in self.out_indices:
+            return tuple(outs)  # the transformer would only cost time (and unused parameters)
         x = self.transition(x)
         B, D, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)
@@ -310,7 +314,7 @@ class ViTamin(VisionBackbone):
         if self.out_type == 'avg_featmap':
             return (self.fc_norm(x.mean(dim=1)), )
         if 2 in self.out_indices:
-            outs.append(x.transpose(1, 2).reshape(B, D, h, w))
+            outs.append(x.transpose(1, 2).reshape(B, D, h, w).contiguous())
         return tuple(outs)
 
     # ------------------------------------------------------------------ freezing, layer ids

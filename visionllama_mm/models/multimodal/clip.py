@@ -290,6 +290,10 @@ class ContrastiveCLIP(BaseModel):
         nn.init.normal_(self.visual_proj.weight, std=self.visual_proj.in_features ** -0.5)
         if self.text_checkpoint is not None:
             self.load_text_tower(self.text_checkpoint)
+        elif self.lock_text and self.init_cfg is None:
+            raise ValueError('ContrastiveCLIP: lock_text=True but no text_checkpoint: the locked '
+                             'text tower would stay randomly initialised. Give '
+                             'model.text_checkpoint=<a CLIP checkpoint> (ours or OpenCLIP\'s).')
 
     def load_text_tower(self, filename: str) -> None:
         """Load ``text.*`` and ``logit_scale`` from ``filename`` (read with

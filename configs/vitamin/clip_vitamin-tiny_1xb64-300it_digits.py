@@ -1,8 +1,8 @@
 # A tiny ViTamin CLIP learns scikit-learn's handwritten digits from captions, then classifies the
 # held-out digits zero-shot with prompt templates it never saw as captions.
 #   python tools/dataset_converters/digit_captions.py data/digits data/digit_captions
-#   python tools/train.py configs/vitamin/clip_vitamin-tiny_1xb128-1500it_digits.py
-#   python tools/test.py  configs/vitamin/clip_vitamin-tiny_1xb128-1500it_digits.py CKPT
+#   python tools/train.py configs/vitamin/clip_vitamin-tiny_1xb64-300it_digits.py
+#   python tools/test.py  configs/vitamin/clip_vitamin-tiny_1xb64-300it_digits.py CKPT
 # Training streams the webdataset shards (<key>.png + <key>.txt, the DataComp layout) written by
 # the first command; testing reads the 359 held-out digits (DigitsDataset, split 'val').
 _base_ = ['mmpretrain::_base_/default_runtime.py']
@@ -18,11 +18,11 @@ model = dict(
     type='ContrastiveCLIP',
     vision_backbone=dict(
         type='ViTamin',
-        arch=dict(stem_channels=32, channels=(32, 64), depths=(1, 2), embed_dims=128,
-                  num_layers=2, num_heads=4),
+        arch=dict(stem_channels=16, channels=(16, 32), depths=(1, 1), embed_dims=64,
+                  num_layers=2, num_heads=2),
         img_size=image_size),
-    text_encoder=dict(type='CLIPTextTransformer', embed_dims=128, width=128, num_layers=2,
-                      num_heads=4),
+    text_encoder=dict(type='CLIPTextTransformer', embed_dims=64, width=64, num_layers=2,
+                      num_heads=2),
     context_length=context_length,
     zero_shot=dict(
         classes=['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'],
@@ -45,13 +45,13 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=128,
+    batch_size=64,
     num_workers=2,
     persistent_workers=True,
     sampler=None,  # a streamed dataset: the shards are split between ranks and workers
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='WebDatasetImageText', data_root=captions_root,
-                 shards='train-{00000..00003}.tar', shuffle_buffer=512, pipeline=train_pipeline))
+                 shards='train-{00000..00003}.tar', shuffle_buffer=128, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=120,
     num_workers=2,
@@ -70,17 +70,17 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
                        custom_keys={'logit_scale': dict(decay_mult=0.0)}))
-max_iters = 1500
+max_iters = 300
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=100, end=max_iters),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=30, end=max_iters),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
+    logger=dict(type='LoggerHook', interval=25),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0, deterministic=False)
