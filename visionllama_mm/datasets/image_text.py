@@ -28,6 +28,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset, Compose
 from mmengine.dist import get_dist_info
 from mmengine.logging import MMLogger
+from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..registry import DATASETS, TRANSFORMS
@@ -84,6 +85,7 @@ class ImageTextDataset(BaseDataset):
         self.image_key, self.text_key = image_key, text_key
         if isinstance(data_prefix, str):
             data_prefix = dict(img_path=data_prefix)
+        kwargs['pipeline'] = build_pipeline(kwargs.get('pipeline', ())).transforms
         super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
 
     def _rows(self) -> Iterator[tuple]:
@@ -127,6 +129,13 @@ class ImageTextDataset(BaseDataset):
         return data_list
 
 
+def build_pipeline(pipeline: Sequence) -> Compose:
+    """Transforms built from mmpretrain's registry (which also finds mmcv's and the package's),
+    whatever the default scope, so the datasets work inside and outside a Runner."""
+    return Compose([MMPRETRAIN_TRANSFORMS.build(t) if isinstance(t, dict) else t
+                    for t in pipeline])
+
+
 _RANGE = re.compile(r'\{(\d+)\.\.(\d+)\}')
 _LIST = re.compile(r'\{([^{}]*,[^{}]*)\}')
 
@@ -134,7 +143,8 @@ _LIST = re.compile(r'\{([^{}]*,[^{}]*)\}')
 def expand_shards(pattern: str) -> List[str]:
     """``'train-{00000..00003}.tar'`` -> four names (zero padding kept), ``'{a,b}.tar'`` -> two;
     a pattern with ``*`` or ``?`` is globbed (sorted)."""
-    m = _RANGE.search(pattern) or _LIST.search(pattern)
+    found = [m for m in (_RANGE.search(pattern), _LIST.search(pattern)) if m is not None]
+    m = min(found, key=lambda m: m.start()) if found else None  # left to right, as a shell
     if m is None:
         return sorted(glob(pattern)) if any(c in pattern for c in '*?[') else [pattern]
     if m.re is _RANGE:
@@ -183,7 +193,7 @@ class WebDatasetImageText(IterableDataset):
             raise FileNotFoundError(
                 f'WebDatasetImageText: {len(missing)} of {len(self.shards)} shards do not exist '
                 f'(first: {missing[:3] or patterns}); shards={shards!r}, data_root={data_root!r}.')
-        self.pipeline = Compose(pipeline)
+        self.pipeline = build_pipeline(pipeline)
         self.image_exts = tuple(e.lower() for e in image_exts)
         self.text_ext = text_ext.lower()
         self.shuffle = shuffle
