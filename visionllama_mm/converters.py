@@ -1,8 +1,9 @@
 """Turn the authors' released checkpoints into checkpoints of this package.
 
-Two families: VisionLLaMA (``tools/model_converters/vision_llama_official.py``) and ConvNeXt V2
+Three families: VisionLLaMA (``tools/model_converters/vision_llama_official.py``), ConvNeXt V2
 (``tools/model_converters/convnextv2_official.py``: the official dense and FCMAE checkpoints and
-timm's ``convnextv2_*`` weights).
+timm's ``convnextv2_*`` weights) and ViTamin (``tools/model_converters/vitamin_official.py``:
+timm's ``vitamin_*`` state dicts and the OpenCLIP ViTamin CLIP checkpoints).
 Each released format is recognised from its keys; the key mapping itself lives beside the model it
 targets (``convert_official_*``, ``convert_timm_*``), so tests and ``tools/model_converters/`` share
 one code path.
@@ -109,6 +110,63 @@ def _own_convnext_key(sd: Dict) -> str:
                  and isinstance(sd[k], torch.Tensor) and sd[k].dim() == 1), '')
 
 
+# ViTamin. timm's image tower keeps the MBConv part under ``patch_embed.backbone.`` and the GeGLU
+# gate as ``mlp.w0`` (ours: ``stem``, ``blocks.i.ffn.w12``); OpenCLIP's ViTamin CLIP models hold
+# that tower under ``visual.trunk.`` beside ``logit_scale``, with ``module.`` in front of every key
+# when a DDP run saved them.
+_TIMM_VITAMIN_KEYS = ('patch_embed.backbone.stem.conv1.weight', 'blocks.0.mlp.w0.weight')
+
+
+def _is_timm_vitamin(sd: Dict) -> bool:
+    return all(k in sd for k in _TIMM_VITAMIN_KEYS)
+
+
+def _without_module(sd: Dict) -> Dict:
+    """``sd`` without the ``module.`` prefix a DDP-wrapped model puts on every key."""
+    if any(isinstance(k, str) and k.startswith('module.') for k in sd):
+        return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
+    return sd
+
+
+def _is_open_clip_vitamin(sd: Dict) -> bool:
+    return any(p + 'logit_scale' in sd and all(f'{p}visual.trunk.{k}' in sd
+                                               for k in _TIMM_VITAMIN_KEYS)
+               for p in ('', 'module.'))
+
+
+def _convert_timm_vitamin(sd):
+    from .models.backbones.vitamin import convert_timm_vitamin
+    head = {k: v for k, v in sd.items() if k.startswith('head.')}
+    unknown = sorted(set(head) - {'head.weight', 'head.bias'})
+    if unknown:
+        raise KeyError(f'timm-vitamin: unexpected head keys {unknown} (expected the linear '
+                       'head.weight / head.bias)')
+    out = convert_timm_vitamin({k: v for k, v in sd.items() if k not in head}, prefix='backbone.')
+    out.update({'head.fc.' + k[len('head.'):]: v for k, v in head.items()})
+    return out
+
+
+def _convert_open_clip_vitamin(sd):
+    from .models.multimodal.clip_convert import convert_open_clip
+    return convert_open_clip(_without_module(sd))
+
+
+# this package's ViTamin layout under ``prefix`` (ImageClassifier / dense models: ``backbone.``,
+# ContrastiveCLIP: ``visual.``, a bare backbone: ''), and this package's CLIP layout (any image
+# tower, ``text.blocks``); neither occurs in a released format
+_OWN_VITAMIN_PARTS = ('stem.conv1.weight', 'transition.proj.weight', 'blocks.0.ffn.w12.weight')
+
+
+def _own_vitamin_key(sd: Dict) -> str:
+    """A key showing this package's ViTamin or CLIP layout in ``sd``, or ''."""
+    for prefix in ('backbone.', 'visual.', ''):
+        if all(prefix + k in sd for k in _OWN_VITAMIN_PARTS):
+            return prefix + 'transition.proj.weight'
+    if 'visual_proj.weight' in sd and 'text.blocks.0.attn.qkv.weight' in sd:
+        return 'text.blocks.0.attn.qkv.weight'
+    return ''
+
+
 # (name, where the weights sit in the file ('' = the top-level dict), detector on those weights,
 # converter). A format stored in more than one place has one row per place.
 KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
@@ -123,12 +181,21 @@ KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
     # timm's hub weights are a bare state dict; its train.py writes {'state_dict', 'arch', ...}
     ('timm-convnextv2', '', _is_timm_convnextv2, _convert_timm_convnextv2),
     ('timm-convnextv2', 'state_dict', _is_timm_convnextv2, _convert_timm_convnextv2),
+    # timm: a bare state dict (``model.state_dict()``), train.py's {'state_dict', ...}, or 'model'
+    ('timm-vitamin', '', _is_timm_vitamin, _convert_timm_vitamin),
+    ('timm-vitamin', 'state_dict', _is_timm_vitamin, _convert_timm_vitamin),
+    ('timm-vitamin', 'model', _is_timm_vitamin, _convert_timm_vitamin),
+    # OpenCLIP: the released open_clip_pytorch_model.bin is a bare state dict; its training
+    # checkpoints are {'epoch', 'name', 'state_dict' (``module.`` keys under DDP), 'optimizer'}
+    ('open-clip-vitamin', '', _is_open_clip_vitamin, _convert_open_clip_vitamin),
+    ('open-clip-vitamin', 'state_dict', _is_open_clip_vitamin, _convert_open_clip_vitamin),
 ]
 
 # model family -> its formats, in KINDS order
 FAMILIES: Dict[str, Tuple[str, ...]] = {
     'VisionLLaMA': ('deit-plain', 'deit-pyramid', 'mmpretrain-fork'),
     'ConvNeXt V2': ('convnextv2-official', 'convnextv2-fcmae', 'timm-convnextv2'),
+    'ViTamin': ('timm-vitamin', 'open-clip-vitamin'),
 }
 assert sorted(sum(FAMILIES.values(), ())) == sorted({k[0] for k in KINDS})
 
@@ -154,8 +221,10 @@ def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
         AlreadyConvertedError: ``ckpt`` is this package's own checkpoint (written by this
             converter, ``meta.source_format``, or by ``tools/train.py``: our key layout without the
             fork's frozen ``backbone.pos_embed``, or our ConvNeXt V2 layout with 1-D GRN
-            parameters, which mmpretrain's released ConvNeXt V2 checkpoints share); it loads as
-            it is.
+            parameters, which mmpretrain's released ConvNeXt V2 checkpoints share, or our
+            ViTamin / CLIP layout: ``stem``, ``transition`` and ``blocks.i.ffn.w12`` under
+            ``backbone.``, ``visual.`` or no prefix, or ``visual_proj`` with ``text.blocks``);
+            it loads as it is.
         ValueError: no known format matches; the message shows the first keys.
     """
     if not isinstance(ckpt, dict):
@@ -178,6 +247,12 @@ def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
                 f"{'state_dict' if field else 'top-level dict'} has this package's key layout "
                 f"({_own_layout_key(weights)}) and none of the released formats' keys (the fork's "
                 'checkpoints carry a frozen backbone.pos_embed); load it directly')
+        if isinstance(weights, dict) and _own_vitamin_key(weights):
+            raise AlreadyConvertedError(
+                'already a visionllama_mm checkpoint, no conversion needed: its '
+                f"{'state_dict' if field else 'top-level dict'} has this package's ViTamin / CLIP "
+                f'key layout ({_own_vitamin_key(weights)}) and none of the released formats\' '
+                "keys (timm's patch_embed.backbone.*, OpenCLIP's visual.trunk.*); load it directly")
         if isinstance(weights, dict) and _own_convnext_key(weights):
             key = _own_convnext_key(weights)
             raise AlreadyConvertedError(

@@ -42,11 +42,11 @@ def convert_open_clip_text(sd: Dict[str, torch.Tensor], prefix: str = 'text.'
     for key, value in sd.items():
         if key == 'attn_mask':
             continue
+        if key.startswith('text_projection.'):
+            raise KeyError(f'convert_open_clip_text: unsupported key {key!r} (a Linear text '
+                           'projection; ViTamin text towers use a plain matrix)')
         if key in ('positional_embedding', 'text_projection') or key.startswith(
                 ('token_embedding.', 'ln_final.')):
-            if key.startswith('text_projection.'):
-                raise KeyError(f'convert_open_clip_text: unsupported key {key!r} (a Linear text '
-                               'projection; ViTamin text towers use a plain matrix)')
             out[prefix + key] = value
             continue
         parts = key.split('.')
