@@ -391,3 +391,56 @@ def test_vitamin_bad_arguments(kwargs, message):
         else:
             ViTamin(**{'arch': TINY_VITAMIN, **kwargs})
     assert str(err.value) == message
+
+
+# -------------------------------------------------------------------- CLIP and image-text data
+TINY_CLIP = dict(
+    type='ContrastiveCLIP', context_length=16,
+    vision_backbone=dict(type='ViTamin', arch=TINY_VITAMIN, img_size=32),
+    text_encoder=dict(type='CLIPTextTransformer', embed_dims=16, width=16, num_layers=1,
+                      num_heads=2))
+
+
+def test_clip_lock_text_without_a_text_checkpoint():
+    from mmpretrain.registry import MODELS
+    model = MODELS.build({**TINY_CLIP, 'lock_text': True})
+    with pytest.raises(ValueError) as err:
+        model.init_weights()
+    assert str(err.value) == (
+        'ContrastiveCLIP: lock_text=True but no text_checkpoint: the locked text tower would '
+        "stay randomly initialised. Give model.text_checkpoint=<a CLIP checkpoint> (ours or "
+        "OpenCLIP's).")
+
+
+def test_clip_zero_shot_template_without_placeholder():
+    from mmpretrain.registry import MODELS
+    with pytest.raises(ValueError) as err:
+        MODELS.build({**TINY_CLIP, 'zero_shot': dict(classes=['cat'],
+                                                     templates=['a photo of a cat'])})
+    assert str(err.value) == ('zero_shot templates must be format strings with exactly one {} '
+                              '(e.g. "a photo of a {}."), got [\'a photo of a cat\'].')
+
+
+def test_image_text_annotation_line_without_caption(tmp_path):
+    from visionllama_mm.datasets import ImageTextDataset
+    (tmp_path / 'ann.jsonl').write_text('{"image": "a.png", "caption": "ok"}\n'
+                                        '{"image": "b.png", "text": "wrong key"}\n')
+    with pytest.raises(ValueError) as err:
+        ImageTextDataset('ann.jsonl', data_root=str(tmp_path))
+    assert str(err.value) == (
+        f"{tmp_path}/ann.jsonl:2: no caption (the dataset reads image_key='image', "
+        "text_key='caption'); the line has ['image', 'text'].")
+
+
+def test_webdataset_fewer_shards_than_readers(tmp_path):
+    import tarfile
+    from visionllama_mm.datasets import WebDatasetImageText
+    with tarfile.open(tmp_path / 'only-000.tar', 'w'):
+        pass
+    loader = torch.utils.data.DataLoader(
+        WebDatasetImageText(str(tmp_path / 'only-000.tar')), batch_size=1, num_workers=2,
+        collate_fn=list)
+    with pytest.raises(RuntimeError) as err:
+        list(loader)
+    assert ('WebDatasetImageText: 1 shards for 2 readers (1 ranks x 2 workers): every reader '
+            'needs at least one shard. Use more shards or fewer data-loader workers.') in str(err.value)
