@@ -1,0 +1,93 @@
+# CLIP training of ViTamin-S on DataComp-1B, the authors' short schedule (spec §3.2,
+# ViTamin/configs/short_schedule/vitamin_s_s1.28B_bs8k.yaml): 1.28B seen samples at a global batch
+# of 8192 (here 32 GPUs x 256) = 156,250 iterations, AdamW lr 5e-4, betas (0.9, 0.98), eps 1e-6,
+# weight decay 0.2 except on norms, biases and logit_scale (OpenCLIP's rule; position and token
+# embeddings and text_projection are decayed), 500 linear warm-up iterations from lr/500 then
+# cosine to 0, bf16 AMP, activation checkpointing, stochastic depth 0.1 in the image transformer.
+# Data: OpenCLIP's default train augmentation, RandomResizedCrop 224 with scale (0.9, 1.0),
+# bicubic; OpenAI CLIP mean/std. ImageNet zero-shot validation (OpenAI's 1000 class names x 80
+# templates, top-1/top-5) every 10k iterations and by `tools/test.py CONFIG CKPT`.
+# The released ViTamin-S (62.2% IN zero-shot at 1.28B samples, ViTamin/README.md) converts with
+# tools/model_converters/vitamin_official.py and loads into this config.
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+
+custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+
+image_size = 224
+context_length = 77
+model = dict(
+    type='ContrastiveCLIP',
+    vision_backbone=dict(type='ViTamin', arch='small', img_size=image_size, drop_path_rate=0.1,
+                         with_cp=True),
+    text_encoder=dict(type='CLIPTextTransformer', embed_dims=384, width=384, num_layers=12,
+                      num_heads=6, with_cp=True),
+    context_length=context_length,
+    zero_shot=dict(classes='imagenet', templates='openai_imagenet'),
+    data_preprocessor=dict(
+        type='ClsDataPreprocessor',
+        mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
+        std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255],
+        to_rgb=True))
+
+# DataComp-1B as webdataset shards (~10k samples each, .jpg + .txt); 1.28B samples = the first
+# 128,001 shards, one pass, as the authors' config lists them
+data_root = 'data/datacomp1b/shards'
+train_shards = '{00000000..00128000}.tar'
+num_samples = 1_280_000_000
+train_pipeline = [
+    dict(type='RandomResizedCrop', scale=image_size, crop_ratio_range=(0.9, 1.0),
+         backend='pillow', interpolation='bicubic'),
+    dict(type='TokenizeText', context_length=context_length),
+    dict(type='PackInputs', algorithm_keys=['text_tokens']),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=image_size, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=image_size),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=None,  # streamed: the shards are split between ranks and workers
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='WebDatasetImageText', data_root=data_root, shards=train_shards,
+                 num_samples=num_samples, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='ImageNet', data_root='data/imagenet', split='val',
+                 pipeline=test_pipeline))
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+
+global_batch = 8192  # the recipe's; keep num_gpus x batch_size equal to it
+warmup_iters = 500
+max_iters = num_samples // global_batch  # 156,250
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.2, betas=(0.9, 0.98), eps=1e-6),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
+                       custom_keys={'logit_scale': dict(decay_mult=0.0)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1.0 / warmup_iters, by_epoch=False, begin=0,
+         end=warmup_iters),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=warmup_iters,
+         end=max_iters),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10000)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=global_batch)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=100),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000, max_keep_ckpts=3))
+log_processor = dict(by_epoch=False)
