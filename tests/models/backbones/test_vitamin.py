@@ -253,3 +253,25 @@ def test_image_classifier_without_neck():
 def test_empty_batch_is_refused():
     with pytest.raises(ValueError, match='ViTamin: got an empty batch'):
         ViTamin(TINY, img_size=32)(torch.zeros(0, 3, 32, 32))
+
+
+def test_shortcut_pool_equals_avg_pool2d_without_padding_counts():
+    """The MBConv shortcut pool (a ones-kernel depthwise conv over the window counts when
+    differentiated, faster on CPU) equals AvgPool2d(3, 2, 1, count_include_pad=False), values and
+    gradients, on odd sizes and channels-last; also under bf16 autocast (computed in fp32)."""
+    import torch.nn.functional as F
+    from visionllama_mm.models.backbones.vitamin import avg_pool_3x3_s2
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 15, 14).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ours, ref = avg_pool_3x3_s2(x), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+    assert ours.shape == (2, 8, 8, 7)
+    torch.testing.assert_close(ours, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+    with torch.no_grad():
+        torch.testing.assert_close(avg_pool_3x3_s2(x), ref)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = avg_pool_3x3_s2(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref)

@@ -93,8 +93,11 @@ def avg_pool_3x3_s2(x: torch.Tensor) -> torch.Tensor:
 
     On CPU, ``avg_pool2d``'s backward on a channels-last map copies between layouts: forward +
     backward of 8 x 128 x 112 x 112 takes 118 ms, this 27 ms (fp32, 2 threads). In a CPU bf16
-    training step it runs in fp32, as :func:`depthwise_conv`.
+    training step it runs in fp32, as :func:`depthwise_conv`. Without gradients ``avg_pool2d``
+    itself is the faster (3 vs 8 ms) and is used.
     """
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
     if _cpu_bf16_training(x):
         with torch.autocast('cpu', enabled=False):
             return avg_pool_3x3_s2(x.float())
