@@ -1,15 +1,15 @@
-# Zero-shot ImageNet-1k evaluation of the released ViTamin-L @384 CLIP (authors' README:
-# 81.8% top-1), the OpenAI protocol (1000 class names x 80 templates): convert the OpenCLIP file
-# with tools/model_converters/vitamin_official.py, then
+# Zero-shot ImageNet-1k evaluation of the released ViTamin-L CLIP at 384 (12.8B + 0.2B samples;
+# authors' README: 81.8% top-1) with OpenAI's protocol (1000 class names x 80 templates, top-1 /
+# top-5):
+#   python tools/model_converters/vitamin_official.py open_clip_pytorch_model.bin CONVERTED.pth
 #   python tools/test.py configs/vitamin/clip_vitamin-large-384_zeroshot-cls_in1k.py CONVERTED.pth
-# The model of clip_vitamin-large_280xb322-amp-coslr-12.8b_datacomp1b.py built at 384 (the converted 384 position embedding loads as it is; a 224
-# checkpoint would be resized bicubically); test images resized to 384 on the short side
+# The model of the long ViTamin-L run built at that resolution (a 224 checkpoint's position
+# embedding would be resized bicubically on load). Test images resized to 384 on the short side
 # (bicubic) and centre-cropped to 384.
 _base_ = ['./clip_vitamin-large_280xb322-amp-coslr-12.8b_datacomp1b.py']
 
 image_size = 384
-model = dict(vision_backbone=dict(img_size=image_size, with_cp=False),
-             text_encoder=dict(with_cp=False))
+model = dict(vision_backbone=dict(img_size=image_size))
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='ResizeEdge', scale=image_size, edge='short', backend='pillow',

@@ -6,7 +6,10 @@
 # with p 0.2. The hi-res models are fine-tuned from it (lr 1e-5 constant, spec §3.2).
 _base_ = ['./clip_vitamin-large_64xb256-amp-coslr-1.28b_datacomp1b.py']
 
-train_shards = '{00000000..00140089}.tar'  # all of DataComp-1B
+# all 140,090 shards of DataComp-1B (~1.4B samples), read again and again until max_iters. The
+# authors count 10 epochs of 1.28B samples; num_samples (what len() reports, used by the logger's
+# end-of-epoch check and torch's over-length warning) is the whole run's 12.8B
+train_shards = '{00000000..00140089}.tar'
 num_samples = 12_800_000_000
 global_batch = 90160
 warmup_iters = 782

@@ -7,8 +7,8 @@
 # Data: OpenCLIP's default train augmentation, RandomResizedCrop 224 with scale (0.9, 1.0),
 # bicubic; OpenAI CLIP mean/std. ImageNet zero-shot validation (OpenAI's 1000 class names x 80
 # templates, top-1/top-5) every 10k iterations and by `tools/test.py CONFIG CKPT`.
-# The released ViTamin-S (62.2% IN zero-shot at 1.28B samples, ViTamin/README.md) converts with
-# tools/model_converters/vitamin_official.py and loads into this config.
+# Authors' README: 62.2% IN zero-shot at 1.28B samples; clip_vitamin-small_zeroshot-cls_in1k.py
+# evaluates their released file.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
@@ -29,8 +29,9 @@ model = dict(
         std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255],
         to_rgb=True))
 
-# DataComp-1B as webdataset shards (~10k samples each, .jpg + .txt); 1.28B samples = the first
-# 128,001 shards, one pass, as the authors' config lists them
+# DataComp-1B as webdataset shards named as DataComp's download script writes them (8-digit ids,
+# 10k samples a shard, .jpg + .txt); 1.28B samples = one pass over the first 128,001 shards, the
+# authors' `{00000..128000}.tar` (adapt the pattern to your copy's names)
 data_root = 'data/datacomp1b/shards'
 train_shards = '{00000000..00128000}.tar'
 num_samples = 1_280_000_000

@@ -2,8 +2,8 @@
 # (no position embedding, as timm and the released weights) trained at 224 (the config's
 # force_image_size) with a 27-layer, 1152-wide text tower (E = 1152); global batch 90,272 (here
 # 224 GPUs x 403) = 141,794 iterations, 4,436 warm-up iterations, otherwise as the long ViTamin-L
-# run. The released XL models are this run fine-tuned at 256 / 336 / 384 (82.1 / - / 82.6 after
-# 12.8B + 0.5B samples).
+# run. The authors report this run only after a hi-res fine-tune (+0.5B samples): 82.1% / 82.6%
+# IN zero-shot at 256 / 384; their 336 model comes from a 40B-sample run with no config.
 _base_ = ['./clip_vitamin-large_280xb322-amp-coslr-12.8b_datacomp1b.py']
 
 model = dict(

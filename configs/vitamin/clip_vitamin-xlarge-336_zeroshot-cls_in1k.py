@@ -1,0 +1,20 @@
+# Zero-shot ImageNet-1k evaluation of the released ViTamin-XL CLIP at 336, OpenAI's protocol
+# (1000 class names x 80 templates, top-1 / top-5). Authors' README: 82.7% top-1 for their
+# 40B-sample run (+1B at 336); they report no 336 model of the 12.8B run. Convert and test:
+#   python tools/model_converters/vitamin_official.py open_clip_pytorch_model.bin CONVERTED.pth
+#   python tools/test.py configs/vitamin/clip_vitamin-xlarge-336_zeroshot-cls_in1k.py CONVERTED.pth
+# The model of the ViTamin-XL run (no position embedding: the same weights at every resolution).
+# Test images resized to 336 on the short side (bicubic) and centre-cropped to 336.
+_base_ = ['./clip_vitamin-xlarge_224xb403-amp-coslr-12.8b_datacomp1b.py']
+
+image_size = 336
+model = dict(vision_backbone=dict(img_size=image_size))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=image_size, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=image_size),
+    dict(type='PackInputs'),
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
