@@ -1,9 +1,14 @@
 # CLIP training of ViTamin-L, the long schedule behind the released ViTamin-L (80.8% IN zero-shot
-# at 224; long_schedule/vitamin_l_224_s12.8B_bs90k.yaml): 12.8B seen samples (10 passes over
-# DataComp-1B) at a global batch of 90,160 (280 GPUs x 322, the authors' layout) = 141,970
-# iterations, lr 2e-3, betas (0.9, 0.95), 782 warm-up iterations, and a stronger augmentation:
-# RandomResizedCrop scale (0.4, 1.0), ColorJitter(0.32, 0.32, 0.32, 0.08) with p 0.8, grayscale
-# with p 0.2. The hi-res models are fine-tuned from it (lr 1e-5 constant, spec §3.2).
+# at 224; long_schedule/vitamin_l_224_s12.8B_bs90k.yaml): 12.8B seen samples (10 epochs of
+# 1.28B over all of DataComp-1B) at a global batch of 90,160 (280 GPUs x 322, the authors'
+# layout) = 141,970 iterations, lr 2e-3, betas (0.9, 0.95), 782 warm-up iterations, and a
+# stronger augmentation: RandomResizedCrop scale (0.4, 1.0), ColorJitter(0.32, 0.32, 0.32, 0.08)
+# with p 0.8, grayscale with p 0.2. The hi-res models are fine-tuned from it (lr 1e-5 constant,
+# spec §3.2).
+# Caution: the authors ran with OpenCLIP's --local-loss --gather-with-grad (each rank scores its
+# 322 images / captions against the global batch); ContrastiveCLIP's loss builds the whole
+# 90,160 x 90,160 logit matrix on every rank (32.5 GB per fp32 copy, and the two cross-entropies
+# keep more), which will not fit on an 80 GB GPU until the model gets a local-loss option.
 _base_ = ['./clip_vitamin-large_64xb256-amp-coslr-1.28b_datacomp1b.py']
 
 # all 140,090 shards of DataComp-1B (~1.4B samples), read again and again until max_iters. The

@@ -53,6 +53,9 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=None,  # streamed: the shards are split between ranks and workers
+    # each worker's last batch of a pass is partial: dropped (as OpenCLIP's wds loader does), as
+    # the loss gathers equal-size feature batches from every rank
+    drop_last=True,
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='WebDatasetImageText', data_root=data_root, shards=train_shards,
                  num_samples=num_samples, pipeline=train_pipeline))

@@ -166,6 +166,7 @@ def test_clip_recipe(name):
     loader = cfg.train_dataloader
     data = loader.dataset
     assert loader.sampler is None and data.type == 'WebDatasetImageText'
+    assert loader.drop_last  # a partial batch would break the cross-rank feature gather
     assert data.num_samples == recipe['samples']
     assert len(expand_shards(data.shards)) == recipe['shards']
     crop, *jitter, tokenize, pack = data.pipeline
