@@ -5,10 +5,9 @@
 # stronger augmentation: RandomResizedCrop scale (0.4, 1.0), ColorJitter(0.32, 0.32, 0.32, 0.08)
 # with p 0.8, grayscale with p 0.2. The hi-res models are fine-tuned from it (lr 1e-5 constant,
 # spec §3.2).
-# Caution: the authors ran with OpenCLIP's --local-loss --gather-with-grad (each rank scores its
-# 322 images / captions against the global batch); ContrastiveCLIP's loss builds the whole
-# 90,160 x 90,160 logit matrix on every rank (32.5 GB per fp32 copy, and the two cross-entropies
-# keep more), which will not fit on an 80 GB GPU until the model gets a local-loss option.
+# Loss as the authors ran it (inherited from the ViTamin-S config): OpenCLIP's --local-loss
+# --gather-with-grad, each rank scores its 322 images / captions against the global batch
+# (322 x 90,160 logits; the full 90,160^2 matrix, 32.5 GB per fp32 copy, would not fit a GPU).
 _base_ = ['./clip_vitamin-large_64xb256-amp-coslr-1.28b_datacomp1b.py']
 
 # all 140,090 shards of DataComp-1B (~1.4B samples), read again and again until max_iters. The

@@ -22,6 +22,10 @@ model = dict(
     text_encoder=dict(type='CLIPTextTransformer', embed_dims=384, width=384, num_layers=12,
                       num_heads=6, with_cp=True),
     context_length=context_length,
+    # the authors' configs: local_loss + gather_with_grad (each rank's rows against the global
+    # batch, a differentiable gather; DDP's average is then the full-batch gradient)
+    local_loss=True,
+    gather_with_grad=True,
     zero_shot=dict(classes='imagenet', templates='openai_imagenet'),
     data_preprocessor=dict(
         type='ClsDataPreprocessor',

@@ -178,12 +178,17 @@ def zero_shot_prompts(classes: Union[str, Sequence[str]],
     return list(classes), templates
 
 
-def _gather_with_local_grad(x: torch.Tensor) -> torch.Tensor:
-    """Features of every rank stacked in rank order; only this rank's rows carry gradients
-    (OpenCLIP's default: every feature's gradient is computed on the rank that owns it)."""
+def _gather(x: torch.Tensor, with_grad: bool) -> torch.Tensor:
+    """Features of every rank stacked in rank order. ``with_grad=False`` (OpenCLIP's default):
+    only this rank's rows carry gradients, every feature's gradient is computed on the rank that
+    owns it. ``with_grad=True`` (``--gather-with-grad``): the gather is differentiable (its
+    backward sums the gradients of each rank's rows back to their owner)."""
     rank, world = get_dist_info()
     if world == 1:
         return x
+    if with_grad:
+        import torch.distributed.nn.functional as dist_fn
+        return torch.cat(dist_fn.all_gather(x), dim=0)
     parts = all_gather(x.detach())
     parts[rank] = x
     return torch.cat(parts, dim=0)
@@ -209,6 +214,11 @@ class ContrastiveCLIP(BaseModel):
             its shape differs, as the official ``--pretrained-text`` does.
         lock_text: Freeze the whole text tower (LTT, ``--lock-text``): no gradients, no weight
             updates, evaluated without autograd and kept in eval mode.
+        local_loss: Each rank scores only its own samples against the global batch (OpenCLIP's
+            ``--local-loss``, set by the authors' configs): (B_local x B_global) logits instead
+            of the full (B_global x B_global) on every rank, which a global batch of 90k could
+            not hold. Use it with ``gather_with_grad=True`` for the exact gradient.
+        gather_with_grad: Differentiable all-gather (OpenCLIP's ``--gather-with-grad``).
         zero_shot: ``dict(classes=..., templates=...)`` for ``predict`` mode (see
             :func:`zero_shot_prompts`); ``None``: ``predict`` is unavailable.
         data_preprocessor: Image preprocessor (default ``ClsDataPreprocessor``).
@@ -232,6 +242,8 @@ class ContrastiveCLIP(BaseModel):
                  max_logit_scale: float = 100.,
                  text_checkpoint: Optional[str] = None,
                  lock_text: bool = False,
+                 local_loss: bool = False,
+                 gather_with_grad: bool = False,
                  zero_shot: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -262,6 +274,8 @@ class ContrastiveCLIP(BaseModel):
         self.context_length = context_length
         self.text_checkpoint = text_checkpoint
         self.lock_text = lock_text
+        self.local_loss = local_loss
+        self.gather_with_grad = gather_with_grad
         self._tokenizer: Optional[CLIPTokenizer] = None
         self.zero_shot = None
         if zero_shot is not None:
@@ -373,19 +387,28 @@ class ContrastiveCLIP(BaseModel):
         raise RuntimeError(f'ContrastiveCLIP: invalid mode {mode!r} (loss, predict or tensor).')
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
-        """Symmetric InfoNCE over the global batch (OpenCLIP's ``ClipLoss`` defaults: every rank
-        builds the full logits, gradients flow through its own features)."""
+        """Symmetric InfoNCE over the global batch (OpenCLIP's ``ClipLoss``): by default every
+        rank builds the full logits and gradients flow through its own features; with
+        ``local_loss`` each rank scores its own rows against all columns."""
         if self.training:
             with torch.no_grad():  # OpenCLIP clamps after each step; here before each use
                 self.logit_scale.clamp_(0, self.max_log_scale)
         self._class_embeds = None  # zero-shot classifier is stale once anything trains
-        image = _gather_with_local_grad(self.extract_image_feat(inputs))
-        text = _gather_with_local_grad(
-            self.extract_text_feat(self._tokens(data_samples, inputs.device)))
+        image = self.extract_image_feat(inputs)
+        text = self.extract_text_feat(self._tokens(data_samples, inputs.device))
+        all_image = _gather(image, self.gather_with_grad)
+        all_text = _gather(text, self.gather_with_grad)
         scale = self.scale()
-        logits = scale * image.float() @ text.float().t()
-        labels = torch.arange(logits.shape[0], device=logits.device)
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+        if self.local_loss:
+            rank = get_dist_info()[0]
+            per_image = scale * image.float() @ all_text.float().t()
+            per_text = scale * text.float() @ all_image.float().t()
+            labels = torch.arange(image.shape[0], device=image.device) + rank * image.shape[0]
+        else:
+            per_image = scale * all_image.float() @ all_text.float().t()
+            per_text = per_image.t()
+            labels = torch.arange(per_image.shape[0], device=per_image.device)
+        loss = (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
         return dict(loss=loss, logit_scale=scale.detach())
 
     @torch.no_grad()
