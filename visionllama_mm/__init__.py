@@ -9,6 +9,6 @@ from .version import __version__
 
 compat.apply_all()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registers everything)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers everything)
 
 __all__ = ['__version__']

@@ -8,7 +8,10 @@ below.
 import importlib
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ['MultiRegistry', 'MODELS', 'DATASETS', 'TRANSFORMS', 'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES']
+__all__ = [
+    'MultiRegistry', 'MODELS', 'DATASETS', 'TRANSFORMS', 'HOOKS', 'METRICS',
+    'OPTIM_WRAPPER_CONSTRUCTORS', 'TOOLBOXES'
+]
 
 TOOLBOXES = ('mmpretrain', 'mmseg', 'mmdet')
 
@@ -44,4 +47,5 @@ MODELS = MultiRegistry('MODELS')
 DATASETS = MultiRegistry('DATASETS')
 TRANSFORMS = MultiRegistry('TRANSFORMS')
 HOOKS = MultiRegistry('HOOKS')
+METRICS = MultiRegistry('METRICS')
 OPTIM_WRAPPER_CONSTRUCTORS = MultiRegistry('OPTIM_WRAPPER_CONSTRUCTORS')

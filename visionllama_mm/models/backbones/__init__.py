@@ -1,10 +1,11 @@
 from .base import VisionBackbone, drop_path_rates
 from .convnextv2 import ConvNeXtV2
+from .llama import LLaMADecoder
 from .pyramid_vision_llama import PyramidVisionLLaMA, convert_official_pyramid
 from .vision_llama import VisionLLaMA, convert_official_plain
 from .vitamin import ViTamin, convert_timm_vitamin
 
 __all__ = [
-    'VisionBackbone', 'drop_path_rates', 'ConvNeXtV2', 'VisionLLaMA', 'convert_official_plain',
+    'VisionBackbone', 'drop_path_rates', 'ConvNeXtV2', 'LLaMADecoder', 'VisionLLaMA', 'convert_official_plain',
     'PyramidVisionLLaMA', 'convert_official_pyramid', 'ViTamin', 'convert_timm_vitamin'
 ]

@@ -3,7 +3,8 @@
 One module serves self-attention with a fused ``qkv`` projection (plain and pyramid LSA blocks,
 ViTDet windows, DiT), global sub-sampled attention (pyramid GSA: queries from every token, keys and
 values from a strided-conv summary, ``sr_ratio``), causal attention (``is_causal``) and KV-cache
-decoding (:class:`KVCache`).
+decoding (:class:`KVCache`). ``layout='llama'`` names the projections as transformers' LLaMA does
+(``q_proj``/``k_proj``/``v_proj``/``o_proj``), so HF-format LLaMA checkpoints load as they are.
 """
 from contextlib import nullcontext
 from typing import Optional, Tuple
@@ -72,6 +73,9 @@ class Attention(nn.Module):
             ``norm(sr(x))`` (a Conv2d of kernel = stride = ``sr_ratio``, then LayerNorm) when
             ``sr_ratio > 1``, else from the tokens themselves.
         norm_eps: Epsilon of the LayerNorm after the sub-sampling conv.
+        layout: ``'fused'`` (``qkv`` + ``proj``, or GSA's ``q`` + ``kv`` + ``proj``) or ``'llama'``:
+            separate ``q_proj``/``k_proj``/``v_proj`` and an ``o_proj`` output, the parameter names
+            of transformers' ``LlamaAttention`` (no sub-sampling).
 
     Shapes:
         ``forward(x, rope, hw=None, key_rope=None, attn_mask=None, is_causal=False, cache=None)``:
@@ -84,8 +88,13 @@ class Attention(nn.Module):
 
     def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True,
                  proj_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
-                 sr_ratio: Optional[int] = None, norm_eps: float = 1e-5):
+                 sr_ratio: Optional[int] = None, norm_eps: float = 1e-5,
+                 layout: str = 'fused'):
         super().__init__()
+        if layout not in ('fused', 'llama'):
+            raise ValueError(f'Attention: layout must be "fused" or "llama", got {layout!r}.')
+        if layout == 'llama' and sr_ratio is not None:
+            raise ValueError('Attention: layout="llama" has no sub-sampled (sr_ratio) keys.')
         if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads < 1:
             raise ValueError(f'Attention: num_heads must be a positive int, got {num_heads!r}.')
         if embed_dims % num_heads != 0:
@@ -100,7 +109,12 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = embed_dims // num_heads
         self.sr_ratio = sr_ratio
-        if sr_ratio is None:
+        self.layout = layout
+        if layout == 'llama':
+            self.q_proj = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+            self.k_proj = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+            self.v_proj = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        elif sr_ratio is None:
             self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         else:
             self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
@@ -109,17 +123,24 @@ class Attention(nn.Module):
                 self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, stride=sr_ratio)
                 self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.attn_drop = attn_drop
-        self.proj = nn.Linear(embed_dims, embed_dims, bias=proj_bias)
+        self._out_name = 'o_proj' if layout == 'llama' else 'proj'
+        self.add_module(self._out_name, nn.Linear(embed_dims, embed_dims, bias=proj_bias))
         self.proj_drop = nn.Dropout(proj_drop)
 
     def extra_repr(self) -> str:
-        return f'num_heads={self.num_heads}, sr_ratio={self.sr_ratio}'
+        return f'num_heads={self.num_heads}, sr_ratio={self.sr_ratio}, layout={self.layout}'
 
     def _project(self, x: torch.Tensor, rope: Optional[RopeTable], hw, key_rope):
         """-> q, k, v of shape (B, heads, N|M, head_dim), RoPE applied."""
         B, N, C = x.shape
         h, d = self.num_heads, self.head_dim
-        if self.sr_ratio is None:
+        if self.layout == 'llama':
+            q, k, v = (p(x).view(B, N, h, d) for p in (self.q_proj, self.k_proj, self.v_proj))
+            dtype = _sdpa_dtype(q)
+            if rope is not None:
+                q = apply_rope(q, rope, inner_dims=1, out_dtype=dtype)
+                k = apply_rope(k, rope, inner_dims=1, out_dtype=dtype)
+        elif self.sr_ratio is None:
             qkv = self.qkv(x).view(B, N, 3, h, d)
             dtype = _sdpa_dtype(qkv)
             # split, not slicing: its backward is one cat instead of zero-filled full buffers
@@ -171,5 +192,6 @@ class Attention(nn.Module):
                 q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                 dropout_p=self.attn_drop if self.training else 0.)
         # back to the Linear's dtype after an fp32 attention (under autocast it casts for itself)
-        x = x.transpose(1, 2).reshape(B, N, C).to(self.proj.weight.dtype)
-        return self.proj_drop(self.proj(x))
+        proj = getattr(self, self._out_name)
+        x = x.transpose(1, 2).reshape(B, N, C).to(proj.weight.dtype)
+        return self.proj_drop(proj(x))

@@ -30,6 +30,10 @@ class TransformerBlock(nn.Module):
         ffn_drop_path: Apply drop path to the FFN branch too (the MAE fork does not, spec Q3).
         window_size: If > 0, attention runs inside ws x ws windows (ViTDet, pyramid LSA): the
             normalised tokens are zero-padded to multiples of ws (no mask) and cropped back.
+        part_names: Attribute names of (norm 1, attention, norm 2, FFN); the default
+            ``('ln1', 'attn', 'ln2', 'ffn')``, or e.g. transformers' LLaMA names
+            ``('input_layernorm', 'self_attn', 'post_attention_layernorm', 'mlp')`` so a checkpoint
+            in that layout loads as it is.
 
     Shapes:
         x: (B, N, C) with ``hw = (H, W)`` its token grid (needed with windows or a sub-sampling
@@ -44,13 +48,16 @@ class TransformerBlock(nn.Module):
                  layer_scale_init_value: float = 0.,
                  drop_path_rate: float = 0.,
                  ffn_drop_path: bool = True,
-                 window_size: int = 0):
+                 window_size: int = 0,
+                 part_names: Tuple[str, str, str, str] = ('ln1', 'attn', 'ln2', 'ffn')):
         super().__init__()
+        if len(part_names) != 4 or len(set(part_names)) != 4:
+            raise ValueError(f'TransformerBlock: part_names must be 4 distinct names (norm 1, '
+                             f'attention, norm 2, FFN), got {part_names!r}.')
         self.window_size = window_size
-        self.ln1 = norm_layer(embed_dims)
-        self.attn = attn_layer(embed_dims)
-        self.ln2 = norm_layer(embed_dims)
-        self.ffn = mlp_layer(embed_dims)
+        self.part_names = tuple(part_names)
+        for name, part in zip(self.part_names, (norm_layer, attn_layer, norm_layer, mlp_layer)):
+            self.add_module(name, part(embed_dims))
         if layer_scale_init_value > 0:
             self.ls1 = LayerScale(embed_dims, layer_scale_init_value=layer_scale_init_value)
             self.ls2 = LayerScale(embed_dims, layer_scale_init_value=layer_scale_init_value)
@@ -87,15 +94,16 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None,
                 **attn_kwargs) -> torch.Tensor:
-        y = self.ln1(x)
+        ln1, attn, ln2, ffn = (self._modules[n] for n in self.part_names)
+        y = ln1(x)
         if self.window_size > 0:
             y, padded_hw = window_partition(y, hw, self.window_size)
-            y = self.attn(y, **attn_kwargs)
+            y = attn(y, **attn_kwargs)
             y = window_unpartition(y, hw, padded_hw, self.window_size)
         else:
-            y = self.attn(y, hw=hw, **attn_kwargs)
+            y = attn(y, hw=hw, **attn_kwargs)
         x = self.residual(x, y, self.ls1, self.drop_path_rate)
-        return self.residual(x, self.ffn(self.ln2(x)), self.ls2, self.ffn_drop_path_rate)
+        return self.residual(x, ffn(ln2(x)), self.ls2, self.ffn_drop_path_rate)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before LayerScale became mmpretrain's: ``ls{1,2}.gamma`` -> ``.weight``

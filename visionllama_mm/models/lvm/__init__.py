@@ -1,0 +1,2 @@
+"""LVM: the VQGAN tokenizer, the LLaMA decoder over visual tokens and the sequence model."""
+from .lvm import LVM, LVMDataPreprocessor, sample_next_token  # noqa: F401
