@@ -14,7 +14,8 @@ import torch.nn as nn
 from mmengine.config import Config
 
 __all__ = ['build_model_from_cfg', 'default_input_shape', 'count_complexity', 'benchmark_models',
-           'build_references', 'format_benchmark', 'load_reference_file', 'variant_config']
+           'build_references', 'format_benchmark', 'load_reference_file', 'variant_config',
+           'benchmark_causal_lm', 'build_hf_llama', 'format_causal_lm_benchmark']
 
 
 def build_model_from_cfg(cfg: Config, init: bool = True) -> nn.Module:
@@ -367,4 +368,109 @@ def format_benchmark(rows: List[Dict], precisions: Sequence[str]) -> str:
             lines.append(f'{r["name"]:{width}s} ' + ', '.join(
                 f'{p}/fp32 {m} {r[f"{p} {m}"] / r[f"fp32 {m}"]:.3f}x'
                 for p in others for m in ('fwd', 'fwd+bwd')))
+    return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------------ causal LMs (LVM)
+def build_hf_llama(decoder: nn.Module) -> nn.Module:
+    """transformers' ``LlamaForCausalLM`` with the dims of an :class:`LLaMADecoder` and its
+    weights (the state-dict names are the same), SDPA attention: the speed reference of LVM."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(
+        vocab_size=decoder.vocab_size, hidden_size=decoder.embed_dims,
+        intermediate_size=decoder.hidden_dims, num_hidden_layers=decoder.num_layers,
+        num_attention_heads=decoder.num_heads, num_key_value_heads=decoder.num_heads,
+        rms_norm_eps=decoder.model.norm.eps, rope_theta=decoder.rope.theta,
+        tie_word_embeddings=False, attn_implementation='sdpa', max_position_embeddings=4096)
+    model = LlamaForCausalLM(cfg)
+    model.load_state_dict(decoder.state_dict())
+    return model
+
+
+def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
+                        gen_batch: int = 1, gen_prompt: int = 256, gen_new: int = 256,
+                        iters: int = 3, warmup: int = 1, repeats: int = 3,
+                        precisions: Sequence[str] = ('fp32', 'bf16'),
+                        device: Optional[str] = None, reference: bool = True) -> List[Dict]:
+    """Tokens/s of an LVM config's training step and KV-cache sampling, beside transformers'
+    ``LlamaForCausalLM`` (SDPA) with the same dims and weights, measured alternately.
+
+    * ``train``: forward+backward of each model's own loss on (B, seq_len) tokens (ours:
+      ``mode='loss'``; transformers: ``labels=``), ``batch_size * seq_len`` tokens per step.
+    * ``generate``: ``gen_new`` sampled tokens after a ``gen_prompt``-token prompt (ours:
+      :meth:`LVM.generate`; transformers: ``generate`` with the same top-k 50, the special ids
+      suppressed and exactly ``gen_new`` tokens), ``gen_batch * gen_new`` tokens per call.
+
+    Returns one dict per model (ours first): ``name``, ``params`` and ``'{precision} train'`` /
+    ``'{precision} generate'`` tokens/s.
+    """
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    model = build_model_from_cfg(cfg, init=False).to(device)
+    vocab, codes = model.backbone.vocab_size, model.num_codes
+    models = [('LVM', model)]
+    if reference:
+        models.append(('LlamaForCausalLM', build_hf_llama(model.backbone).to(device)))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, codes, (batch_size, seq_len + 1), generator=g).to(device)
+    prompt = torch.randint(0, codes, (gen_batch, gen_prompt), generator=g).to(device)
+
+    def runs(name, m, dtype):
+        ac = dict(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+        def train():
+            m.train()
+            with torch.autocast(**ac):
+                if name == 'LVM':
+                    loss = m(ids, mode='loss')['loss']
+                else:
+                    loss = m(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
+            loss.backward()
+            m.zero_grad(set_to_none=True)
+
+        def generate():
+            m.eval()
+            with torch.no_grad(), torch.autocast(**ac):
+                if name == 'LVM':
+                    m.generate(prompt, gen_new, top_k=50)
+                else:
+                    m.generate(prompt, do_sample=True, top_k=50, max_new_tokens=gen_new,
+                               min_new_tokens=gen_new, suppress_tokens=list(range(codes, vocab)),
+                               pad_token_id=codes)
+        return {'train': train, 'generate': generate}
+
+    runners = [(n, p, mode, fn) for n, m in models for p in precisions
+               for mode, fn in runs(n, m, _DTYPES[p]).items()]
+    for *_, fn in runners:
+        for _ in range(warmup):
+            fn()
+    best = {}
+    for _ in range(repeats):
+        for p in precisions:
+            for mode in ('train', 'generate'):
+                for n, p2, m2, fn in runners:
+                    if (p2, m2) == (p, mode):
+                        s = _time(fn, iters, device)
+                        best[n, p, mode] = min(best.get((n, p, mode), float('inf')), s)
+    per_call = {'train': batch_size * seq_len, 'generate': gen_batch * gen_new}
+    rows = []
+    for n, m in models:
+        row = dict(name=n, params=sum(p.numel() for p in m.parameters()))
+        for p in precisions:
+            for mode in ('train', 'generate'):
+                row[f'{p} {mode}'] = per_call[mode] * iters / best[n, p, mode]
+        rows.append(row)
+    return rows
+
+
+def format_causal_lm_benchmark(rows: List[Dict], precisions: Sequence[str]) -> str:
+    """Tokens/s table of :func:`benchmark_causal_lm`, then ours / reference."""
+    cols = [f'{p} {m}' for p in precisions for m in ('train', 'generate')]
+    width = max(len(r['name']) for r in rows)
+    lines = [f'{"model":{width}s} {"params(M)":>9s} ' + ' '.join(f'{c:>14s}' for c in cols)]
+    for r in rows:
+        lines.append(f'{r["name"]:{width}s} {r["params"] / 1e6:9.2f} '
+                     + ' '.join(f'{r[c]:14.1f}' for c in cols))
+    for ref in rows[1:]:
+        lines.append(f'{"ours / " + ref["name"]:{width + 10}s} '
+                     + ' '.join(f'{rows[0][c] / ref[c]:13.3f}x' for c in cols))
     return '\n'.join(lines)

@@ -19,6 +19,13 @@ FCMAE's masked-dense encoder beside the sparse one:
         --variant masked-dense model.backbone.impl=masked_dense --precisions fp32 --memory
 
 ``--memory`` adds each model's peak memory of one forward+backward step.
+
+Causal LMs over visual tokens (an ``LVM`` config) are measured in tokens/s instead: the training
+step (forward+backward of the loss) and KV-cache sampling, beside transformers'
+``LlamaForCausalLM`` (SDPA) with the same dims and weights (``--no-reference`` to skip it):
+
+    python tools/analysis_tools/benchmark.py configs/lvm/lvm_llama-300m_....py \
+        --batch-size 4 --seq-len 512 --gen-prompt 256 --gen-new 256 --iters 3
 """
 import argparse
 
@@ -50,6 +57,13 @@ def parse_args():
                         help='a reference: NAME then key=value overrides of the config')
     parser.add_argument('--memory', action='store_true',
                         help='also report the peak memory of one forward+backward step')
+    lm = parser.add_argument_group('causal LMs (LVM configs), in tokens/s')
+    lm.add_argument('--seq-len', type=int, default=512, help='training sequence length')
+    lm.add_argument('--gen-batch', type=int, default=1, help='sequences sampled at once')
+    lm.add_argument('--gen-prompt', type=int, default=256, help='prompt tokens')
+    lm.add_argument('--gen-new', type=int, default=256, help='sampled tokens per call')
+    lm.add_argument('--no-reference', action='store_true',
+                    help="skip transformers' LlamaForCausalLM")
     return parser.parse_args()
 
 
@@ -63,6 +77,19 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if cfg.model.get('type') == 'LVM':
+        from visionllama_mm.analysis import benchmark_causal_lm, format_causal_lm_benchmark
+        rows = benchmark_causal_lm(
+            cfg, batch_size=args.batch_size, seq_len=args.seq_len, gen_batch=args.gen_batch,
+            gen_prompt=args.gen_prompt, gen_new=args.gen_new, iters=args.iters,
+            warmup=args.warmup, repeats=args.repeats, precisions=args.precisions,
+            device=args.device, reference=not args.no_reference)
+        print(f'tokens/s, train: batch {args.batch_size} x {args.seq_len}; generate: batch '
+              f'{args.gen_batch}, {args.gen_new} new after {args.gen_prompt}; best of '
+              f'{args.repeats} rounds x {args.iters} iterations, torch {torch.__version__}, '
+              f'{torch.get_num_threads()} threads')
+        print(format_causal_lm_benchmark(rows, args.precisions))
+        return
     variants = []
     for name, *pairs in args.variant:
         if '=' in name or not pairs or any('=' not in p for p in pairs):
