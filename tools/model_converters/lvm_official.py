@@ -1,0 +1,79 @@
+"""Convert the released LVM checkpoints into files this package's LVM configs load.
+
+    python tools/model_converters/lvm_official.py SRC DST
+
+SRC is one of (detected from its config.json, printed):
+
+- ``llama``: the released decoder in transformers' format (``Emma02/LVM_ckpts``; any
+  ``LlamaForCausalLM`` directory with multi-head attention): ``config.json`` and
+  ``model.safetensors`` / ``pytorch_model.bin``, sharded with an ``*.index.json`` or not. The
+  names are already ours, so every key is checked against the ``LLaMADecoder`` the config
+  describes (missing, unexpected and mis-shaped keys are listed and nothing is written) and
+  written under ``backbone.``: load it with ``load_from=DST`` in an LVM config of that size (the
+  printed arch). Unsupported variants (grouped-query attention, tied embeddings, RoPE scaling)
+  are refused.
+- ``vqgan``: the MUSE VQGAN tokenizer (``Emma02/vqvae_ckpts`` = ``VictorSanh/vqvae_ckpts``):
+  ``config.json`` and ``pytorch_model.bin``, checked key by key against ``VQGANTokenizer`` built
+  from that config; load it with ``model.tokenizer.init_cfg=dict(type='Pretrained',
+  checkpoint=DST)`` (or ``--tokenizer-checkpoint`` of the LVM tools).
+
+Tensors are read with safetensors or ``torch.load(weights_only=True)``; DST is
+``{'state_dict', 'meta'}`` with tensors only.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='checkpoint directory (config.json + weights)')
+    parser.add_argument('dst', help='output file (.pth)')
+    return parser.parse_args()
+
+
+def detect(src: str) -> str:
+    """'llama' or 'vqgan' from the directory's config.json."""
+    cfg_path = osp.join(src, 'config.json')
+    if not osp.isfile(cfg_path):
+        raise SystemExit(f'{src}: expected a checkpoint directory with a config.json.')
+    with open(cfg_path) as f:
+        config = json.load(f)
+    if config.get('model_type') == 'llama' or 'LlamaForCausalLM' in config.get('architectures', []):
+        return 'llama'
+    if {'num_embeddings', 'channel_mult', 'z_channels'} <= set(config):
+        return 'vqgan'
+    raise SystemExit(f'{cfg_path}: neither a LLaMA (model_type "llama") nor a MUSE VQGAN config '
+                     '(num_embeddings, channel_mult, z_channels).')
+
+
+def main():
+    args = parse_args()
+    import torch
+
+    import visionllama_mm  # noqa: F401
+    kind = detect(args.src)
+    if kind == 'llama':
+        from visionllama_mm.models.lvm.convert import convert_hf_llama
+        state_dict, arch, kwargs = convert_hf_llama(args.src)
+        meta = dict(format='transformers-llama', arch=arch, **kwargs)
+        from visionllama_mm.models.backbones.llama import LLaMADecoder
+        names = [n for n, a in LLaMADecoder.arch_zoo.items() if a == arch]
+        print(f'format: transformers LlamaForCausalLM -> LVM (backbone.*); arch {arch}'
+              + (f' = {names[-1]!r}' if names else ' (custom)') + f', {kwargs}')
+    else:
+        from visionllama_mm.models.lvm.vqgan import load_muse_vqgan
+        with open(osp.join(args.src, 'config.json')) as f:
+            config = json.load(f)
+        state_dict = load_muse_vqgan(args.src)
+        meta = dict(format='muse-vqgan', config=config)
+        print('format: MUSE VQGAN -> VQGANTokenizer')
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
+    n = sum(v.numel() for v in state_dict.values())
+    print(f'wrote {len(state_dict)} tensors ({n:,} values) to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
