@@ -21,7 +21,8 @@ from mmpretrain.datasets import CustomDataset
 from ..registry import DATASETS
 from .checks import check_annotation_file
 
-__all__ = ['DigitsDataset', 'prepare_digits', 'write_digit_captions', 'DIGIT_WORDS']
+__all__ = ['DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
+           'DIGIT_WORDS']
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
@@ -153,3 +154,36 @@ def write_digit_captions(digits_root: str, out_root: str, templates: Sequence[st
                     tar.addfile(info, io.BytesIO(payload))
         os.replace(path + '.tmp', path)
     return out_root
+
+
+def write_digit_counting_sentences(digits_root: str, out_file: str, num_sentences: int,
+                                   num_images: int = 10, split: str = 'train',
+                                   seed: int = 0) -> str:
+    """Visual sentences of digits in counting order, for LVM: each sentence starts at a random
+    digit d and continues d+1, d+2, ... (mod 10), every image a random instance of its digit from
+    ``split``. Written as ``VisualSentenceDataset`` JSON lines relative to ``digits_root``::
+
+        {"images": ["train/3/00012.png", "train/4/00101.png", ...], "type": "sequence"}
+
+    Returns ``out_file``.
+    """
+    import json
+    import random
+
+    if num_images < 2 or num_sentences < 1:
+        raise ValueError(f'write_digit_counting_sentences: need num_images >= 2 and '
+                         f'num_sentences >= 1, got {num_images} and {num_sentences}.')
+    rng = random.Random(seed)
+    by_label = {}
+    with open(osp.join(digits_root, 'meta', f'{split}.txt')) as f:
+        for line in f:
+            if line.strip():
+                rel, label = line.split()
+                by_label.setdefault(int(label), []).append(rel)
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    with open(out_file, 'w') as f:
+        for _ in range(num_sentences):
+            start = rng.randrange(10)
+            images = [rng.choice(by_label[(start + i) % 10]) for i in range(num_images)]
+            f.write(json.dumps(dict(images=images, type='sequence')) + '\n')
+    return out_file
