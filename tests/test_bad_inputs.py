@@ -444,3 +444,40 @@ def test_webdataset_fewer_shards_than_readers(tmp_path):
         list(loader)
     assert ('WebDatasetImageText: 1 shards for 2 readers (1 ranks x 2 workers): every reader '
             'needs at least one shard. Use more shards or fewer data-loader workers.') in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------- LVM
+TINY_LLAMA = dict(embed_dims=32, hidden_dims=64, num_layers=1, num_heads=2)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(arch='2b'),
+     "LLaMADecoder: unknown arch '2b'; valid names: 100m, 13b, 1b, 20b, 300m, 30b, 3b, 600m, 7b, "
+     'debug, vqlm_100m, vqlm_13b, vqlm_1b, vqlm_20b, vqlm_300m, vqlm_30b, vqlm_3b, vqlm_600m, '
+     "vqlm_7b, vqlm_debug, or a dict with keys ['embed_dims', 'hidden_dims', 'num_layers', "
+     "'num_heads']."),
+    (dict(arch=dict(embed_dims=48, hidden_dims=64, num_layers=1, num_heads=5)),
+     'LLaMADecoder: embed_dims 48 is not divisible by num_heads 5.'),
+], ids=['arch_name', 'heads'])
+def test_llama_decoder_bad_arguments(kwargs, message):
+    from visionllama_mm.models.backbones import LLaMADecoder
+    with pytest.raises(ValueError) as err:
+        LLaMADecoder(**kwargs)
+    assert str(err.value) == message
+
+
+def test_lvm_special_id_inside_the_codebook():
+    from visionllama_mm.models.lvm import LVM
+    with pytest.raises(ValueError) as err:
+        LVM(backbone=dict(type='LLaMADecoder', arch=TINY_LLAMA), bos_id=5)
+    assert str(err.value) == ('LVM: bos_id 5 must lie in [num_codes, vocab_size) = [8192, 8292): '
+                              'ids below num_codes are VQ codes.')
+
+
+def test_lvm_images_without_a_tokenizer():
+    from visionllama_mm.models.lvm import LVM
+    model = LVM(backbone=dict(type='LLaMADecoder', arch=TINY_LLAMA))
+    with pytest.raises(ValueError) as err:
+        model(torch.rand(1, 2, 3, 32, 32), mode='loss')
+    assert str(err.value) == ('LVM: image inputs need a tokenizer; set model.tokenizer or feed '
+                              'pre-tokenized token windows.')
