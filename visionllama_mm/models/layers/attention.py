@@ -20,17 +20,21 @@ __all__ = ['Attention', 'KVCache']
 _HALF = (torch.float16, torch.bfloat16)
 
 
-def _sdpa_dtype(t: torch.Tensor) -> Optional[torch.dtype]:
-    """float32 for a half-precision CPU training step, else ``None`` (keep ``t.dtype``).
+def _sdpa_dtype(t: torch.Tensor, q_len: int, kv_len: int) -> Optional[torch.dtype]:
+    """float32 for a half-precision CPU training step on short sequences or narrow heads, else
+    ``None`` (keep ``t.dtype``).
 
-    torch's CPU flash attention is slower backward in bf16 than in fp32 (forward+backward, ms,
-    2 threads with AMX: 12.4 vs 9.4 at 8x6x197x64, 77.5 vs 21.5 for 512 windows of 49 tokens,
-    15.8 vs 10.4 for 3136 queries on 49 GSA keys), while its bf16 forward is the faster one; so a
-    CPU step that will be differentiated attends in fp32 (RoPE output kept in fp32 for it) and
-    inference stays in the autocast dtype. GPUs are left alone.
+    torch's CPU flash attention is slower forward+backward in bf16 than in fp32 for short
+    sequences and narrow heads (ms, 2 threads with AMX: 12.4 vs 9.4 at 8x6x197x64, 77.5 vs 21.5
+    for 512 windows of 49 tokens, 15.8 vs 10.4 for 3136 queries on 49 GSA keys, 6.1 vs 4.2 at
+    4x4x256x32 causal) and faster for long ones with heads of 64+ channels (27.6 vs 55.6 at
+    1x8x1024x128 causal, the LVM-300M shape; 9.0 vs 11.5 at 2x4x512x64); so a CPU step that will
+    be differentiated attends in fp32 (RoPE output kept in fp32 for it) unless both the query and
+    the key sequences have >= 512 tokens and the heads >= 64 channels. Inference stays in the
+    autocast dtype; GPUs are left alone.
     """
     if (t.dtype in _HALF and t.device.type == 'cpu' and torch.is_grad_enabled()
-            and t.requires_grad):
+            and t.requires_grad and (t.shape[-1] < 64 or min(q_len, kv_len) < 512)):
         return torch.float32
     return None
 
@@ -136,13 +140,13 @@ class Attention(nn.Module):
         h, d = self.num_heads, self.head_dim
         if self.layout == 'llama':
             q, k, v = (p(x).view(B, N, h, d) for p in (self.q_proj, self.k_proj, self.v_proj))
-            dtype = _sdpa_dtype(q)
+            dtype = _sdpa_dtype(q, N, N)
             if rope is not None:
                 q = apply_rope(q, rope, inner_dims=1, out_dtype=dtype)
                 k = apply_rope(k, rope, inner_dims=1, out_dtype=dtype)
         elif self.sr_ratio is None:
             qkv = self.qkv(x).view(B, N, 3, h, d)
-            dtype = _sdpa_dtype(qkv)
+            dtype = _sdpa_dtype(qkv, N, N)
             # split, not slicing: its backward is one cat instead of zero-filled full buffers
             qk, v = qkv.split((2, 1), dim=2)
             if rope is not None:  # q and k rotated in one call
@@ -151,13 +155,13 @@ class Attention(nn.Module):
             v = v.squeeze(2)
         else:
             q = self.q(x).view(B, N, h, d)
-            dtype = _sdpa_dtype(q)
             if self.sr_ratio > 1:
                 if hw is None:
                     raise ValueError('Attention: sr_ratio > 1 needs the token grid hw.')
                 H, W = hw
                 x = self.sr(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
                 x = self.norm(x)
+            dtype = _sdpa_dtype(q, N, x.shape[1])
             k, v = self.kv(x).view(B, x.shape[1], 2, h, d).unbind(2)
             if rope is not None:
                 q = apply_rope(q, rope, inner_dims=1, out_dtype=dtype)
