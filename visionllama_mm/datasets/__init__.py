@@ -1,4 +1,5 @@
-from .digits import DigitsDataset, prepare_digits, write_digit_captions
+from .digits import (DigitsDataset, prepare_digits, write_digit_captions,
+                     write_digit_counting_sentences)
 from .image_text import ImageTextDataset, TokenizeText, WebDatasetImageText, expand_shards
 from .token_streams import *  # noqa: F401,F403 (LVM token windows, shards, special ids)
 from .token_streams import __all__ as _token_streams_all
@@ -6,6 +7,7 @@ from .visual_sentences import *  # noqa: F401,F403 (LVM visual sentences)
 from .visual_sentences import __all__ as _visual_sentences_all
 
 __all__ = [
-    'DigitsDataset', 'prepare_digits', 'write_digit_captions', 'ImageTextDataset', 'TokenizeText',
+    'DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
+    'ImageTextDataset', 'TokenizeText',
     'WebDatasetImageText', 'expand_shards'
 ] + _token_streams_all + _visual_sentences_all
