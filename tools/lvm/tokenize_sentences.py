@@ -1,0 +1,255 @@
+"""Tokenize visual sentences into an LVM token shard with a frozen VQGAN (spec §6.2, mode A -> B).
+
+    python tools/lvm/tokenize_sentences.py ANN.jsonl OUT_DIR --tokenizer CONFIG
+        [--checkpoint CKPT] [--data-root DIR] [--batch-size 32] [--image-size 256] [--seed 0]
+        [--device cpu|cuda] [--chunk-size 1000] [--num-workers 0] [--max-chunks N]
+        [--bos 8192] [--eos 8193] [--pad 8194] [--vocab-size 8292]
+
+ANN.jsonl holds ``VisualSentenceDataset`` lines (paths relative to ``--data-root``); every
+sentence goes through the dataset's default pipeline (``--image-size``, no crop; colorization and
+inpainting pairs made with ``--seed``), each image is encoded on its own and the sentence is
+written as ``BOS, codes..., EOS`` (``PackedTokenDataset``'s shard: ``tokens.npy``,
+``offsets.npy``, ``meta.json`` in OUT_DIR, sentences shuffled with ``--seed``).
+
+The tokenizer is built from CONFIG's top-level ``tokenizer`` dict, else ``model.tokenizer``, else
+``model`` itself when it is a ``VQGANTokenizer``. Its weights come from CKPT (read with
+``weights_only=True``; a ``state_dict`` entry and a ``tokenizer.`` key prefix, as in LVM
+checkpoints, are understood; every key must match), else from the config's ``init_cfg``, else
+they are random (seeded by ``--seed``; for tests only). ``meta.json`` records a checksum of the
+weights, so streams from different tokenizers are never mixed.
+
+Resumable: sentences are encoded in chunks of ``--chunk-size``; each finished chunk is written
+atomically (a temporary file renamed) to ``OUT_DIR/parts/`` and recorded in
+``OUT_DIR/parts/progress.json``. Run the same command again after an interruption and finished
+chunks are skipped (the settings must be the same); ``--max-chunks N`` stops after N chunks on
+purpose. When all chunks are done they are merged into the shard and ``parts/`` is removed.
+"""
+import argparse
+import hashlib
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Tokenize visual sentences into an LVM token shard')
+    p.add_argument('ann_file', help='VisualSentenceDataset JSON lines')
+    p.add_argument('out_dir', help='shard directory to write')
+    p.add_argument('--tokenizer', required=True, metavar='CONFIG',
+                   help='config with a VQGANTokenizer (tokenizer / model.tokenizer / model)')
+    p.add_argument('--checkpoint', help='tokenizer (or LVM) checkpoint')
+    p.add_argument('--data-root', default='', help='prefix of the paths in ANN')
+    p.add_argument('--batch-size', type=int, default=32, help='images per encoder call')
+    p.add_argument('--image-size', type=int, default=256)
+    p.add_argument('--seed', type=int, default=0,
+                   help='inpainting masks, sentence shuffle, random tokenizer weights')
+    p.add_argument('--device', default=None, help='default: cuda if available, else cpu')
+    p.add_argument('--chunk-size', type=int, default=1000, help='sentences per resumable part')
+    p.add_argument('--num-workers', type=int, default=0, help='image-loading processes')
+    p.add_argument('--max-chunks', type=int, default=None,
+                   help='stop after encoding this many chunks (resume later)')
+    p.add_argument('--bos', type=int, default=None, help='default: LVM_BOS (8192)')
+    p.add_argument('--eos', type=int, default=None, help='default: LVM_EOS (8193)')
+    p.add_argument('--pad', type=int, default=None, help='default: LVM_PAD (8194)')
+    p.add_argument('--vocab-size', type=int, default=None, help='default: LVM_VOCAB (8292)')
+    args = p.parse_args(argv)
+    for name in ('batch_size', 'image_size', 'chunk_size'):
+        if getattr(args, name) < 1:
+            p.error(f'--{name.replace("_", "-")} must be >= 1')
+    if args.max_chunks is not None and args.max_chunks < 1:
+        p.error('--max-chunks must be >= 1')
+    return args
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_checksum(module) -> str:
+    """sha256 over the state dict (names, shapes, dtypes, values), first 16 hex digits."""
+    import torch
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f'{name}:{tuple(tensor.shape)}:{tensor.dtype};'.encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def tokenizer_config(cfg):
+    """The tokenizer's config dict inside a config (see the module docstring)."""
+    if cfg.get('tokenizer'):
+        return cfg.tokenizer
+    model = cfg.get('model') or {}
+    if model.get('tokenizer'):
+        return model.tokenizer
+    if model.get('type') == 'VQGANTokenizer':
+        return model
+    raise SystemExit(f'{cfg.filename}: no tokenizer found: expected a top-level "tokenizer" '
+                     'dict, "model.tokenizer", or a "model" of type VQGANTokenizer.')
+
+
+def build_tokenizer(config: str, checkpoint, seed: int, device: str):
+    """The frozen tokenizer on ``device`` and a checksum of its weights."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    import visionllama_mm  # noqa: F401 (registers VQGANTokenizer)
+
+    cfg = Config.fromfile(config)
+    tok_cfg = tokenizer_config(cfg).copy()
+    init_default_scope('mmpretrain')
+    torch.manual_seed(seed)  # random weights (no checkpoint) are the same on every resume
+    tokenizer = MODELS.build(tok_cfg)
+    if checkpoint:
+        state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+        state = state.get('state_dict', state)
+        if any(k.startswith('tokenizer.') for k in state):
+            state = {k[len('tokenizer.'):]: v for k, v in state.items()
+                     if k.startswith('tokenizer.')}
+        own = tokenizer.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or shapes:
+            raise SystemExit(f'{checkpoint} does not match the tokenizer of {config}: '
+                             f'missing {missing[:8]} ({len(missing)}), unexpected '
+                             f'{unexpected[:8]} ({len(unexpected)}), other shapes {shapes[:8]}.')
+        tokenizer.load_state_dict(state, strict=True)
+    elif tok_cfg.get('init_cfg'):
+        tokenizer.init_weights()
+    else:
+        print(f'WARNING: no --checkpoint and no init_cfg in {config}: the tokenizer has random '
+              f'weights (--seed {seed}); fine for tests, useless for training.',
+              file=sys.stderr)
+    tokenizer.eval().requires_grad_(False).to(device)
+    return tokenizer, f'{type(tokenizer).__name__}:sha256:{weights_checksum(tokenizer)}'
+
+
+def encode_chunk(tokenizer, dataset, indices, batch_size: int, device: str, progress):
+    """Encode the sentences ``indices`` of ``dataset`` -> (flat uint16 codes, lengths int64)."""
+    import numpy as np
+    import torch
+
+    images, counts, codes = [], [], []
+
+    def flush():
+        with torch.no_grad():
+            ids = tokenizer.encode(torch.stack(images).to(device))
+        codes.append(ids.cpu().numpy().astype(np.uint16))
+        images.clear()
+
+    for item in dataset(indices):
+        counts.append(item['inputs'].shape[0])
+        for img in item['inputs']:
+            images.append(img)
+            if len(images) == batch_size:
+                flush()
+        progress.update()
+    if images:
+        flush()
+    codes = np.concatenate(codes)  # (images, tokens per image)
+    return codes.reshape(-1), np.asarray(counts, np.int64) * codes.shape[1]
+
+
+def write_json(path: str, obj):
+    with open(path + '.tmp', 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + '.tmp', path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import numpy as np
+    import torch
+    from mmengine.utils import ProgressBar
+    from torch.utils.data import DataLoader, Subset
+
+    from visionllama_mm.datasets import (LVM_BOS, LVM_EOS, LVM_PAD, LVM_VOCAB,
+                                         VisualSentenceDataset, write_token_shard)
+
+    ids = dict(bos=LVM_BOS if args.bos is None else args.bos,
+               eos=LVM_EOS if args.eos is None else args.eos,
+               pad=LVM_PAD if args.pad is None else args.pad,
+               vocab_size=LVM_VOCAB if args.vocab_size is None else args.vocab_size)
+    if osp.isfile(osp.join(args.out_dir, 'meta.json')):
+        print(f'{args.out_dir} already holds a finished shard; nothing to do.')
+        return
+    if not osp.isfile(args.ann_file):
+        raise SystemExit(f'annotation file {args.ann_file} does not exist.')
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    tokenizer, checksum = build_tokenizer(args.tokenizer, args.checkpoint, args.seed, device)
+    factor, codebook = tokenizer.downsample_factor, tokenizer.num_embeddings
+    if args.image_size % factor:
+        raise SystemExit(f'--image-size {args.image_size} is not a multiple of the tokenizer\'s '
+                         f'downsampling factor {factor}.')
+    dataset = VisualSentenceDataset(osp.abspath(args.ann_file), data_root=args.data_root,
+                                    image_size=args.image_size, seed=args.seed)
+    n = len(dataset)
+    chunks = [range(s, min(s + args.chunk_size, n)) for s in range(0, n, args.chunk_size)]
+    settings = dict(ann_sha256=file_sha256(args.ann_file), data_root=osp.abspath(args.data_root),
+                    num_sentences=n, image_size=args.image_size, chunk_size=args.chunk_size,
+                    seed=args.seed, tokenizer=checksum, codebook=codebook, **ids)
+
+    parts = osp.join(args.out_dir, 'parts')
+    os.makedirs(parts, exist_ok=True)
+    record = osp.join(parts, 'progress.json')
+    done = []
+    if osp.isfile(record):
+        with open(record) as f:
+            progress = json.load(f)
+        changed = {k: (progress['settings'].get(k), v) for k, v in settings.items()
+                   if progress['settings'].get(k) != v}
+        if changed:
+            raise SystemExit(f'{args.out_dir} holds parts made with other settings {changed} '
+                             '(then, now); use a new OUT_DIR or the same settings.')
+        done = progress['done']
+    todo = [c for c in range(len(chunks)) if c not in done]
+    if args.max_chunks is not None:
+        todo = todo[:args.max_chunks]
+    print(f'{n} sentences in {len(chunks)} chunks: {len(done)} done before, {len(todo)} to '
+          f'encode now on {device} with {checksum}.')
+
+    def sentences(indices):
+        return DataLoader(Subset(dataset, list(indices)), batch_size=None,
+                          num_workers=args.num_workers)
+
+    bar = ProgressBar(sum(len(chunks[c]) for c in todo))
+    for c in todo:
+        codes, lengths = encode_chunk(tokenizer, sentences, chunks[c], args.batch_size, device,
+                                      bar)
+        path = osp.join(parts, f'part_{c:06d}')
+        np.savez(path + '.tmp.npz', codes=codes, lengths=lengths)
+        os.replace(path + '.tmp.npz', path + '.npz')
+        done = sorted(done + [c])
+        write_json(record, dict(settings=settings, done=done))
+    print()
+    if len(done) < len(chunks):
+        print(f'stopped after {len(todo)} chunk(s) (--max-chunks); {len(chunks) - len(done)} '
+              'left: run the same command again to continue.')
+        return
+
+    def merged():
+        for c in range(len(chunks)):
+            with np.load(osp.join(parts, f'part_{c:06d}.npz')) as part:
+                codes, lengths = part['codes'], part['lengths']
+            yield from np.split(codes, np.cumsum(lengths)[:-1])
+
+    meta = write_token_shard(args.out_dir, merged(), codebook=codebook,
+                             tokens_per_image=(args.image_size // factor) ** 2,
+                             tokenizer=checksum, seed=args.seed, **ids)
+    shutil.rmtree(parts)
+    print(f'wrote {args.out_dir}: {meta["num_sentences"]} sentences, {meta["num_tokens"]} '
+          'tokens.')
+
+
+if __name__ == '__main__':
+    main()
