@@ -285,3 +285,30 @@ def test_clear_errors(root, tmp_path):
         vs.multi_annotation_sentences({'rgb': ['a/x.jpg', 'b/x.png']})
     with pytest.raises(FileNotFoundError, match='is not a directory'):
         vs.list_images('nowhere', root)
+
+
+def test_build_sentences_cli(root, tmp_path):
+    import importlib.util
+    from ..conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        'build_sentences', osp.join(REPO, 'tools', 'lvm', 'build_sentences.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def lines(*argv):
+        out = str(tmp_path / 'out.jsonl')
+        tool.main([out, '--data-root', root, '--seed', '3', *argv])
+        with open(out) as f:
+            return [json.loads(line) for line in f]
+
+    assert lines('pair', '--inputs', 'multi/rgb', '--targets', 'multi/depth', '--n-shots', '2',
+                 '--n-epochs', '2') == vs.paired_sentences(vs.list_images('multi/rgb', root),
+                                                           vs.list_images('multi/depth', root),
+                                                           n_shots=2, n_epochs=2, seed=3)
+    assert lines('frames', '--sequences', 'seq_a', 'seq_b', '--n-frames', '4') == \
+        vs.frame_sequence_sentences([vs.list_images('seq_a', root), vs.list_images('seq_b', root)],
+                                    n_frames=4, seed=3)
+    multi = lines('multi', '--modalities', 'rgb=multi/rgb', 'edge=multi/edge', '--n-examples', '2')
+    assert len(multi) == 5 * 2 and {len(line['images']) for line in multi} == {4}
+    category = lines('category', '--classes', 'digits')
+    assert len(category) == 2 and len(category[0]['images']) == 16
