@@ -2,15 +2,15 @@
 
     python tools/lvm/build_sentences.py OUT.jsonl --data-root DIR [--seed 0] KIND [options]
 
-    KIND           folders (relative to --data-root)      layout of one sentence
-    single         --images D                             [image]
-    frames         --sequences D1 D2 ... (frame folders)  [f1 .. f16], stride U[1, 4], random start
-    video          --videos D (video files)               [f1 .. f16] at each --strides value
-    pair           --inputs D --targets D                 [x1, y1, .., x8, y8], re-permuted per epoch
-    colorization   --images D                             [g1, c1, .., g8, c8] (gray made on load)
-    inpainting     --images D                             [m1, o1, .., m8, o8] (masks made on load)
-    category       --classes D (one sub-folder per class) 4 images from each of 4 classes
-    multi          --modalities NAME=D ... (same basenames) 3 examples x all modalities
+    KIND          folders (relative to --data-root)     layout of one sentence
+    single        --images D                            [image]
+    frames        --sequences D1 D2 .. (frame folders)  [f1 .. f16], stride U[1, 4], random start
+    video         --videos D (video files)              [f1 .. f16] at each --strides value
+    pair          --inputs D --targets D                [x1, y1, .., x8, y8], new pairs per epoch
+    colorization  --images D                            [g1, c1, .., g8, c8] (gray made on load)
+    inpainting    --images D                            [m1, o1, .., m8, o8] (masks made on load)
+    category      --classes D (a sub-folder per class)  4 images from each of 4 classes
+    multi         --modalities NAME=D .. (same names)   3 examples x all modalities
 
 Options (defaults as the official scripts): --n-frames 16, --max-stride 4, --strides 8,
 --n-shots (8 pairs; 4 classes), --images-per-shot 4, --n-examples 3, --n-epochs (pair 5,

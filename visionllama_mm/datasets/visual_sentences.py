@@ -146,6 +146,10 @@ class ResizeEach(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         from PIL import Image
+        if any(img.dtype != np.uint8 for img in results['imgs']):
+            raise TypeError('ResizeEach: expected uint8 images (LoadImageSequence), got '
+                            f'{sorted({str(img.dtype) for img in results["imgs"]})}; resize '
+                            'before ToFloat01.')
         size = (self.scale, self.scale)
         if results.get('video') is not None:
             import cv2
@@ -464,9 +468,9 @@ def frame_sequence_sentences(sequences: Sequence[Sequence[str]], n_frames: int =
     Per epoch one sentence per sequence (frames in order, e.g. :func:`list_images` of a folder):
     a stride uniform in ``[1, max_stride]`` capped by the length, a random start. A sequence
     with fewer than ``n_frames`` frames is replaced by a random long-enough one."""
-    if n_frames < 2 or max_stride < 1:
-        raise ValueError(f'frame_sequence_sentences: need n_frames >= 2 and max_stride >= 1, got '
-                         f'{n_frames}, {max_stride}.')
+    if n_frames < 2 or max_stride < 1 or n_epochs < 1:
+        raise ValueError(f'frame_sequence_sentences: need n_frames >= 2, max_stride >= 1 and '
+                         f'n_epochs >= 1, got {n_frames}, {max_stride}, {n_epochs}.')
     rng = np.random.default_rng(seed)
     ok = _long_enough([len(s) for s in sequences], n_frames, 'frame_sequence_sentences')
     lines = []
@@ -488,9 +492,9 @@ def video_sentences(videos: Sequence[str], data_root: str = '', n_frames: int = 
     ``(T - 1) // (n_frames - 1)`` for a ``T``-frame video, a random start. A video with fewer
     than ``n_frames`` frames is replaced by a random long-enough one (official
     ``tokenize_video_muse.py``). Frame counts come from the container (cv2)."""
-    if n_frames < 2 or not strides or min(strides) < 1:
-        raise ValueError(f'video_sentences: need n_frames >= 2 and strides >= 1, got {n_frames}, '
-                         f'{strides}.')
+    if n_frames < 2 or not strides or min(strides) < 1 or n_epochs < 1:
+        raise ValueError(f'video_sentences: need n_frames >= 2, strides >= 1 and n_epochs >= 1, '
+                         f'got {n_frames}, {strides}, {n_epochs}.')
     rng = np.random.default_rng(seed)
     lengths = [count_video_frames(osp.join(data_root, v)) for v in videos]
     ok = _long_enough(lengths, n_frames, 'video_sentences')
