@@ -57,12 +57,14 @@ def test_logits_equal_transformers(pair):
     print(f'LLaMADecoder vs LlamaForCausalLM max |dlogits| = {(out - ref).abs().max():.2e}')
 
 
-def test_kv_cache_decoding_equals_full_recompute(pair):
+@pytest.mark.parametrize('capacity', [None, 40, 25], ids=['growing', 'preallocated',
+                                                          'past_capacity'])
+def test_kv_cache_decoding_equals_full_recompute(pair, capacity):
     _, ours = pair
     ids = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = ours(ids)
-        caches = ours.new_caches()
+        caches = ours.new_caches(capacity)
         parts = [ours(ids[:, :17], caches), ours(ids[:, 17:20], caches)]  # a prefix, a chunk
         parts += [ours(ids[:, t:t + 1], caches) for t in range(20, 40)]  # one token at a time
     assert caches[0].length == 40

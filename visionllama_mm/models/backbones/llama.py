@@ -148,9 +148,10 @@ class LLaMADecoder(VisionBackbone):
         return n * (4 * c * c + 3 * c * i + 2 * c) + vocab_size * c * (2 if with_head else 1) + c
 
     # ----------------------------------------------------------------------------- forward
-    def new_caches(self) -> List[KVCache]:
-        """One empty :class:`KVCache` per block, for incremental decoding."""
-        return [KVCache() for _ in range(self.num_layers)]
+    def new_caches(self, capacity: Optional[int] = None) -> List[KVCache]:
+        """One empty :class:`KVCache` per block, for incremental decoding; ``capacity`` (the
+        final sequence length, if known) preallocates their buffers."""
+        return [KVCache(capacity) for _ in range(self.num_layers)]
 
     def forward(self, input_ids: torch.Tensor,
                 caches: Optional[Sequence[KVCache]] = None) -> torch.Tensor:

@@ -43,23 +43,38 @@ class KVCache:
     """Keys and values of the positions seen so far, for one attention layer.
 
     ``update(k, v)`` appends (B, heads, L_new, head_dim) keys/values and returns all of them;
-    ``length`` is the number of positions stored (the RoPE offset of the next token).
+    ``length`` is the number of positions stored (the RoPE offset of the next token). With a
+    ``capacity`` (the final length, when known, as in sampling) one buffer is allocated at the
+    first update and written in place, so step t copies only its own keys instead of the t
+    stored ones (``torch.cat``, what transformers' dynamic cache does); without one, or past it,
+    the stored keys are concatenated.
     """
 
-    def __init__(self):
+    def __init__(self, capacity: Optional[int] = None):
+        self.capacity = capacity
         self.k: Optional[torch.Tensor] = None
         self.v: Optional[torch.Tensor] = None
+        self._len = 0
 
     @property
     def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[-2]
+        return self._len
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self.k is None:
+        end = self._len + k.shape[-2]
+        if self.k is None and self.capacity is not None and self.capacity >= end:
+            shape = (*k.shape[:-2], self.capacity, k.shape[-1])
+            self.k, self.v = k.new_empty(shape), v.new_empty(shape)
+        if self.k is not None and self.k.shape[-2] >= end and self.k.dtype == k.dtype:
+            self.k[..., self._len:end, :] = k
+            self.v[..., self._len:end, :] = v
+        elif self.k is None:
             self.k, self.v = k, v
         else:
-            self.k, self.v = torch.cat([self.k, k], dim=-2), torch.cat([self.v, v], dim=-2)
-        return self.k, self.v
+            self.k = torch.cat([self.k[..., :self._len, :], k], dim=-2)
+            self.v = torch.cat([self.v[..., :self._len, :], v], dim=-2)
+        self._len = end
+        return self.k[..., :end, :], self.v[..., :end, :]
 
 
 class Attention(nn.Module):

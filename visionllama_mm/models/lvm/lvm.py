@@ -261,7 +261,7 @@ class LVM(BaseModel):
                              f'{tuple(prompt_ids.shape)}.')
         if max_new_tokens < 1:
             raise ValueError(f'LVM.generate: max_new_tokens must be >= 1, got {max_new_tokens}.')
-        caches = self.backbone.new_caches()
+        caches = self.backbone.new_caches(capacity=prompt_ids.shape[1] + max_new_tokens)
         logits = self.backbone(prompt_ids.long(), caches)[:, -1]
         allowed = self.num_codes if codes_only else None
         out = []
