@@ -1,9 +1,10 @@
 """Training glue shared by the three toolboxes."""
 from .amp import CPUBF16AmpOptimWrapper
 from .checkpoint import AtomicCheckpointHook
+from .fsdp import ShardedDataParallel, transformer_block_wrap_policy
 from .layer_decay import LayerwiseDecayOptimWrapperConstructor
 from .reproducibility import ReproducibleRandomnessHook, ReproducibleSampler
 
 __all__ = ['AtomicCheckpointHook', 'CPUBF16AmpOptimWrapper',
            'LayerwiseDecayOptimWrapperConstructor', 'ReproducibleRandomnessHook',
-           'ReproducibleSampler']
+           'ReproducibleSampler', 'ShardedDataParallel', 'transformer_block_wrap_policy']

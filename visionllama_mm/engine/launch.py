@@ -2,9 +2,11 @@
 
 One pair of tools serves mmpretrain, mmseg and mmdet configs: the toolbox is read from the config's
 ``default_scope``. On a machine without CUDA the config is adapted automatically (each change is
-logged): gloo instead of nccl, DDP without ``device_ids``, BN instead of SyncBN, and bf16 autocast
-(:class:`~visionllama_mm.engine.amp.CPUBF16AmpOptimWrapper`) instead of mmengine's GPU-only
-``AmpOptimWrapper``.
+logged): gloo instead of nccl, DDP without ``device_ids``, FSDP on ``device_id='cpu'``, BN instead
+of SyncBN, and bf16 autocast (:class:`~visionllama_mm.engine.amp.CPUBF16AmpOptimWrapper`) instead
+of mmengine's GPU-only ``AmpOptimWrapper``. A ``FlexibleRunner`` config that shards over processes
+(``FSDPStrategy``, ``DDPStrategy``) launched as a single process runs on the plain Runner
+(:func:`unshard_single_process`).
 """
 import copy
 import os
@@ -18,7 +20,8 @@ from .checkpoint import use_atomic_checkpoint_hook
 from .checks import check_cfg_options
 from .reproducibility import make_randomness_resumable
 
-__all__ = ['toolbox_of', 'merge_train_args', 'merge_test_args', 'adapt_to_device', 'build_runner']
+__all__ = ['toolbox_of', 'merge_train_args', 'merge_test_args', 'adapt_to_device', 'build_runner',
+           'unshard_single_process']
 
 TOOLBOXES = ('mmpretrain', 'mmseg', 'mmdet')
 
@@ -84,6 +87,7 @@ def merge_train_args(cfg: Config, args) -> Config:
     if getattr(args, 'cfg_options', None):
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    unshard_single_process(cfg)
     make_randomness_resumable(cfg)  # exact resume: keyed augmentation, per-iteration seeding
     use_atomic_checkpoint_hook(cfg)  # a crash while saving leaves a loadable last_checkpoint
     _strip_scope_in_collate(cfg)
@@ -99,6 +103,7 @@ def merge_test_args(cfg: Config, args) -> Config:
     if getattr(args, 'cfg_options', None):
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    unshard_single_process(cfg)
     if args.show or args.show_dir:
         hooks = cfg.default_hooks
         if 'visualization' not in hooks:
@@ -124,6 +129,47 @@ def merge_test_args(cfg: Config, args) -> Config:
     return cfg
 
 
+DISTRIBUTED_STRATEGIES = ('FSDPStrategy', 'DDPStrategy')
+
+
+def unshard_single_process(cfg: Config) -> Config:
+    """Run a ``FlexibleRunner`` config whose strategy spreads the model over processes
+    (``FSDPStrategy``, ``DDPStrategy``) on the plain Runner when it is launched as one process.
+
+    mmengine would build the strategy's wrapper without a process group and fail. With one process
+    there is nothing to shard, so ``runner_type`` and ``strategy`` are dropped (logged) and
+    :func:`build_runner` builds this package's Runner (strict checkpoint loading). FSDP's mixed
+    precision (``param_dtype`` bf16/fp16) becomes ``AmpOptimWrapper`` with that dtype: the same
+    low-precision compute over fp32 parameters. A ``'full'`` FSDP checkpoint is an ordinary one, so
+    ``tools/test.py`` evaluates it in one process.
+    """
+    strategy = cfg.get('strategy')
+    if (cfg.get('launcher', 'none') != 'none' or cfg.get('runner_type') != 'FlexibleRunner'
+            or not isinstance(strategy, dict)
+            or strategy.get('type') not in DISTRIBUTED_STRATEGIES):
+        return cfg
+    cfg.pop('runner_type')
+    cfg.pop('strategy')
+    note = ''
+    precision = (strategy.get('model_wrapper') or {}).get('mixed_precision') or {}
+    dtype = precision.get('param_dtype')
+    if dtype is not None:
+        dtype = str(dtype).replace('torch.', '')
+        optim = cfg.get('optim_wrapper')
+        if dtype not in ('bfloat16', 'float16'):
+            raise ValueError(f'{strategy["type"]}: mixed_precision.param_dtype={dtype!r} has no '
+                             'single-process equivalent (bfloat16 or float16 autocast).')
+        if not isinstance(optim, dict) or optim.get('type', 'OptimWrapper') not in (
+                'OptimWrapper', 'AmpOptimWrapper'):
+            raise ValueError(f'{strategy["type"]}: cannot add the mixed precision '
+                             f'({dtype}) to optim_wrapper={optim!r} for a single process.')
+        optim.update(type='AmpOptimWrapper', dtype=dtype)
+        note = f'; its mixed precision -> AmpOptimWrapper(dtype={dtype})'
+    _log(f'one process (no launcher): {strategy["type"]} of FlexibleRunner not needed, running '
+         f'unsharded on the Runner{note}')
+    return cfg
+
+
 def _replace_type(node, old: tuple, new: str, path: str, changed: List[str]):
     if isinstance(node, dict):
         if node.get('type') in old:
@@ -140,7 +186,9 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
     """Make a GPU config run on a CPU-only machine (no-op when CUDA is available).
 
     * distributed: gloo backend; DDP built with ``device_ids=None`` (mmengine otherwise passes the
-      local rank as a GPU id);
+      local rank as a GPU id); a ``FlexibleRunner``'s ``FSDPStrategy`` wrapper built with
+      ``device_id='cpu'`` (torch's FSDP otherwise looks for an accelerator), its ``DDPStrategy``
+      wrapper with ``device_ids=None``;
     * SyncBN/MMSyncBN -> BN (SyncBN refuses CPU tensors under DDP);
     * ``AmpOptimWrapper`` (GPU-only: CUDA's loss scaler) -> ``CPUBF16AmpOptimWrapper``: bf16
       autocast, no loss scaling (``loss_scale``/``dtype``/``use_fsdp`` dropped, logged);
@@ -155,11 +203,24 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
         if dist_cfg.get('backend', 'nccl') == 'nccl':
             dist_cfg['backend'] = 'gloo'
             _log('no CUDA: distributed backend nccl -> gloo')
-        wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
-            type='MMDistributedDataParallel', broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
-        wrapper['device_ids'] = None
-        cfg.model_wrapper_cfg = wrapper
+        strategy = cfg.get('strategy')
+        if cfg.get('runner_type') == 'FlexibleRunner' and isinstance(strategy, dict):
+            kind = strategy.get('type')
+            if kind in DISTRIBUTED_STRATEGIES:
+                wrapper = strategy.get('model_wrapper') or (  # the strategies' defaults
+                    ConfigDict(type='MMFullyShardedDataParallel') if kind == 'FSDPStrategy' else
+                    ConfigDict(type='MMDistributedDataParallel', broadcast_buffers=False))
+                key, value = (('device_id', 'cpu') if kind == 'FSDPStrategy' else
+                              ('device_ids', None))
+                wrapper[key] = value
+                strategy['model_wrapper'] = wrapper
+                _log(f'no CUDA: {kind} wrapper built with {key}={value!r}')
+        else:
+            wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+                type='MMDistributedDataParallel', broadcast_buffers=False,
+                find_unused_parameters=cfg.get('find_unused_parameters', False))
+            wrapper['device_ids'] = None
+            cfg.model_wrapper_cfg = wrapper
     changed: List[str] = []
     _replace_type(cfg.get('model'), ('SyncBN', 'MMSyncBN'), 'BN', 'model', changed)
     if changed:
