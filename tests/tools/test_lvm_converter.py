@@ -76,3 +76,44 @@ def test_refuses_gqa_missing_keys_and_empty_dirs(tmp_path):
         convert_hf_llama(str(empty))
     with pytest.raises(FileNotFoundError, match='config.json'):
         convert_hf_llama(str(tmp_path / 'nowhere'))
+
+
+def test_converted_muse_vqgan_matches_reference(tmp_path):
+    """A MUSE VQGAN directory (config.json + pytorch_model.bin in the official layout, from the
+    independent reference) -> our VQGANTokenizer via the converter: same ids and pixels; a renamed
+    key is refused naming it."""
+    from visionllama_mm.models.lvm import VQGANTokenizer
+    from visionllama_mm.models.lvm.vqgan import MUSE_VQGAN_ARCH
+
+    from ..models.lvm.muse_vqgan_reference import RefMuseVQGAN
+    arch = dict(resolution=16, hidden_channels=32, channel_mult=[1, 2], num_res_blocks=2,
+                attn_resolutions=[16], no_attn_mid_block=False, z_channels=8,
+                quantized_embed_dim=8, num_embeddings=64)
+    torch.manual_seed(0)
+    ref = RefMuseVQGAN({**MUSE_VQGAN_ARCH, **arch}).eval()
+    ref.quantize.embedding.weight.data.normal_(0, 0.3)
+    src = tmp_path / 'vqvae_ckpts'
+    src.mkdir()
+    (src / 'config.json').write_text(json.dumps({'_class_name': 'VQGANModel', **arch,
+                                                 'dropout': 0.0, 'commitment_cost': 0.25}))
+    torch.save(ref.state_dict(), src / 'pytorch_model.bin')
+    out = _run(src, tmp_path / 'tok.pth')
+    assert out.returncode == 0, out.stdout
+    assert 'MUSE VQGAN' in out.stdout
+    ckpt = torch.load(tmp_path / 'tok.pth', weights_only=True)
+    tok = VQGANTokenizer(arch, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'tok.pth')))
+    tok.init_weights()
+    assert ckpt['meta']['format'] == 'muse-vqgan'
+    x = torch.rand(2, 3, 16, 16)
+    zq, ids = ref.encode(x)
+    assert torch.equal(tok.encode(x), ids)
+    with torch.no_grad():
+        assert (tok.decode(ids, clamp=False) - ref.decode_code(ids)).abs().max() < 1e-5
+    sd = ref.state_dict()
+    sd['quantize.codebook.weight'] = sd.pop('quantize.embedding.weight')
+    torch.save(sd, src / 'pytorch_model.bin')
+    out = _run(src, tmp_path / 'bad.pth')
+    assert out.returncode != 0
+    assert "missing keys ['quantize.embedding.weight']" in out.stdout
+    assert "unexpected keys ['quantize.codebook.weight']" in out.stdout
+    assert not osp.exists(tmp_path / 'bad.pth')

@@ -66,7 +66,10 @@ def main():
         from visionllama_mm.models.lvm.vqgan import load_muse_vqgan
         with open(osp.join(args.src, 'config.json')) as f:
             config = json.load(f)
-        state_dict = load_muse_vqgan(args.src)
+        try:
+            state_dict = load_muse_vqgan(args.src)
+        except ValueError as e:
+            raise SystemExit(str(e))
         meta = dict(format='muse-vqgan', config=config)
         print('format: MUSE VQGAN -> VQGANTokenizer')
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)

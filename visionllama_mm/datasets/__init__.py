@@ -1,5 +1,6 @@
 from .digits import (DigitsDataset, prepare_digits, write_digit_captions,
                      write_digit_counting_sentences)
+from .sample_photos import SamplePhotoTiles, prepare_sample_photo_tiles
 from .image_text import ImageTextDataset, TokenizeText, WebDatasetImageText, expand_shards
 from .token_streams import *  # noqa: F401,F403 (LVM token windows, shards, special ids)
 from .token_streams import __all__ as _token_streams_all
@@ -8,6 +9,6 @@ from .visual_sentences import __all__ as _visual_sentences_all
 
 __all__ = [
     'DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
-    'ImageTextDataset', 'TokenizeText',
+    'ImageTextDataset', 'TokenizeText', 'SamplePhotoTiles', 'prepare_sample_photo_tiles',
     'WebDatasetImageText', 'expand_shards'
 ] + _token_streams_all + _visual_sentences_all

@@ -1,2 +1,3 @@
 """Metrics registered into mmpretrain, mmseg and mmdet (``METRICS``)."""
 from .perplexity import Perplexity  # noqa: F401
+from .psnr import ReconstructionPSNR  # noqa: F401

@@ -1,0 +1,83 @@
+"""Tiles of scikit-learn's two sample photos (``china.jpg``, ``flower.jpg``, 427x640 RGB), for
+training an image tokenizer on real photographs without downloading anything (LVM, spec §1.5)."""
+import os
+import os.path as osp
+import shutil
+import tempfile
+
+import numpy as np
+from mmpretrain.datasets import CustomDataset
+
+from ..registry import DATASETS
+from .checks import check_annotation_file
+
+__all__ = ['SamplePhotoTiles', 'prepare_sample_photo_tiles']
+
+_DONE = '.complete'
+
+
+def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: int = 5) -> str:
+    """Cut both photos into non-overlapping ``tile_size`` squares under ``data_root``
+    (idempotent, atomic): ``train/`` and ``val/`` PNG folders and ``meta/{split}.txt`` lists.
+    Every ``val_every``-th tile column goes to ``val``, so validation tiles are unseen regions.
+    Returns ``data_root``."""
+    if osp.exists(osp.join(data_root, _DONE)):
+        return data_root
+    if osp.isfile(data_root) or (osp.isdir(data_root) and os.listdir(data_root)):
+        raise ValueError(f'SamplePhotoTiles: data_root {data_root} exists but was not written by '
+                         f'prepare_sample_photo_tiles (no {_DONE} marker); use a new folder.')
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    parent = osp.dirname(osp.abspath(data_root)) or '.'
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.photos-', dir=parent)
+    try:
+        lists = dict(train=[], val=[])
+        for split in lists:
+            os.makedirs(osp.join(tmp, split))
+        os.makedirs(osp.join(tmp, 'meta'))
+        for p, photo in enumerate(load_sample_images().images):
+            rows, cols = photo.shape[0] // tile_size, photo.shape[1] // tile_size
+            for r in range(rows):
+                for c in range(cols):
+                    split = 'val' if c % val_every == val_every - 1 else 'train'
+                    rel = f'{split}/{p}_{r:02d}_{c:02d}.png'
+                    tile = photo[r * tile_size:(r + 1) * tile_size,
+                                 c * tile_size:(c + 1) * tile_size]
+                    Image.fromarray(np.ascontiguousarray(tile)).save(osp.join(tmp, rel))
+                    lists[split].append(rel + '\n')
+        for split, lines in lists.items():
+            with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
+                f.writelines(lines)
+        open(osp.join(tmp, _DONE), 'w').close()
+        try:
+            os.rename(tmp, data_root)
+        except OSError:
+            if not osp.exists(osp.join(data_root, _DONE)):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return data_root
+
+
+@DATASETS.register_module()
+class SamplePhotoTiles(CustomDataset):
+    """Unlabelled tiles of the two scikit-learn sample photos, written on first use.
+
+    Args:
+        data_root: Where the tiles are (or will be) written.
+        split: ``'train'`` or ``'val'`` (every 5th tile column: 104 tiles of 32 px).
+        tile_size: Side of the tiles (set when the folder is first created; 32 gives 416 train
+            tiles).
+        **kwargs: Passed to mmpretrain's ``CustomDataset`` (``pipeline`` ...).
+    """
+
+    def __init__(self, data_root: str = 'data/sample_photos', split: str = 'train',
+                 tile_size: int = 32, **kwargs):
+        if split not in ('train', 'val'):
+            raise ValueError(f'SamplePhotoTiles: split must be "train" or "val", got {split!r}.')
+        prepare_sample_photo_tiles(data_root, tile_size)
+        check_annotation_file(osp.join(data_root, 'meta', f'{split}.txt'), 'SamplePhotoTiles')
+        super().__init__(data_root=data_root, ann_file=f'meta/{split}.txt', data_prefix='',
+                         with_label=False, **kwargs)
