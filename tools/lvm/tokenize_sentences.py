@@ -103,6 +103,7 @@ def build_tokenizer(config: str, checkpoint, seed: int, device: str):
     from mmpretrain.registry import MODELS
 
     import visionllama_mm  # noqa: F401 (registers VQGANTokenizer)
+    from visionllama_mm.compat import load_checkpoint_file
 
     cfg = Config.fromfile(config)
     tok_cfg = tokenizer_config(cfg).copy()
@@ -110,7 +111,7 @@ def build_tokenizer(config: str, checkpoint, seed: int, device: str):
     torch.manual_seed(seed)  # random weights (no checkpoint) are the same on every resume
     tokenizer = MODELS.build(tok_cfg)
     if checkpoint:
-        state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+        state = load_checkpoint_file(checkpoint, map_location='cpu')
         state = state.get('state_dict', state)
         if any(k.startswith('tokenizer.') for k in state):
             state = {k[len('tokenizer.'):]: v for k, v in state.items()

@@ -1,0 +1,51 @@
+# A small VQGAN tokenizer (spec §6.4 CPU shape: widths 32/32/64, f = 4, 256 codes of 16 dims)
+# trained on 32x32 tiles of scikit-learn's two sample photos (SamplePhotoTiles: 416 train tiles,
+# 104 validation tiles from unseen columns). Objective: L1 + L2 reconstruction + the quantizer's
+# codebook/commitment loss (beta 0.25) -- our own choice, the official repo has no tokenizer
+# training (spec §1.5); no perceptual or GAN term. Score: reconstruction PSNR on the val tiles.
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+
+custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+
+arch = dict(resolution=32, hidden_channels=32, channel_mult=(1, 1, 2), num_res_blocks=1,
+            z_channels=16, quantized_embed_dim=16, num_embeddings=256)
+model = dict(
+    type='VQGANAutoEncoder',
+    tokenizer=dict(type='VQGANTokenizer', arch=arch),
+    # pixels in [0, 1], RGB, as the released tokenizer takes them (spec §1.3)
+    data_preprocessor=dict(type='mmengine.ImgDataPreprocessor', mean=[0., 0., 0.],
+                           std=[255., 255., 255.], bgr_to_rgb=True))
+
+data_root = 'data/sample_photos'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=16, num_workers=0, persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type='SamplePhotoTiles', data_root=data_root, split='train',
+                 pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=32, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='SamplePhotoTiles', data_root=data_root, split='val',
+                 pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='ReconstructionPSNR')
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-3, betas=(0.9, 0.99)))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
+    dict(type='CosineAnnealingLR', eta_min=1e-4, by_epoch=False, begin=20, end=300),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=300)
+val_cfg = dict()
+test_cfg = dict()
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=300, max_keep_ckpts=1))
+randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,18 @@
+# The tokenizer of the toy LVM (configs/lvm/lvm_llama-mini_1xb16-600it_digits-counting.py): a small
+# VQGAN (widths 32/32/64, f = 4, 128 codes) trained on scikit-learn's digits at 16x16, so each digit
+# is 4x4 = 16 tokens. Same objective as the sample-photos config (L1 + L2 + quantizer loss).
+_base_ = ['./vqgan_tiny-f4_1xb16-300it_sample-photos.py']
+
+arch = dict(resolution=16, hidden_channels=32, channel_mult=(1, 1, 2), num_res_blocks=1,
+            z_channels=16, quantized_embed_dim=16, num_embeddings=128)
+model = dict(tokenizer=dict(arch=arch))
+
+data_root = 'data/digits16'
+train_dataloader = dict(
+    batch_size=32,
+    dataset=dict(_delete_=True, type='DigitsDataset', data_root=data_root, split='train',
+                 image_size=16, pipeline={{_base_.test_pipeline}}))  # no flips: digits have a handedness
+val_dataloader = dict(
+    dataset=dict(_delete_=True, type='DigitsDataset', data_root=data_root, split='val',
+                 image_size=16, pipeline={{_base_.test_pipeline}}))
+test_dataloader = val_dataloader
