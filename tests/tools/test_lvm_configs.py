@@ -273,3 +273,19 @@ def test_fsdp_config_trains_and_tests(shards, python, tmp_path):
     assert 'running unsharded on the Runner' in out, out[-3000:]
     assert _ppl(out) == pytest.approx(val, rel=2e-3)
     assert 1 < _ppl(out) < 2 * VOCAB
+
+
+def test_metafile_lists_every_config():
+    """configs/lvm/metafile.yml: one entry per shipped config (sizes, tokenizer, toy), and each
+    size's parameter count is the decoder's exact count."""
+    import yaml
+    with open(osp.join(REPO, 'configs/lvm/metafile.yml')) as f:
+        models = {m['Name']: m for m in yaml.safe_load(f)['Models']}
+    shipped = {osp.splitext(osp.relpath(p, osp.join(REPO, 'configs/lvm')))[0]: p
+               for p in glob.glob(osp.join(REPO, 'configs/lvm/**/*.py'), recursive=True)
+               if '_base_' not in p}
+    assert {osp.basename(k) for k in shipped} == set(models)
+    for size, path in CONFIGS.items():
+        entry = models[osp.splitext(osp.basename(path))[0]]
+        assert entry['Config'] == osp.relpath(path, REPO)
+        assert entry['Metadata']['Parameters'] == LLaMADecoder.num_params(size)
