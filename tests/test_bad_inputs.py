@@ -176,8 +176,21 @@ def test_pretrained_init_cfg_reports_unmatched_keys(tmp_path, capfd):
     torch.save({'state_dict': state}, tmp_path / 'pre.pth')
     model = VisionLLaMA(arch=TINY, img_size=32, patch_size=4, init_cfg=dict(
         type='Pretrained', checkpoint=str(tmp_path / 'pre.pth'), prefix='backbone.'))
-    model.init_weights()
-    out = ''.join(capfd.readouterr())
+    # read mmengine's current logger directly: its stream handler is bound to whatever stdout was
+    # when an earlier test created it, which capfd may not see
+    import io
+    import logging
+
+    from mmengine.logging import MMLogger
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        model.init_weights()
+    finally:
+        logger.removeHandler(handler)
+    out = buf.getvalue() + ''.join(capfd.readouterr())
     assert 'unexpected key in source state_dict: extra.weight' in out, out[-2000:]
     assert re.search(r'missing keys in source state_dict: .*layers\.1\.', out)
     loaded, reference = model.state_dict(), src.state_dict()
