@@ -1,10 +1,10 @@
-# The tokenizer of the toy LVM (configs/lvm/lvm_llama-mini_1xb16-600it_digits-counting.py): a small
-# VQGAN (widths 32/32/64, f = 4, 128 codes) trained on scikit-learn's digits at 16x16, so each digit
+# The tokenizer of the toy LVM (configs/lvm/lvm_llama-mini_1xb16-400it_digits-counting.py): a small
+# VQGAN (widths 32/32/64, f = 4, 32 codes) trained on scikit-learn's digits at 16x16, so each digit
 # is 4x4 = 16 tokens. Same objective as the sample-photos config (L1 + L2 + quantizer loss).
 _base_ = ['./vqgan_tiny-f4_1xb16-300it_sample-photos.py']
 
 arch = dict(resolution=16, hidden_channels=32, channel_mult=(1, 1, 2), num_res_blocks=1,
-            z_channels=16, quantized_embed_dim=16, num_embeddings=128)
+            z_channels=16, quantized_embed_dim=16, num_embeddings=32)
 model = dict(tokenizer=dict(arch=arch))
 
 data_root = 'data/digits16'
