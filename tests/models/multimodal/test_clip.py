@@ -216,7 +216,8 @@ def test_gather_across_two_ranks_gives_the_full_batch_gradient(tmp_path):
         if p.grad is None or k == 'logit_scale':
             continue
         total = parts[0]['grads'][k] + parts[1]['grads'][k]
-        torch.testing.assert_close(total, p.grad, rtol=1e-4, atol=1e-6, msg=k)
+        # gradients up to ~30 in size (the token embedding): fp32 summation-order noise ~1e-5
+        torch.testing.assert_close(total, p.grad, rtol=1e-4, atol=1e-4, msg=k)
 
 
 def test_local_loss_with_gathered_gradients_gives_the_full_batch_gradient(tmp_path):
