@@ -297,8 +297,23 @@ def test_digits_dataset_at_an_unrelated_folder(tmp_path):
     from visionllama_mm.datasets import DigitsDataset
     (tmp_path / 'photos').mkdir()
     (tmp_path / 'photos' / 'cat.jpg').write_bytes(b'\xff\xd8')
-    with pytest.raises(ValueError, match=r'data_root \S*photos exists but is not a digits folder'):
+    with pytest.raises(ValueError, match=r'DigitsDataset: data_root \S*photos exists but is not a '
+                                         r'folder written by DigitsDataset \(it has no \.complete'):
         DigitsDataset(data_root=str(tmp_path / 'photos'))
+    assert sorted(p.name for p in (tmp_path / 'photos').iterdir()) == ['cat.jpg']  # untouched
+
+
+def test_sample_photo_tiles_bad_split_and_unrelated_folder(tmp_path):
+    from visionllama_mm.datasets import SamplePhotoTiles
+    with pytest.raises(ValueError, match=r'SamplePhotoTiles: split must be "train" or "val", '
+                                         r"got 'test'"):
+        SamplePhotoTiles(data_root=str(tmp_path / 'tiles'), split='test')
+    (tmp_path / 'photos').mkdir()
+    (tmp_path / 'photos' / 'cat.jpg').write_bytes(b'\xff\xd8')
+    with pytest.raises(ValueError, match=r'SamplePhotoTiles: data_root \S*photos exists but is '
+                                         r'not a folder written by SamplePhotoTiles'):
+        SamplePhotoTiles(data_root=str(tmp_path / 'photos'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['photos']  # no temporary folder left
 
 
 # ------------------------------------------------------------------------------ ConvNeXt V2

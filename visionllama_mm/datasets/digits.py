@@ -11,8 +11,6 @@ The split is fixed: a stratified 80/20 split with seed 0 (1,438 train / 359 val 
 """
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Sequence
 
 import numpy as np
@@ -20,13 +18,13 @@ from mmpretrain.datasets import CustomDataset
 
 from ..registry import DATASETS
 from .checks import check_annotation_file
+from .folders import write_folder_once
 
 __all__ = ['DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
            'DIGIT_WORDS']
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
-_DONE = '.complete'
 
 
 def _split(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0):
@@ -48,44 +46,26 @@ def prepare_digits(data_root: str, size: int = 32) -> str:
     Returns ``data_root``. Images are 8-bit grayscale, upsampled from 8x8 to ``size`` x ``size``
     with bicubic interpolation.
     """
-    if osp.exists(osp.join(data_root, _DONE)):
-        return data_root
-    foreign = osp.isfile(data_root) or (osp.isdir(data_root) and bool(os.listdir(data_root)))
-    # the marker is checked again: another process may have just renamed its folder into place
-    if foreign and not osp.exists(osp.join(data_root, _DONE)):
-        raise ValueError(
-            f'DigitsDataset: data_root {data_root} exists but is not a digits folder written by '
-            f'prepare_digits (it has no {_DONE} marker). Point data_root at a new or empty '
-            'folder (the digits are written there on first use), or delete this one.')
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    def write(folder):
+        from PIL import Image
+        from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    images = np.clip(digits.images * (255. / 16.), 0, 255).astype(np.uint8)
-    labels = digits.target.astype(int)
-    parent = osp.dirname(osp.abspath(data_root)) or '.'
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.digits-', dir=parent)
-    try:
-        os.makedirs(osp.join(tmp, 'meta'))
+        digits = load_digits()
+        images = np.clip(digits.images * (255. / 16.), 0, 255).astype(np.uint8)
+        labels = digits.target.astype(int)
+        os.makedirs(osp.join(folder, 'meta'))
         for split, indices in zip(('train', 'val'), _split(labels)):
             lines = []
             for i in indices:
                 rel = f'{split}/{labels[i]}/{i:05d}.png'
-                os.makedirs(osp.join(tmp, split, str(labels[i])), exist_ok=True)
-                Image.fromarray(images[i]).resize((size, size), Image.BICUBIC).save(osp.join(tmp, rel))
+                os.makedirs(osp.join(folder, split, str(labels[i])), exist_ok=True)
+                Image.fromarray(images[i]).resize((size, size), Image.BICUBIC).save(
+                    osp.join(folder, rel))
                 lines.append(f'{rel} {labels[i]}\n')
-            with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
+            with open(osp.join(folder, 'meta', f'{split}.txt'), 'w') as f:
                 f.writelines(lines)
-        open(osp.join(tmp, _DONE), 'w').close()
-        try:
-            os.rename(tmp, data_root)  # atomic; loses the race gracefully
-        except OSError:
-            if not osp.exists(osp.join(data_root, _DONE)):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return data_root
+
+    return write_folder_once(data_root, write, 'DigitsDataset')
 
 
 @DATASETS.register_module()

@@ -2,18 +2,15 @@
 training an image tokenizer on real photographs without downloading anything (LVM, spec §1.5)."""
 import os
 import os.path as osp
-import shutil
-import tempfile
 
 import numpy as np
 from mmpretrain.datasets import CustomDataset
 
 from ..registry import DATASETS
 from .checks import check_annotation_file
+from .folders import write_folder_once
 
 __all__ = ['SamplePhotoTiles', 'prepare_sample_photo_tiles']
-
-_DONE = '.complete'
 
 
 def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: int = 5) -> str:
@@ -21,22 +18,14 @@ def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: i
     (idempotent, atomic): ``train/`` and ``val/`` PNG folders and ``meta/{split}.txt`` lists.
     Every ``val_every``-th tile column goes to ``val``, so validation tiles are unseen regions.
     Returns ``data_root``."""
-    if osp.exists(osp.join(data_root, _DONE)):
-        return data_root
-    if osp.isfile(data_root) or (osp.isdir(data_root) and os.listdir(data_root)):
-        raise ValueError(f'SamplePhotoTiles: data_root {data_root} exists but was not written by '
-                         f'prepare_sample_photo_tiles (no {_DONE} marker); use a new folder.')
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
+    def write(folder):
+        from PIL import Image
+        from sklearn.datasets import load_sample_images
 
-    parent = osp.dirname(osp.abspath(data_root)) or '.'
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.photos-', dir=parent)
-    try:
         lists = dict(train=[], val=[])
         for split in lists:
-            os.makedirs(osp.join(tmp, split))
-        os.makedirs(osp.join(tmp, 'meta'))
+            os.makedirs(osp.join(folder, split))
+        os.makedirs(osp.join(folder, 'meta'))
         for p, photo in enumerate(load_sample_images().images):
             rows, cols = photo.shape[0] // tile_size, photo.shape[1] // tile_size
             for r in range(rows):
@@ -45,21 +34,13 @@ def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: i
                     rel = f'{split}/{p}_{r:02d}_{c:02d}.png'
                     tile = photo[r * tile_size:(r + 1) * tile_size,
                                  c * tile_size:(c + 1) * tile_size]
-                    Image.fromarray(np.ascontiguousarray(tile)).save(osp.join(tmp, rel))
+                    Image.fromarray(np.ascontiguousarray(tile)).save(osp.join(folder, rel))
                     lists[split].append(rel + '\n')
         for split, lines in lists.items():
-            with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
+            with open(osp.join(folder, 'meta', f'{split}.txt'), 'w') as f:
                 f.writelines(lines)
-        open(osp.join(tmp, _DONE), 'w').close()
-        try:
-            os.rename(tmp, data_root)
-        except OSError:
-            if not osp.exists(osp.join(data_root, _DONE)):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return data_root
 
+    return write_folder_once(data_root, write, 'SamplePhotoTiles')
 
 @DATASETS.register_module()
 class SamplePhotoTiles(CustomDataset):
