@@ -141,8 +141,8 @@ def test_tokenizer_lookup_and_bad_checkpoint(data, tmp_path):
     with pytest.raises(SystemExit, match='no tokenizer found'):
         tool.tokenizer_config(Config.fromfile(tmp_path / 'c.py'))
     torch.save({'encoder.weight': torch.zeros(1)}, tmp_path / 'bad.pth')
-    with pytest.raises(SystemExit, match=r"does not match the tokenizer .*unexpected "
-                                         r"\['encoder.weight'\]"):
+    with pytest.raises(SystemExit, match=r"does not match the tokenizer .*missing \(133\): .*; "
+                                         r"unexpected \(1\): \['encoder.weight'\]"):
         tool.build_tokenizer(str(root / 'tok.py'), str(tmp_path / 'bad.pth'), 0, 'cpu')
     with pytest.raises(SystemExit, match='not a multiple of the tokenizer'):
         tool.main([str(root / 'ann.jsonl'), str(tmp_path / 'o'), '--tokenizer',

@@ -59,6 +59,7 @@ def load_model(cfg, checkpoint: str, tokenizer_checkpoint=None, device='cpu'):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
     from visionllama_mm.compat import load_checkpoint_file
+    from visionllama_mm.models.lvm.convert import check_keys
 
     init_default_scope('mmpretrain')
     if cfg.model.get('type') != 'LVM' or not cfg.model.get('tokenizer'):
@@ -74,11 +75,13 @@ def load_model(cfg, checkpoint: str, tokenizer_checkpoint=None, device='cpu'):
         tok = load_checkpoint_file(tokenizer_checkpoint, map_location='cpu')
         sd = {**{f'tokenizer.{k}': v for k, v in tok.get('state_dict', tok).items()},
               **{k: v for k, v in sd.items() if not k.startswith('tokenizer.')}}
-    missing = sorted(set(own) - set(sd) - (tok_keys if not tokenizer_checkpoint else set()))
-    unexpected = sorted(set(sd) - set(own))
-    if missing or unexpected:
-        raise SystemExit(f'{checkpoint}: keys do not match the config\'s model; missing '
-                         f'{missing[:10]}, unexpected {unexpected[:10]}.')
+    # without tokenizer weights here, the tokenizer may come from model.tokenizer.init_cfg
+    with_tokenizer = bool(tokenizer_checkpoint) or bool(tok_keys & set(sd))
+    expected = {k: v.shape for k, v in own.items() if with_tokenizer or k not in tok_keys}
+    try:
+        check_keys(sd, expected, f"{checkpoint}: does not match the config's model")
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     if not tok_keys & set(sd) and not cfg.model.tokenizer.get('init_cfg'):
         print('warning: no tokenizer weights in CHECKPOINT, no --tokenizer-checkpoint and no '
               'model.tokenizer.init_cfg: the tokenizer is randomly initialised')

@@ -104,6 +104,7 @@ def build_tokenizer(config: str, checkpoint, seed: int, device: str):
 
     import visionllama_mm  # noqa: F401 (registers VQGANTokenizer)
     from visionllama_mm.compat import load_checkpoint_file
+    from visionllama_mm.models.lvm.convert import check_keys
 
     cfg = Config.fromfile(config)
     tok_cfg = tokenizer_config(cfg).copy()
@@ -116,14 +117,11 @@ def build_tokenizer(config: str, checkpoint, seed: int, device: str):
         if any(k.startswith('tokenizer.') for k in state):
             state = {k[len('tokenizer.'):]: v for k, v in state.items()
                      if k.startswith('tokenizer.')}
-        own = tokenizer.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or shapes:
-            raise SystemExit(f'{checkpoint} does not match the tokenizer of {config}: '
-                             f'missing {missing[:8]} ({len(missing)}), unexpected '
-                             f'{unexpected[:8]} ({len(unexpected)}), other shapes {shapes[:8]}.')
+        try:
+            check_keys(state, {k: v.shape for k, v in tokenizer.state_dict().items()},
+                       f'{checkpoint} does not match the tokenizer of {config}')
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         tokenizer.load_state_dict(state, strict=True)
     elif tok_cfg.get('init_cfg'):
         tokenizer.init_weights()
