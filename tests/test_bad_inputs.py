@@ -1,9 +1,7 @@
 """One test per row of README.md "Bad inputs and the errors they get": each bad input fails at
 once with an error that names what is wrong and where."""
-import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 import visionllama_mm  # noqa: F401  (registries and shims)
 from visionllama_mm.models.backbones import PyramidVisionLLaMA, VisionLLaMA
 
-from .conftest import REPO, run_tool
+from .conftest import REPO, run_python, run_tool
 
 QUICKSTART = osp.join(REPO, 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py')
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -33,9 +31,7 @@ def _opts(digits_root, *extra):
 
 def _fails(args, timeout=600):
     """Run a tool that must fail; return its output."""
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
-    proc = subprocess.run(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    proc = run_python(args, timeout=timeout)
     assert proc.returncode != 0, f'{" ".join(map(str, args))} exited 0:\n{proc.stdout[-3000:]}'
     return proc.stdout
 

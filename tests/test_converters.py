@@ -9,7 +9,7 @@ import visionllama_mm  # noqa: F401
 from visionllama_mm.analysis import build_model_from_cfg
 from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
 
-from .conftest import REPO, run_tool
+from .conftest import run_python, run_tool
 from .models.backbones.official_plain_reference import OfficialPlainVisionLLaMA
 
 PLAIN = 'configs/visionllama/visionllama-plain-{}-p16_8xb256-800e_in1k.py'
@@ -146,16 +146,14 @@ def test_train_py_checkpoint_is_not_converted(python, tmp_path, digits_root):
 
 def test_each_family_tool_refuses_the_other_familys_checkpoint(tmp_path):
     """vision_llama_official.py names a ConvNeXt V2 checkpoint as such and writes nothing."""
-    import subprocess
     import sys
 
     import timm
     src = tmp_path / 'convnextv2_atto.pth'
     torch.save(timm.create_model('convnextv2_atto').state_dict(), src)
     dst = tmp_path / 'out.pth'
-    proc = subprocess.run([sys.executable, 'tools/model_converters/vision_llama_official.py',
-                           str(src), str(dst)], cwd=REPO, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
+    proc = run_python([sys.executable, 'tools/model_converters/vision_llama_official.py',
+                       str(src), str(dst)])
     assert proc.returncode != 0
     assert 'a ConvNeXt V2 checkpoint (format timm-convnextv2), not a VisionLLaMA one' in proc.stdout
     assert not dst.exists()

@@ -8,7 +8,6 @@ spatial axis fastest) with explicit loops for the FCMAE ones.
 """
 import argparse
 import re
-import subprocess
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ import visionllama_mm  # noqa: F401
 from visionllama_mm.converters import (KINDS, AlreadyConvertedError, convert_state_dict,
                                        detect_kind)
 
-from .conftest import run_tool
+from .conftest import run_python, run_tool
 
 timm = pytest.importorskip('timm')
 
@@ -309,8 +308,7 @@ def test_own_and_mmpretrain_checkpoints_need_no_conversion(python, tmp_path):
         detect_kind(torch.load(ckpt, weights_only=True))
     with pytest.raises(AlreadyConvertedError, match=r'top-level dict .*\(stages.0.0.grn.gamma'):
         detect_kind(ConvNeXtV2(arch=TINY).state_dict())
-    proc = subprocess.run([python, TOOL, str(ckpt), str(tmp_path / 'out.pth')],
-                          capture_output=True, text=True)
+    proc = run_python([python, TOOL, str(ckpt), str(tmp_path / 'out.pth')], merge=False)
     assert proc.returncode != 0, proc.stdout
     assert proc.stderr.startswith(f'error: {ckpt}: already a visionllama_mm checkpoint, no '
                                   'conversion needed'), proc.stderr
@@ -321,8 +319,7 @@ def test_visionllama_checkpoint_is_refused_by_the_convnext_tool(python, tmp_path
     src = tmp_path / 'deit.pth'
     torch.save({'model': {'blocks.0.mlp.c_fc1.weight': torch.zeros(4, 2),
                           'blocks.0.attn.qkv.weight': torch.zeros(6, 2)}}, src)
-    proc = subprocess.run([python, TOOL, str(src), str(tmp_path / 'out.pth')],
-                          capture_output=True, text=True)
+    proc = run_python([python, TOOL, str(src), str(tmp_path / 'out.pth')], merge=False)
     assert proc.returncode != 0, proc.stdout
     assert ('a VisionLLaMA checkpoint (format deit-plain), not a ConvNeXt V2 one'
             in proc.stderr), proc.stderr

@@ -1,8 +1,7 @@
 """tools/analysis_tools/benchmark.py: config variants as references and peak memory."""
 import re
-import subprocess
 
-from ..conftest import REPO, run_tool
+from ..conftest import run_python, run_tool
 
 FCMAE_TINY = """
 default_scope = 'mmpretrain'
@@ -36,8 +35,7 @@ def test_sparse_vs_masked_dense_side_by_side_with_peak_memory(python, tmp_path):
 def test_variant_needs_a_name_and_overrides(python, tmp_path):
     cfg = tmp_path / 'fcmae_tiny.py'
     cfg.write_text(FCMAE_TINY)
-    proc = subprocess.run([python, 'tools/analysis_tools/benchmark.py', str(cfg), '--variant',
-                           'model.backbone.impl=masked_dense'], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = run_python([python, 'tools/analysis_tools/benchmark.py', str(cfg), '--variant',
+                       'model.backbone.impl=masked_dense'])
     assert proc.returncode != 0
     assert '--variant takes a NAME then key=value overrides' in proc.stdout

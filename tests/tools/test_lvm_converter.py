@@ -3,13 +3,12 @@ a .bin): the converted file loads into LVM strictly and gives LlamaForCausalLM's
 inputs (GQA, a missing key, no weights) are refused naming what is wrong."""
 import json
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from ..conftest import REPO, run_tool
+from ..conftest import REPO, run_python, run_tool
 
 transformers = pytest.importorskip('transformers')
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'lvm_official.py')
@@ -26,8 +25,7 @@ def _hf(num_kv_heads=4):
 
 
 def _run(src, dst):
-    return subprocess.run([sys.executable, TOOL, str(src), str(dst)], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return run_python([sys.executable, TOOL, str(src), str(dst)])
 
 
 @pytest.mark.parametrize('safe', [True, False], ids=['sharded-safetensors', 'bin'])
