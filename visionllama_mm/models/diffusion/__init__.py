@@ -1,0 +1,1 @@
+from .dit_llama import DiTLLaMA  # noqa: F401
