@@ -136,3 +136,26 @@ def test_errors():
         model(torch.randn(1, 4, 7, 8), torch.zeros(1), torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match='fixed 16-token position embedding; got a 5x4 grid'):
         model(torch.randn(1, 4, 10, 8), torch.zeros(1), torch.zeros(1, dtype=torch.long))
+
+
+def test_official_layout_converts_to_the_same_outputs():
+    from visionllama_mm.models.diffusion import convert_official_dit
+
+    from .official_dit_reference import OfficialDiTLLaMA
+    torch.manual_seed(0)
+    ref = OfficialDiTLLaMA(input_size=8, patch=2, dim=64, depth=2, heads=2, classes=10).eval()
+    for p in ref.parameters():  # adaLN and final layers non-zero, so every part matters
+        torch.nn.init.normal_(p, std=0.2)
+    ours = DiTLLaMA(arch=dict(embed_dims=64, depth=2, num_heads=2), patch_size=2,
+                    input_size=8, num_classes=10).eval()
+    sd, notes = convert_official_dit(ref.state_dict())
+    ours.load_state_dict(sd, strict=True)
+    assert notes == ['dropped pos_embed (1, 16, 64): DiT-LLaMA keeps the frozen sin-cos table '
+                     'but never adds it (RoPE replaces it)']
+    x, t, y = torch.randn(3, 4, 8, 8), torch.tensor([0, 250, 999]), torch.tensor([0, 9, 10])
+    with torch.no_grad():
+        diff = (ours(x, t, y) - ref(x, t, y)).abs().max()
+    assert diff <= 1e-4, diff
+    bad = {k: v for k, v in ref.state_dict().items() if not k.endswith('c_fc2.weight')}
+    with pytest.raises(ValueError, match=r"blocks.0.mlp has \['c_fc1'\] of the SwiGLU"):
+        convert_official_dit(bad)
