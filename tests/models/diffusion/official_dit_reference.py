@@ -1,25 +1,14 @@
 """An independent DiT-LLaMA in the official layout (spec visionllama §7, ``dit/models.py``), for
 converter parity: timm attention and MLP names, complex 2-D RoPE rebuilt from the token count,
-``LLaMAMLP`` with ``c_fc1``/``c_fc2``/``c_proj``, the frozen (unused) ``pos_embed``."""
+``LLaMAMLP`` with ``c_fc1``/``c_fc2``/``c_proj``, the frozen (unused) ``pos_embed``. Its RoPE and
+MLP are the plain reference's (the official DiT code copies them); nothing comes from the package."""
 import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-
-def freqs_cis_2d(dim, n, theta=10000.):
-    side = int(n**0.5)
-    pos = torch.arange(n)
-    freqs = 1.0 / theta**(torch.arange(0, dim, 4)[:dim // 4].float() / dim)
-    xs = torch.polar(torch.ones(n, dim // 4), torch.outer(pos % side, freqs).float())
-    ys = torch.polar(torch.ones(n, dim // 4), torch.outer(pos // side, freqs).float())
-    return torch.stack([xs, ys], -1).reshape(n, -1)
-
-
-def rotate(x, cis):  # x (B, N, H, d)
-    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(xc * cis[None, :, None]).flatten(3)
+# the same official RoPE and SwiGLU as the supervised model (spec §2.1, §7)
+from ..backbones.official_plain_reference import _freqs_cis, _Mlp, _rotate
 
 
 class Attn(nn.Module):
@@ -32,24 +21,11 @@ class Attn(nn.Module):
     def forward(self, x):
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).unbind(2)
-        cis = freqs_cis_2d(C // self.heads, N)
-        q, k = rotate(q, cis), rotate(k, cis)
+        cis = _freqs_cis(C // self.heads, N, use_cls=False)  # rebuilt from N, as officially
+        q, k = _rotate(q, cis), _rotate(k, cis)
         a = (q.transpose(1, 2) @ k.transpose(1, 2).transpose(-1, -2)) / math.sqrt(C // self.heads)
         x = a.softmax(-1) @ v.transpose(1, 2)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
-
-
-class LLaMAMLP(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        hidden = int(2 * 4 * dim / 3)
-        hidden = hidden if hidden % 256 == 0 else hidden + 256 - hidden % 256
-        self.c_fc1 = nn.Linear(dim, hidden, bias=False)
-        self.c_fc2 = nn.Linear(dim, hidden, bias=False)
-        self.c_proj = nn.Linear(hidden, dim, bias=False)
-
-    def forward(self, x):
-        return self.c_proj(F.silu(self.c_fc1(x)) * self.c_fc2(x))
 
 
 def modulate(x, shift, scale):
@@ -62,7 +38,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attn(dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = LLaMAMLP(dim)
+        self.mlp = _Mlp(dim)  # the official LLaMAMLP (c_fc1 / c_fc2 / c_proj)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
     def forward(self, x, c):
