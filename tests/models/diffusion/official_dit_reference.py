@@ -1,7 +1,8 @@
 """An independent DiT-LLaMA in the official layout (spec visionllama §7, ``dit/models.py``), for
 converter parity: timm attention and MLP names, complex 2-D RoPE rebuilt from the token count,
-``LLaMAMLP`` with ``c_fc1``/``c_fc2``/``c_proj``, the frozen (unused) ``pos_embed``. Its RoPE and
-MLP are the plain reference's (the official DiT code copies them); nothing comes from the package."""
+``LLaMAMLP`` with ``c_fc1``/``c_fc2``/``c_proj``, the frozen (unused) ``pos_embed``. Its RoPE
+and MLP are the plain reference's (the official DiT code copies them); nothing comes from the
+package."""
 import math
 
 import torch

@@ -159,3 +159,22 @@ def test_official_layout_converts_to_the_same_outputs():
     bad = {k: v for k, v in ref.state_dict().items() if not k.endswith('c_fc2.weight')}
     with pytest.raises(ValueError, match=r"blocks.0.mlp has \['c_fc1'\] of the SwiGLU"):
         convert_official_dit(bad)
+
+
+def test_classifier_free_guidance():
+    torch.manual_seed(0)
+    model = DiTLLaMA(arch=TINY, input_size=8, num_classes=10).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([5, 600]), torch.tensor([3, 7])
+    with torch.no_grad():
+        cond, uncond = model(x, t, y), model(x, t, torch.full_like(y, 10))
+        torch.testing.assert_close(model.forward_with_cfg(x, t, y, 1.0), cond)
+        out = model.forward_with_cfg(x, t, y, 4.0)  # official: the first 3 channels only
+        torch.testing.assert_close(out[:, :3], uncond[:, :3] + 4 * (cond[:, :3] - uncond[:, :3]))
+        torch.testing.assert_close(out[:, 3:], cond[:, 3:])
+        out = model.forward_with_cfg(x, t, y, 4.0, guided_channels=None)  # all noise channels
+        torch.testing.assert_close(out[:, :4], uncond[:, :4] + 4 * (cond[:, :4] - uncond[:, :4]))
+        torch.testing.assert_close(out[:, 4:], cond[:, 4:])
+    with pytest.raises(ValueError, match='no null class'):
+        DiTLLaMA(arch=TINY, input_size=8, class_dropout_prob=0.).forward_with_cfg(x, t, y, 4.0)

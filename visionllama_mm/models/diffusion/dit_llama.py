@@ -244,3 +244,25 @@ class DiTLLaMA(BaseModule):
         out = self.final_layer(tokens, c)  # (B, h*w, p*p*C_out)
         out = out.view(B, h, w, p, p, self.out_channels).permute(0, 5, 1, 3, 2, 4)
         return out.reshape(B, self.out_channels, H, W)
+
+    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                         cfg_scale: float, guided_channels: Optional[int] = 3) -> torch.Tensor:
+        """Classifier-free guidance: ``uncond + cfg_scale * (cond - uncond)`` from one doubled
+        batch (labels ``y``, then the null class).
+
+        ``guided_channels``: the leading output channels that are guided. The official sampler
+        guides 3 (of the 4 noise channels; kept "for exact reproducibility", so its FIDs use it);
+        ``None`` guides all ``in_channels`` noise channels, the standard form. The rest (the other
+        noise channels, the variance) is the conditional output.
+
+        Shapes: x (B, C, H, W), t (B,), y (B,) -> (B, C_out, H, W).
+        """
+        if self.y_embedder.dropout_prob == 0:
+            raise ValueError('DiTLLaMA.forward_with_cfg: the model has no null class '
+                             '(class_dropout_prob=0), so it cannot be guided.')
+        null = torch.full_like(y, self.y_embedder.num_classes)
+        out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
+        cond, uncond = out.chunk(2)
+        k = self.in_channels if guided_channels is None else guided_channels
+        guided = uncond[:, :k] + cfg_scale * (cond[:, :k] - uncond[:, :k])
+        return torch.cat([guided, cond[:, k:]], dim=1)
