@@ -109,9 +109,9 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(embed_dims, 6 * embed_dims))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, rope=None) -> torch.Tensor:
-        s1, b1, g1, s2, b2, g2 = self.adaLN_modulation(c).unsqueeze(1).chunk(6, dim=-1)
-        x = torch.addcmul(x, g1, self.attn(self.norm1(x) * (1 + b1) + s1, rope=rope))
-        return torch.addcmul(x, g2, self.mlp(self.norm2(x) * (1 + b2) + s2))
+        s1, b1, g1, s2, b2, g2 = self.adaLN_modulation(c).chunk(6, dim=-1)
+        x = torch.addcmul(x, g1.unsqueeze(1), self.attn(modulate(self.norm1(x), s1, b1), rope=rope))
+        return torch.addcmul(x, g2.unsqueeze(1), self.mlp(modulate(self.norm2(x), s2, b2)))
 
 
 class FinalLayer(nn.Module):
