@@ -1,0 +1,108 @@
+"""Class labels to condition test-time image generation on (spec §7, DiT/SiT FID-50K).
+
+The "dataset" of a class-conditional sampling run has no images: item ``i`` asks the generator for
+one sample of class ``i % num_classes``. The labels are a fixed function of the index (never of the
+world size or a seed), so sample ``i`` always has the same class, and the 50,000 samples of a
+1000-class run hold exactly 50 of each class, as in the DiT/SiT evaluations.
+"""
+from typing import Optional, Sequence
+
+import torch
+from mmpretrain.structures import DataSample
+from torch.utils.data import Dataset
+
+from ..registry import DATASETS
+
+__all__ = ['ClassLabelDataset']
+
+
+@DATASETS.register_module()
+class ClassLabelDataset(Dataset):
+    """Class-balanced labels for class-conditional sampling.
+
+    Item ``i`` is ``dict(inputs=torch.zeros(3, 1, 1, dtype=torch.uint8), data_samples=DataSample)``
+    whose data sample has ``gt_label`` ``[label]`` and metainfo ``sample_idx=i``; ``label`` is
+    ``i % num_classes``, or ``classes[i % len(classes)]`` when a list of class ids is given. The
+    ``(3, 1, 1)`` placeholder only lets the usual data preprocessors and collate functions pass the
+    batch through; the generator reads the labels.
+
+    Balance: every prefix of the dataset holds each class (of ``classes``) within one of the
+    others, so the whole set is balanced to within one and exactly when ``num_samples`` is a
+    multiple of the class count. With mmengine's ``DefaultSampler(shuffle=False, round_up=False)``
+    on ``W`` ranks the shares together are the whole set, each index once; rank ``r`` gets the
+    indices ``r, r + W, ...``, whose classes are balanced within one when ``W`` and the class count
+    are coprime, and otherwise cover only the classes ``c`` with ``c = r (mod gcd)`` (each within
+    one of the others). Only the union matters for the metrics, which merge all ranks' samples.
+
+    Args:
+        num_samples (int): Number of samples to draw. Defaults to 50000 (FID-50K).
+        num_classes (int): Number of classes of the generator. Defaults to 1000 (ImageNet).
+        classes (Sequence[int], optional): Class ids to cycle through instead of all
+            ``range(num_classes)`` (e.g. a few classes for a quick look); each in
+            ``[0, num_classes)``, no duplicates.
+        test_mode (bool): Must be True: the labels have no images to train on. Kept so that
+            configs that set ``test_mode`` on every dataset build this one too.
+    """
+
+    def __init__(self,
+                 num_samples: int = 50000,
+                 num_classes: int = 1000,
+                 classes: Optional[Sequence[int]] = None,
+                 test_mode: bool = True):
+        if not test_mode:
+            raise ValueError('ClassLabelDataset: test_mode=False is not supported; it yields class '
+                             'labels for test-time sampling and has no images to train on.')
+        if int(num_samples) != num_samples or num_samples < 1:
+            raise ValueError(f'ClassLabelDataset: num_samples must be a positive integer, got '
+                             f'{num_samples!r}.')
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f'ClassLabelDataset: num_classes must be a positive integer, got '
+                             f'{num_classes!r}.')
+        num_samples, num_classes = int(num_samples), int(num_classes)
+        if classes is None:
+            class_ids = list(range(num_classes))
+        else:
+            if isinstance(classes, (str, bytes)) or not len(classes):
+                raise ValueError(f'ClassLabelDataset: classes must be a non-empty list of class ids, '
+                                 f'got {classes!r}.')
+            bad = [c for c in classes
+                   if isinstance(c, bool) or int(c) != c or not 0 <= int(c) < num_classes]
+            if bad:
+                raise ValueError(f'ClassLabelDataset: classes {bad} are not integer class ids in '
+                                 f'[0, num_classes={num_classes}).')
+            class_ids = [int(c) for c in classes]
+            dups = sorted({c for c in class_ids if class_ids.count(c) > 1})
+            if dups:
+                raise ValueError(f'ClassLabelDataset: classes {dups} are listed more than once; '
+                                 f'that would unbalance the labels.')
+        self.num_samples = num_samples
+        self.num_classes = num_classes
+        self.class_ids = class_ids
+        self.test_mode = True
+
+    @property
+    def metainfo(self) -> dict:
+        """``dict(num_classes=...)`` (the generator's class count)."""
+        return dict(num_classes=self.num_classes)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def get_label(self, idx: int) -> int:
+        """The class id of sample ``idx``."""
+        return self.class_ids[idx % len(self.class_ids)]
+
+    def __getitem__(self, idx: int) -> dict:
+        if not -self.num_samples <= idx < self.num_samples:
+            raise IndexError(f'ClassLabelDataset: index {idx} out of range for '
+                             f'{self.num_samples} samples.')
+        idx = idx % self.num_samples
+        data_sample = DataSample().set_gt_label(self.get_label(idx))
+        data_sample.set_metainfo(dict(sample_idx=idx))  # (set_metainfo returns None)
+        return dict(inputs=torch.zeros(3, 1, 1, dtype=torch.uint8), data_samples=data_sample)
+
+    def __repr__(self) -> str:
+        classes = ('all' if len(self.class_ids) == self.num_classes
+                   and self.class_ids == list(range(self.num_classes)) else self.class_ids)
+        return (f'{self.__class__.__name__}(num_samples={self.num_samples}, '
+                f'num_classes={self.num_classes}, classes={classes})')
