@@ -74,6 +74,17 @@ def test_matches_diffusers(saved, source):
                                0.5 * torch.exp(torch.tensor(10.)) * eps)
 
 
+def test_ignores_autocast(saved):
+    # inside a mixed-precision step the VAE still runs in float32
+    vae = StableDiffusionVAE(str(saved[0] / 'dir'))
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        moments, img = vae.encode_moments(x), vae.decode(torch.ones(1, 4, 4, 4))
+        assert torch.nn.functional.linear(x, torch.ones(8, 8)).dtype == torch.bfloat16
+    assert torch.equal(moments, vae.encode_moments(x))
+    assert torch.equal(img, vae.decode(torch.ones(1, 4, 4, 4)))
+
+
 def test_frozen_and_always_eval(saved):
     vae = StableDiffusionVAE(str(saved[0] / 'dir'))
     assert not any(p.requires_grad for p in vae.parameters())

@@ -157,6 +157,12 @@ class StableDiffusionVAE(nn.Module):
             raise ValueError(f'StableDiffusionVAE: the image size {tuple(x.shape[-2:])} must be '
                              f'divisible by the downsampling factor {f}.')
 
+    @staticmethod
+    def _own_precision(x: torch.Tensor):
+        """Autocast off: the VAE runs in its parameters' dtype even inside a mixed-precision
+        training step (the SD VAE's activations can overflow float16)."""
+        return torch.autocast(device_type=x.device.type, enabled=False)
+
     def _dtype(self) -> torch.dtype:
         return self.vae.encoder.conv_in.weight.dtype
 
@@ -165,7 +171,8 @@ class StableDiffusionVAE(nn.Module):
         """Images (B, 3, H, W) in [-1, 1] -> posterior moments (B, 2C, H/f, W/f): the mean
         (first C channels) and log-variance (last C), unscaled and unclamped, float32."""
         self._check_images(x)
-        return self.vae.encode(x.to(self._dtype())).latent_dist.parameters.float()
+        with self._own_precision(x):
+            return self.vae.encode(x.to(self._dtype())).latent_dist.parameters.float()
 
     @torch.no_grad()
     def sample_latents(self, moments: torch.Tensor,
@@ -191,7 +198,8 @@ class StableDiffusionVAE(nn.Module):
         if z.dim() != 4 or z.shape[1] != self.latent_channels:
             raise ValueError(f'StableDiffusionVAE: expected scaled latents (B, '
                              f'{self.latent_channels}, h, w), got {tuple(z.shape)}.')
-        return self.vae.decode((z / self.scale).to(self._dtype())).sample.float()
+        with self._own_precision(z):
+            return self.vae.decode((z / self.scale).to(self._dtype())).sample.float()
 
     def extra_repr(self) -> str:
         return f'path={self.path!r}, scale={self.scale}'
