@@ -19,7 +19,6 @@ is seen (``StableDiffusionVAE.sample_latents``, in the model), as when encoding 
 """
 import json
 import os.path as osp
-from typing import Optional
 
 import numpy as np
 import torch
