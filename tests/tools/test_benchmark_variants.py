@@ -39,3 +39,68 @@ def test_variant_needs_a_name_and_overrides(python, tmp_path):
                        'model.backbone.impl=masked_dense'])
     assert proc.returncode != 0
     assert '--variant takes a NAME then key=value overrides' in proc.stdout
+
+
+DIT_TINY = """
+custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+model = dict(type='ClassConditionalDiffusion',
+             denoiser=dict(type='DiTLLaMA', arch=dict(embed_dims=64, depth=2, num_heads=4),
+                           patch_size=2, in_channels=4, input_size=8, num_classes=10),
+             objective=dict(type='GaussianDiffusion', sampling_steps=10), vae=None)
+"""
+
+# a **kwargs factory like the official DiT_XL_2 (its name fixes the sizes), and a wrong-sized one
+DIT_FACTORIES = """
+from tools.analysis_tools.dit_official_models import DiT_LLaMA
+
+
+def DiT_LLaMA_tiny_2(**kwargs):
+    print('factory got', sorted(kwargs))
+    return DiT_LLaMA(hidden_size=64, depth=2, num_heads=4, patch_size=2, **kwargs)
+
+
+def DiT_LLaMA_tiny_4(**kwargs):
+    return DiT_LLaMA(hidden_size=64, depth=2, num_heads=4, patch_size=4, **kwargs)
+"""
+
+
+def test_diffusion_denoiser_beside_the_official_layout(python, tmp_path):
+    """A diffusion config's denoiser beside the official-layout reference built at its sizes and
+    a DiT-block variant: one row each (same parameters but the reference's frozen pos_embed) and
+    ours / reference ratios in fp32 and bf16."""
+    cfg = tmp_path / 'dit_tiny.py'
+    cfg.write_text(DIT_TINY)
+    out = run_tool([python, 'tools/analysis_tools/benchmark.py', str(cfg), '--reference-file',
+                    'tools/analysis_tools/dit_official_models.py', '--reference-model', 'DiT_LLaMA',
+                    '--variant', 'dit', 'model.denoiser.block_type=dit', '--batch-size', '2',
+                    '--iters', '1', '--warmup', '1', '--repeats', '1'])
+    assert "'hidden_size': 64, 'depth': 2, 'num_heads': 4, 'num_classes': 10" in out, out
+    assert re.search(r'model +params\(M\) +fp32 fwd +fp32 fwd\+bwd +bf16 fwd +bf16 fwd\+bwd',
+                     out), out
+    rows = {m.group(1): [float(v) for v in m.group(2).split()] for m in re.finditer(
+        r'^(DiTLLaMA\(llama\)|dit_official_models.py:DiT_LLaMA|dit) +([\d. ]+)$', out, re.M)}
+    assert set(rows) == {'DiTLLaMA(llama)', 'dit_official_models.py:DiT_LLaMA', 'dit'}, out
+    # the reference has the same weights plus the frozen 16 x 64 pos_embed; DiT's MLP is smaller
+    assert rows['dit_official_models.py:DiT_LLaMA'][0] == 0.22 and rows['DiTLLaMA(llama)'][0] == 0.21
+    assert all(v > 0 for r in rows.values() for v in r)
+    assert re.search(r'ours / dit_official_models.py:DiT_LLaMA( +[\d.]+x){4}$', out, re.M), out
+    assert re.search(r'ours / dit( +[\d.]+x){4}$', out, re.M), out
+
+
+def test_diffusion_reference_factories_get_the_config_sizes(python, tmp_path):
+    """A **kwargs factory gets the data-side arguments only; a reference of another size
+    (trainable parameters) is refused before timing."""
+    cfg = tmp_path / 'dit_tiny.py'
+    cfg.write_text(DIT_TINY)
+    (tmp_path / 'factories.py').write_text(DIT_FACTORIES)
+    args = [python, 'tools/analysis_tools/benchmark.py', str(cfg), '--reference-file',
+            str(tmp_path / 'factories.py'), '--precisions', 'fp32', '--batch-size', '2',
+            '--iters', '1', '--warmup', '1', '--repeats', '1', '--reference-model']
+    out = run_tool(args + ['DiT_LLaMA_tiny_2'])
+    assert "factory got ['in_channels', 'input_size', 'learn_sigma', 'num_classes']" in out, out
+    assert re.search(r'ours / factories.py:DiT_LLaMA_tiny_2 +[\d.]+x +[\d.]+x$', out, re.M), out
+    proc = run_python(args + ['DiT_LLaMA_tiny_4'])
+    assert proc.returncode != 0
+    # patch 4: patch conv +3 * 1024, final Linear +96 * 65 over ours (patch 2)
+    assert ('factories.py:DiT_LLaMA_tiny_4: 223,616 trainable parameters, ours 214,304: not the '
+            'same denoiser size') in proc.stdout, proc.stdout

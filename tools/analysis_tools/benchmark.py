@@ -26,9 +26,25 @@ step (forward+backward of the loss) and KV-cache sampling, beside transformers'
 
     python tools/analysis_tools/benchmark.py configs/lvm/lvm_llama-300m_....py \
         --batch-size 4 --seq-len 512 --gen-prompt 256 --gen-new 256 --iters 3
+
+Class-conditional diffusion configs (``model.denoiser``, e.g. ``ClassConditionalDiffusion`` with a
+``DiTLLaMA``) measure the denoiser alone in images/s: forward and forward+backward (loss: the mean
+square of the output) on random latents (B, in_channels, S, S) with S the denoiser's
+``input_size`` (``--shape`` to change it), timesteps in [0, 1000) and labels. A
+``--reference-file`` factory gets the denoiser's sizes under the official ``DiT(...)`` names
+(``input_size``, ``patch_size``, ``in_channels``, ``hidden_size``, ``depth``, ``num_heads``,
+``num_classes``, ``learn_sigma``; those it names, or the data-side ones for ``**kwargs``
+factories such as the official ``DiT_XL_2``); ``--variant`` overrides ``model.denoiser.*``:
+
+    python tools/analysis_tools/benchmark.py configs/dit_llama/dit_llama-b-p4_8xb32-400k_in1k-256px.py \
+        --reference-file tools/analysis_tools/dit_official_models.py --reference-model DiT_LLaMA \
+        --variant dit model.denoiser.block_type=dit --batch-size 8
 """
 import argparse
+import inspect
+from typing import Optional
 
+import torch
 from mmengine.config import Config, DictAction
 
 
@@ -67,16 +83,157 @@ def parse_args():
     return parser.parse_args()
 
 
+# ---------------------------------------------------------------- class-conditional diffusion
+# ``DiT(...)`` arguments a ``**kwargs`` factory (the official ``DiT_XL_2`` & co.) fixes itself
+_DIT_SIZES = ('patch_size', 'hidden_size', 'depth', 'num_heads')
+
+
+def build_denoiser(cfg: Config, options: Optional[dict] = None):
+    """``cfg.model.denoiser`` alone (after ``--cfg-options``-style ``options``), with the
+    constructor's random initialisation (no checkpoint is read)."""
+    from visionllama_mm.analysis import build_model_from_cfg, variant_config
+    alone = variant_config(cfg, options or {})
+    alone.model = alone.model.denoiser
+    return build_model_from_cfg(alone, init=False)
+
+
+def official_dit_kwargs(denoiser) -> dict:
+    """The official ``DiT(...)`` keyword arguments of a built ``DiTLLaMA``."""
+    return dict(input_size=denoiser.input_size, patch_size=denoiser.patch_size,
+                in_channels=denoiser.in_channels, hidden_size=denoiser.embed_dims,
+                depth=len(denoiser.blocks), num_heads=denoiser.blocks[0].attn.num_heads,
+                num_classes=denoiser.y_embedder.num_classes,
+                learn_sigma=denoiser.out_channels == 2 * denoiser.in_channels)
+
+
+def _trainable(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_dit_reference(module, name: str, kwargs: dict):
+    """Call the factory ``name`` of a reference file with the ``DiT(...)`` arguments it names
+    (all of ``kwargs`` but the sizes for a ``**kwargs`` factory, whose name fixes them)."""
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise SystemExit(f'--reference-model {name!r} is not a function of {module.__file__}')
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k not in _DIT_SIZES or k in params}
+    else:
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return factory(**kwargs)
+
+
+def benchmark_denoisers(models, batch_size: int, size: int, in_channels: int, num_classes: int,
+                        iters: int, warmup: int, repeats: int, precisions, device):
+    """Images/s of ``model(x, t, y)`` (no grad) and of forward+backward of
+    ``out.float().square().mean()`` for ``(name, model)`` pairs on one random batch: latents
+    (B, in_channels, size, size), timesteps in [0, 1000), labels in [0, num_classes).
+
+    As :func:`visionllama_mm.analysis.benchmark_models`: same input and warm-up for all, each
+    (precision, mode) timed for every model in turn, best of ``repeats`` rounds.
+    Returns one dict per model: ``name``, ``params``, ``'{precision} fwd'`` / ``'... fwd+bwd'``.
+    """
+    from visionllama_mm.analysis import _DTYPES, _time
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, in_channels, size, size, generator=g).to(device)
+    t = torch.randint(0, 1000, (batch_size, ), generator=g).to(device)
+    y = torch.randint(0, num_classes, (batch_size, ), generator=g).to(device)
+    runners = []
+    for name, model in models:
+        model.to(device)
+        for precision in precisions:
+            dtype = _DTYPES[precision]
+
+            def forward(model=model, dtype=dtype):
+                model.eval()
+                with torch.no_grad(), torch.autocast(device.type, dtype=dtype,
+                                                     enabled=dtype is not None):
+                    model(x, t, y)
+
+            def train_step(model=model, dtype=dtype):
+                model.train()
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    loss = model(x, t, y).float().square().mean()
+                loss.backward()
+                model.zero_grad(set_to_none=True)
+
+            runners += [(name, precision, 'fwd', forward), (name, precision, 'fwd+bwd', train_step)]
+    for *_, fn in runners:  # warm-up (RoPE caches, oneDNN / cuDNN plans)
+        for _ in range(warmup):
+            fn()
+    best = {}
+    for _ in range(repeats):
+        for precision in precisions:
+            for mode in ('fwd', 'fwd+bwd'):
+                for name, p, m, fn in runners:
+                    if (p, m) == (precision, mode):
+                        seconds = _time(fn, iters, device)
+                        best[name, p, m] = min(best.get((name, p, m), float('inf')), seconds)
+    return [dict(name=name, params=sum(p.numel() for p in model.parameters()),
+                 **{f'{p} {m}': batch_size * iters / best[name, p, m]
+                    for p in precisions for m in ('fwd', 'fwd+bwd')})
+            for name, model in models]
+
+
+def main_diffusion(args, cfg: Config, variants) -> None:
+    """The denoiser of a diffusion config beside reference factories and config variants."""
+    import os.path as osp
+
+    from visionllama_mm.analysis import format_benchmark, load_reference_file
+    unsupported = [flag for flag, on in (('--timm', args.timm), ('--memory', args.memory),
+                                         ('--channels-last', args.channels_last)) if on]
+    if unsupported:
+        raise SystemExit(f'{", ".join(unsupported)}: not available for diffusion configs (the '
+                         'denoiser is measured beside --reference-file factories and --variant)')
+    if bool(args.reference_file) != bool(args.reference_model):
+        raise SystemExit('--reference-file and --reference-model go together')
+    ours = build_denoiser(cfg)
+    if args.shape and (len(args.shape) != 1):
+        raise SystemExit(f'--shape: one int (the square latent side) for diffusion configs, '
+                         f'got {args.shape}')
+    size = args.shape[0] if args.shape else ours.input_size
+    kwargs = official_dit_kwargs(ours)
+    models = [(f'{type(ours).__name__}({ours.block_type})', ours)]
+    if args.reference_file:
+        module = load_reference_file(args.reference_file)
+        for name in args.reference_model:
+            models.append((f'{osp.basename(args.reference_file)}:{name}',
+                           build_dit_reference(module, name, kwargs)))
+    for name, model in models[1:]:  # the variants differ on purpose; references must not
+        if _trainable(model) != _trainable(ours):
+            raise SystemExit(f'{name}: {_trainable(model):,} trainable parameters, ours '
+                             f'{_trainable(ours):,}: not the same denoiser size')
+    models += [(name, build_denoiser(cfg, options)) for name, options in variants]
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    rows = benchmark_denoisers(models, args.batch_size, size, ours.in_channels,
+                               kwargs['num_classes'], args.iters, args.warmup, args.repeats,
+                               args.precisions, device)
+    print(f'denoiser images/s, batch {args.batch_size} x {ours.in_channels}x{size}x{size} '
+          f'latents, {kwargs}; fwd+bwd loss: mean square of the output; best of {args.repeats} '
+          f'rounds x {args.iters} iterations, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads')
+    print(format_benchmark(rows, args.precisions))
+
+
 def main():
     args = parse_args()
-    import torch
-
     import visionllama_mm  # noqa: F401
     from visionllama_mm.analysis import (benchmark_models, build_references, format_benchmark,
                                          variant_config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    variants = []
+    for name, *pairs in args.variant:
+        if '=' in name or not pairs or any('=' not in p for p in pairs):
+            raise SystemExit(f'--variant takes a NAME then key=value overrides, got '
+                             f'{[name, *pairs]}')
+        variants.append((name, {k: DictAction._parse_iterable(v)
+                                for k, v in (p.split('=', 1) for p in pairs)}))
+    if isinstance(cfg.model.get('denoiser'), dict):
+        main_diffusion(args, cfg, variants)
+        return
     if cfg.model.get('type') == 'LVM':
         from visionllama_mm.analysis import benchmark_causal_lm, format_causal_lm_benchmark
         rows = benchmark_causal_lm(
@@ -90,13 +247,6 @@ def main():
               f'{torch.get_num_threads()} threads')
         print(format_causal_lm_benchmark(rows, args.precisions))
         return
-    variants = []
-    for name, *pairs in args.variant:
-        if '=' in name or not pairs or any('=' not in p for p in pairs):
-            raise SystemExit(f'--variant takes a NAME then key=value overrides, got '
-                             f'{[name, *pairs]}')
-        variants.append((name, {k: DictAction._parse_iterable(v)
-                                for k, v in (p.split('=', 1) for p in pairs)}))
     refs = build_references(cfg, timm_names=args.timm, reference_file=args.reference_file,
                             reference_models=args.reference_model, shape=args.shape,
                             variants=variants)
