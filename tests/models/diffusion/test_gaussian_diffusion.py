@@ -92,7 +92,7 @@ def test_fixed_small_variance_without_learn_sigma():
     assert set(losses) == {'loss', 'mse'} and losses['loss'] == losses['mse']
 
 
-def test_sample_passes_original_timesteps_and_equals_its_steps():
+def test_sample_passes_original_timesteps_and_equals_its_steps(capsys):
     diffusion = GaussianDiffusion(sampling_steps=10)
     seen = []
 
@@ -112,6 +112,10 @@ def test_sample_passes_original_timesteps_and_equals_its_steps():
         z = torch.randn(x.shape, generator=g) if index else None
         x = diffusion.step(model_fn(x, None), x, index, z)
     torch.testing.assert_close(out, x, rtol=0, atol=0)
+    shown = diffusion.sample(model_fn, noise, generator=torch.Generator().manual_seed(7),
+                             progress=True)
+    torch.testing.assert_close(out, shown, rtol=0, atol=0)
+    assert '10/10' in capsys.readouterr().out
 
 
 def _kl_bits(m1, lv1, m2, lv2):

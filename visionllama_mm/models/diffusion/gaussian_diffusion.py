@@ -10,6 +10,7 @@ also steps one scalar timestep for the whole batch and has no variational-bound 
 tables and both formulas are written here.
 """
 import math
+import sys
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -289,7 +290,7 @@ class GaussianDiffusion:
         bar = None
         if progress:
             from mmengine.utils import ProgressBar
-            bar = ProgressBar(len(self.sampling_timesteps))
+            bar = ProgressBar(len(self.sampling_timesteps), file=sys.stdout)
         for index in reversed(range(len(self.sampling_timesteps))):
             t = torch.full((x.shape[0],), self.sampling_timesteps[index], dtype=torch.long,
                            device=x.device)
