@@ -1,0 +1,228 @@
+"""GenerationMetric (PNG / ADM .npz export, FID / IS / precision-recall through torch-fidelity)
+and frechet_distance."""
+import logging
+import math
+import os
+import os.path as osp
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from mmengine.evaluator import Evaluator
+from mmpretrain.registry import METRICS
+from mmpretrain.structures import DataSample
+from PIL import Image
+
+from visionllama_mm.evaluation import generation
+from visionllama_mm.evaluation.generation import GenerationMetric, frechet_distance
+
+H, W = 16, 12  # not square: a transposed H/W would show
+
+
+def _images(n, seed):
+    return torch.randint(0, 256, (n, 3, H, W), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(seed))
+
+
+def _samples(images, labels, order):
+    return [dict(pred_img=images[i], gt_label=torch.tensor([labels[i]]), sample_idx=i)
+            for i in order]
+
+
+@pytest.fixture
+def logs(monkeypatch):
+    """What GenerationMetric logs: (level, message)."""
+    records = []
+    monkeypatch.setattr(generation, 'print_log',
+                        lambda msg, logger=None, level=logging.INFO: records.append((level, msg)))
+    return records
+
+
+def _warnings(logs, level=logging.WARNING):
+    return [m for lv, m in logs if lv == level]
+
+
+def test_pngs_npz_and_missing_weights_warning(tmp_path, logs):
+    images, labels = _images(6, 0), [3, 1, 4, 1, 5, 9]
+    # two "ranks" (strided shares, as DefaultSampler gives them), merged out of order
+    rank0, rank1 = GenerationMetric(str(tmp_path)), GenerationMetric(str(tmp_path))
+    rank0.process(None, _samples(images, labels, [0, 2, 4]))
+    rank1.process(None, _samples(images, labels, [1, 3, 5]))
+    assert rank1.results[0] == dict(sample_idx=1, label=1, path=str(tmp_path / 'images/000001.png'))
+    metric = GenerationMetric(str(tmp_path), reference=str(tmp_path / 'nowhere'))
+    out = metric.compute_metrics(rank1.results + rank0.results)
+    # nothing could be scored without weights, and that is said once per extractor, not raised
+    assert out == dict(num_samples=6)
+    for i in range(6):
+        png = np.asarray(Image.open(tmp_path / f'images/{i:06d}.png'))
+        assert (png == images[i].permute(1, 2, 0).numpy()).all()
+    with np.load(tmp_path / 'samples_6x16x12x3.npz', allow_pickle=False) as f:
+        assert sorted(f.files) == ['arr_0', 'arr_1']
+        assert f['arr_0'].dtype == np.uint8 and f['arr_0'].shape == (6, H, W, 3)
+        assert (f['arr_0'] == images.permute(0, 2, 3, 1).numpy()).all()
+        assert f['arr_1'].dtype == np.int64 and f['arr_1'].tolist() == labels
+    (warning, ) = _warnings(logs)
+    for text in ('Inception Score and FID and precision/recall not computed',
+                 'weights-inception-2015-12-05-6726825d.pth is not set',
+                 'https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/'
+                 'weights-inception-2015-12-05-6726825d.pth',
+                 'GenerationMetric(inception_weights=<path to'):
+        assert text in warning
+
+
+def test_vgg16_prc_missing_file_warning(tmp_path, logs):
+    metric = GenerationMetric(str(tmp_path), metrics=['prc'], prc_features='vgg16',
+                              vgg16_weights=str(tmp_path / 'vgg.pth'), save_npz=False,
+                              save_png=False, reference=str(tmp_path))
+    metric.process(None, _samples(_images(3, 1), [0, 1, 2], range(3)))
+    assert metric.compute_metrics(metric.results) == dict(num_samples=3)
+    (warning, ) = _warnings(logs)
+    assert ('precision/recall not computed: the weights file vgg16-397923af.pth is missing '
+            f'({tmp_path / "vgg.pth"} is not a file)') in warning
+    assert 'https://download.pytorch.org/models/vgg16-397923af.pth' in warning
+    assert 'GenerationMetric(vgg16_weights=<path to vgg16-397923af.pth>)' in warning
+    # save_png=False: the PNGs (the ranks' hand-over) are gone afterwards, no .npz was asked for
+    assert os.listdir(tmp_path) == []
+
+
+def test_no_reference_and_broken_weights_are_reported(tmp_path, logs):
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'not a checkpoint')
+    metric = GenerationMetric(str(tmp_path / 'out'), inception_weights=str(broken),
+                              save_npz=False)
+    metric.process(None, _samples(_images(4, 2), [0, 0, 1, 1], range(4)))
+    assert metric.compute_metrics(metric.results) == dict(num_samples=4)
+    (warning, ) = _warnings(logs)
+    assert 'FID and precision/recall not computed: no reference images' in warning
+    assert 'GenerationMetric(reference=' in warning
+    (error, ) = _warnings(logs, logging.ERROR)
+    assert "torch-fidelity failed on ['isc'] with inception-v3-compat" in error
+
+
+def test_errors(tmp_path):
+    metric = GenerationMetric(str(tmp_path))
+    images = _images(4, 3)
+    metric.process(None, _samples(images, [0] * 4, [0, 1, 2, 3, 1, 2]))
+    with pytest.raises(ValueError, match=r'sample_idx \[1, 2\] \(2 in all\) came more than once'):
+        metric.compute_metrics(metric.results)
+    with pytest.raises(ValueError, match=r'pred_img of sample 7 must be a uint8 \(3, H, W\) '
+                                         r'tensor, got torch.float32 \(3, 4, 4\)'):
+        metric.process(None, [dict(pred_img=torch.zeros(3, 4, 4), sample_idx=7)])
+    with pytest.raises(KeyError, match="has no 'sample_idx'"):
+        metric.process(None, [dict(pred_img=images[0])])
+    with pytest.raises(ValueError, match=r"unknown metrics \['kid'\]"):
+        GenerationMetric(str(tmp_path), metrics=('fid', 'kid'))
+    with pytest.raises(ValueError, match="prc_features must be one of"):
+        GenerationMetric(str(tmp_path), prc_features='clip')
+
+
+def test_through_mmengine_evaluator(tmp_path, logs):
+    """DataSamples -> dicts, results collected, keys prefixed ``gen/``; unconditional samples (no
+    gt_label) give an .npz with arr_0 only."""
+    evaluator = Evaluator(METRICS.build(dict(type='GenerationMetric', out_dir=str(tmp_path),
+                                             metrics=['isc'])))
+    images = _images(3, 4)
+    batch = []
+    for i in range(3):
+        ds = DataSample()
+        ds.set_metainfo(dict(sample_idx=i))
+        ds.pred_img = images[i]
+        batch.append(ds)
+    evaluator.process(batch)
+    assert evaluator.evaluate(3) == {'gen/num_samples': 3}
+    with np.load(tmp_path / 'samples_3x16x12x3.npz') as f:
+        assert f.files == ['arr_0'] and (f['arr_0'] == images.permute(0, 2, 3, 1).numpy()).all()
+
+
+def _exact_gaussian_features(n, mean, var, seed):
+    """(n, D) features whose sample mean and (ddof=1) covariance are exactly mean and diag(var)."""
+    z = np.random.default_rng(seed).standard_normal((n, len(mean)))
+    z -= z.mean(0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T
+    return z * np.sqrt(var) + mean
+
+
+def test_frechet_distance_closed_form():
+    rng = np.random.default_rng(0)
+    d = 16
+    mu_a, mu_b = rng.normal(size=d), rng.normal(size=d)
+    var_a, var_b = rng.uniform(0.2, 3, d), rng.uniform(0.2, 3, d)
+    a = _exact_gaussian_features(200, mu_a, var_a, 1)
+    b = _exact_gaussian_features(300, mu_b, var_b, 2)
+    expected = ((mu_a - mu_b)**2).sum() + ((np.sqrt(var_a) - np.sqrt(var_b))**2).sum()
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(torch.from_numpy(a).float(), b) == pytest.approx(expected, rel=1e-5)
+    assert abs(frechet_distance(a, a)) < 1e-9
+    with pytest.raises(ValueError, match=r'feats_b must be \(N, D\) features with N >= 2, got '
+                                         r'shape \(1, 16\)'):
+        frechet_distance(a, b[:1])
+    with pytest.raises(ValueError, match=r'feature sizes differ \(16 vs 8\)'):
+        frechet_distance(a, b[:, :8])
+
+
+@pytest.fixture(scope='module')
+def inception_weights(tmp_path_factory):
+    """A valid torch-fidelity Inception-v3 weights FILE with random values: the extractor built
+    without loading anything, its convolutions re-drawn at He scale (so the features do not vanish
+    through the depth), and its state dict saved."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+    with mock.patch.object(fe, 'load_state_dict_from_url', lambda *a, **k: None), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, 'load_state_dict', lambda s, sd: None):
+        model = fe.FeatureExtractorInceptionV3('inception-v3-compat', ['2048'])
+    g = torch.Generator().manual_seed(0)
+    state = model.state_dict()
+    for value in state.values():
+        if value.dim() == 4:
+            value.normal_(0, math.sqrt(2 / value[0].numel()), generator=g)
+    path = str(tmp_path_factory.mktemp('weights') / 'weights-inception-2015-12-05-6726825d.pth')
+    torch.save(state, path)
+    return path
+
+
+def test_metrics_with_weights(tmp_path, inception_weights, logs, monkeypatch):
+    """6 noise images scored against themselves (an ADM .npz reference) and against 6 flat
+    colour images (a folder in ImageNet layout).
+
+    FID runs on Inception's 64-d pool features here: torch-fidelity's FID takes the eigenvalues of
+    a D x D product, ~35 s on 2 busy cores at D = 2048 and a millisecond at 64; everything else is
+    the metric's own call (spied on, then passed to torch-fidelity unchanged)."""
+    calls = []
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return generation_calculate_metrics(**kwargs, feature_layer_fid='64')
+
+    generation_calculate_metrics = generation.calculate_metrics
+    monkeypatch.setattr(generation, 'calculate_metrics', spy)
+    n = 6
+    noise = _images(n, 5)
+    flat = (torch.rand(n, 3, 1, 1, generator=torch.Generator().manual_seed(6)) * 255).to(
+        torch.uint8).expand(n, 3, H, W)
+    np.savez(tmp_path / 'ref.npz', noise.permute(0, 2, 3, 1).numpy())
+    os.makedirs(tmp_path / 'flat/n0001')
+    for i in range(n):
+        Image.fromarray(flat[i].permute(1, 2, 0).numpy()).save(tmp_path / f'flat/n0001/{i}.png')
+
+    results = {}
+    for name, reference in (('self', tmp_path / 'ref.npz'), ('flat', tmp_path / 'flat')):
+        metric = GenerationMetric(str(tmp_path / name), reference=str(reference),
+                                  inception_weights=inception_weights, save_npz=False)
+        metric.process(None, _samples(noise, [0] * n, range(n)))
+        results[name] = metric.compute_metrics(metric.results)
+    print(results)
+    assert logs == []  # no warning, no error
+    # one torch-fidelity call per run: all three metrics on the local Inception file, no cache
+    assert len(calls) == 2
+    for call in calls:
+        assert {k: call[k] for k in ('isc', 'fid', 'prc', 'feature_extractor',
+                                     'feature_extractor_weights_path', 'isc_splits', 'cache')} \
+            == dict(isc=True, fid=True, prc=True, feature_extractor='inception-v3-compat',
+                    feature_extractor_weights_path=inception_weights, isc_splits=6, cache=False)
+    same, diff = results['self'], results['flat']
+    assert set(same) == {'num_samples', 'fid', 'is_mean', 'is_std', 'precision', 'recall'}
+    assert same['num_samples'] == 6
+    assert abs(same['fid']) < 1e-4 * diff['fid'] and diff['fid'] > 0
+    assert same['precision'] == same['recall'] == 1.0
+    # 6 samples -> 6 splits of one sample each: every split's IS is exactly 1
+    assert same['is_mean'] == pytest.approx(1.0, abs=1e-9) and same['is_std'] < 1e-9
