@@ -63,8 +63,8 @@ class ClassLabelDataset(Dataset):
             class_ids = list(range(num_classes))
         else:
             if isinstance(classes, (str, bytes)) or not len(classes):
-                raise ValueError(f'ClassLabelDataset: classes must be a non-empty list of class ids, '
-                                 f'got {classes!r}.')
+                raise ValueError(f'ClassLabelDataset: classes must be a non-empty list of class '
+                                 f'ids, got {classes!r}.')
             bad = [c for c in classes
                    if isinstance(c, bool) or int(c) != c or not 0 <= int(c) < num_classes]
             if bad:

@@ -82,7 +82,8 @@ def _write_adm_npz(path: str, image_paths: Sequence[str], labels: Optional[np.nd
 
     ``np.savez`` would need all N images in memory (50k x 256^2 x 3 bytes = 9.8 GB); writing the
     ``.npy`` member of the (uncompressed) zip by streaming keeps one image in memory. The result
-    is an ordinary ``.npz`` (``np.load`` and the ADM evaluator's streaming reader read it)."""
+    is an ordinary ``.npz``: its ``arr_0.npy`` holds the bytes ``np.save`` writes (format 1.0
+    header, C order), which ``np.load`` and the ADM evaluator's streaming reader read."""
     first = np.asarray(Image.open(image_paths[0]).convert('RGB'))
     shape = (len(image_paths), *first.shape)
     header = dict(descr=np.lib.format.dtype_to_descr(np.dtype(np.uint8)), fortran_order=False,
@@ -90,7 +91,7 @@ def _write_adm_npz(path: str, image_paths: Sequence[str], labels: Optional[np.nd
     tmp = path + '.part'
     with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED, allowZip64=True) as zf:
         with zf.open('arr_0.npy', 'w', force_zip64=True) as f:
-            np.lib.format.write_array_header_2_0(f, header)
+            np.lib.format.write_array_header_1_0(f, header)  # as np.save
             for p in image_paths:
                 img = np.asarray(Image.open(p).convert('RGB'))
                 if img.shape != first.shape:
