@@ -1,6 +1,8 @@
 from .digits import (DigitsDataset, prepare_digits, write_digit_captions,
                      write_digit_counting_sentences)
 from .sample_photos import SamplePhotoTiles, prepare_sample_photo_tiles
+from .class_labels import ClassLabelDataset
+from .latents import LatentDataset, read_latent_meta
 from .image_text import ImageTextDataset, TokenizeText, WebDatasetImageText, expand_shards
 from .token_streams import *  # noqa: F401,F403 (LVM token windows, shards, special ids)
 from .token_streams import __all__ as _token_streams_all
@@ -10,5 +12,5 @@ from .visual_sentences import __all__ as _visual_sentences_all
 __all__ = [
     'DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
     'ImageTextDataset', 'TokenizeText', 'SamplePhotoTiles', 'prepare_sample_photo_tiles',
-    'WebDatasetImageText', 'expand_shards'
+    'WebDatasetImageText', 'expand_shards', 'ClassLabelDataset', 'LatentDataset', 'read_latent_meta'
 ] + _token_streams_all + _visual_sentences_all

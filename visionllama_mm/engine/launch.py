@@ -94,6 +94,15 @@ def merge_train_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def _default_sample_dirs(cfg: Config) -> None:
+    """A ``GenerationMetric`` without ``out_dir`` writes its samples to ``{work_dir}/samples``
+    (the work dir is only known here, after ``--work-dir`` and the config name are applied)."""
+    evaluators = cfg.get('test_evaluator')
+    for ev in evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]:
+        if isinstance(ev, dict) and ev.get('type') == 'GenerationMetric' and not ev.get('out_dir'):
+            ev['out_dir'] = osp.join(cfg.work_dir, 'samples')
+
+
 def merge_test_args(cfg: Config, args) -> Config:
     """Apply ``tools/test.py``'s flags to ``cfg``."""
     scope = toolbox_of(cfg)
@@ -104,6 +113,7 @@ def merge_test_args(cfg: Config, args) -> Config:
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     unshard_single_process(cfg)
+    _default_sample_dirs(cfg)
     if args.show or args.show_dir:
         hooks = cfg.default_hooks
         if 'visualization' not in hooks:

@@ -179,7 +179,7 @@ class DiTLLaMA(BaseModule):
                              f'{patch_size}.')
         D, heads = arch['embed_dims'], arch['num_heads']
         self.embed_dims, self.patch_size, self.block_type = D, patch_size, block_type
-        self.in_channels = in_channels
+        self.in_channels, self.input_size = in_channels, input_size
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.with_cp = with_cp
         self.x_embedder = nn.Module()
