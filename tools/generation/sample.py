@@ -4,8 +4,8 @@
         [--per-class 1] [--cfg-scale 4.0] [--steps 250] [--seed 0] [--nrow 8] [--out grid.png]
         [--device cpu|cuda] [--cfg-options k=v ...]
 
-CHECKPOINT is a ``tools/train.py`` checkpoint of the config (its ``state_dict`` holds the EMA weights
-when the config trains with the EMA hook) or a released DiT-LLaMA checkpoint converted by
+CHECKPOINT is a ``tools/train.py`` checkpoint of the config (its ``state_dict`` holds the EMA
+weights when the config trains with the EMA hook) or a released DiT-LLaMA checkpoint converted by
 ``tools/model_converters/dit_llama_official.py``. Every key is checked against the config's model.
 ``--steps`` overrides the sampler's step count (DDPM respacing or the SDE / fixed-step ODE grid).
 Each row of the grid is one class (``--per-class`` samples), in the order given.
@@ -44,9 +44,6 @@ def load_model(cfg, checkpoint: str, device: str):
     from visionllama_mm.models.lvm.convert import check_keys
 
     init_default_scope('mmpretrain')
-    if cfg.model.get('type') != 'ClassConditionalDiffusion':
-        raise SystemExit(f'{cfg.filename}: sample.py needs a ClassConditionalDiffusion config, '
-                         f'got model.type={cfg.model.get("type")!r}.')
     model = MODELS.build(cfg.model)
     ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
     sd = ckpt.get('state_dict', ckpt)
@@ -70,20 +67,27 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('model', {}).get('type') != 'ClassConditionalDiffusion':
+        raise SystemExit(f'{args.config}: sample.py needs a ClassConditionalDiffusion config, '
+                         f'got model.type={cfg.get("model", {}).get("type")!r}.')
     if args.cfg_scale is not None:
         cfg.model.cfg_scale = args.cfg_scale
     if args.steps is not None:
         obj = cfg.model.objective
         if obj.type == 'GaussianDiffusion':
             obj.sampling_steps = args.steps
-        else:
-            obj.sampler.num_steps = args.steps
+        else:  # FlowMatching: the SDE / ODE sampler's grid (its default sampler is the SDE)
+            if obj.get('sampler') is None:
+                obj.sampler = dict(mode='sde')
+            obj.sampler['num_steps'] = args.steps
     num_classes = cfg.model.denoiser.get('num_classes', 1000)
     bad = [c for c in args.classes if not 0 <= c < num_classes]
     if bad:
         raise SystemExit(f'--classes {bad}: class ids must lie in [0, {num_classes}).')
     if args.per_class < 1:
         raise SystemExit('--per-class must be >= 1.')
+    if args.nrow is not None and args.nrow < 1:
+        raise SystemExit('--nrow must be >= 1.')
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = load_model(cfg, args.checkpoint, device)
     labels = torch.tensor(args.classes, device=device).repeat_interleave(args.per_class)
