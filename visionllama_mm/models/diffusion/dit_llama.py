@@ -31,8 +31,9 @@ def _round_up(n: int, k: int) -> int:
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: ``x * (1 + scale) + shift`` with (B, C) conditioning on (B, N, C) tokens."""
-    return torch.addcmul(shift.unsqueeze(1), x, 1 + scale.unsqueeze(1))
+    """adaLN: ``x * (1 + scale) + shift`` with (B, C) conditioning on (B, N, C) tokens.
+    (Plain ops: ``torch.addcmul`` measured 25-40% slower forward+backward on the CPU.)"""
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
 def sincos_2d(embed_dims: int, grid: int) -> torch.Tensor:
@@ -110,8 +111,8 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, rope=None) -> torch.Tensor:
         s1, b1, g1, s2, b2, g2 = self.adaLN_modulation(c).chunk(6, dim=-1)
-        x = torch.addcmul(x, g1.unsqueeze(1), self.attn(modulate(self.norm1(x), s1, b1), rope=rope))
-        return torch.addcmul(x, g2.unsqueeze(1), self.mlp(modulate(self.norm2(x), s2, b2)))
+        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), s1, b1), rope=rope)
+        return x + g2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), s2, b2))
 
 
 class FinalLayer(nn.Module):
