@@ -7,7 +7,8 @@ from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.analysis import build_model_from_cfg
-from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
+from visionllama_mm.converters import (AlreadyConvertedError, _is_deit_plain, convert_state_dict,
+                                        detect_kind)
 
 from .conftest import run_python, run_tool
 from .models.backbones.official_plain_reference import OfficialPlainVisionLLaMA
@@ -157,3 +158,28 @@ def test_each_family_tool_refuses_the_other_familys_checkpoint(tmp_path):
     assert proc.returncode != 0
     assert 'a ConvNeXt V2 checkpoint (format timm-convnextv2), not a VisionLLaMA one' in proc.stdout
     assert not dst.exists()
+
+
+def test_dit_llama_checkpoint_is_sent_to_its_own_converter(tmp_path):
+    """An official DiT-LLaMA train.py checkpoint (its SwiGLU and qkv keys are deit-plain's) and a
+    bare DiT state dict are refused naming dit_llama_official.py; nothing is written."""
+    import sys
+
+    from .models.diffusion.official_dit_reference import OfficialDiTLLaMA
+    sd = OfficialDiTLLaMA().state_dict()
+    assert _is_deit_plain(sd)  # what the check before the format detectors is for
+    src, dst = tmp_path / '0400000.pt', tmp_path / 'out.pth'
+    torch.save({'model': sd, 'ema': sd, 'args': argparse.Namespace(num_classes=10)}, src)
+    proc = run_python([sys.executable, 'tools/model_converters/vision_llama_official.py',
+                       str(src), str(dst)])
+    assert proc.returncode != 0 and not dst.exists()
+    assert (f"error: {src}: a DiT-LLaMA checkpoint (its 'ema' weights have t_embedder.mlp.0.weight, "
+            'blocks.0.adaLN_modulation.1.weight): an image-generation denoiser, not a VisionLLaMA, '
+            'ConvNeXt V2 or ViTamin backbone; convert it with '
+            'tools/model_converters/dit_llama_official.py') in proc.stdout, proc.stdout
+    # the original DiT (GELU MLP), released as a bare state dict
+    dit = {k.replace('mlp.c_fc1', 'mlp.fc1').replace('mlp.c_proj', 'mlp.fc2'): v
+           for k, v in sd.items() if 'mlp.c_fc2' not in k}
+    with pytest.raises(ValueError, match=r"^a DiT checkpoint \(its top-level dict has .*"
+                                         r"dit_llama_official\.py$"):
+        detect_kind(dit)

@@ -9,6 +9,7 @@ The checkpoint is loaded with torch.load(weights_only=True) (visionllama_mm.comp
 import argparse
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 
 
 def parse_args():
@@ -45,14 +46,18 @@ def main():
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    # asked before close_runner leaves the process group (after it every process says rank 0)
+    main_process = is_main_process()
     close_runner(runner)  # workers, then the process group: a clean exit on every rank
+
     def plain(v):
         try:
             return round(float(v), 4)  # python and numpy scalars
         except (TypeError, ValueError):
             return v
 
-    print({k: plain(v) for k, v in (metrics or {}).items()})
+    if main_process:  # every rank holds the same metrics; print them once
+        print({k: plain(v) for k, v in (metrics or {}).items()})
 
 
 if __name__ == '__main__':

@@ -7,6 +7,10 @@ timm's ``vitamin_*`` state dicts and the OpenCLIP ViTamin CLIP checkpoints).
 Each released format is recognised from its keys; the key mapping itself lives beside the model it
 targets (``convert_official_*``, ``convert_timm_*``), so tests and ``tools/model_converters/`` share
 one code path.
+DiT / DiT-LLaMA checkpoints (image generation, ``{'model', 'ema', ...}`` or a bare state dict) are
+recognised only to be refused with a message naming their own converter,
+``tools/model_converters/dit_llama_official.py`` (whose SwiGLU keys would otherwise pass for
+``deit-plain``).
 This package's own checkpoints (``tools/train.py`` outputs, converted files) are recognised too and
 refused with :class:`AlreadyConvertedError` ("already a visionllama_mm checkpoint, no conversion
 needed"): they load as they are. So are mmpretrain's released ConvNeXt V2 checkpoints, whose layout
@@ -167,6 +171,25 @@ def _own_vitamin_key(sd: Dict) -> str:
     return ''
 
 
+# DiT (``dit/models.py``) and DiT-LLaMA: timestep embedder and adaLN modulation, which no
+# recognition backbone has. The official train.py saves {'model', 'ema', 'opt', 'args'}; the
+# released sampling checkpoints are bare state dicts.
+_DIT_KEYS = ('t_embedder.mlp.0.weight', 'blocks.0.adaLN_modulation.1.weight')
+
+
+def _dit_checkpoint(ckpt: Dict) -> str:
+    """A description of ``ckpt`` when it is an official DiT / DiT-LLaMA checkpoint, else ''."""
+    for field in ('ema', 'model', ''):
+        weights = ckpt.get(field) if field else ckpt
+        if isinstance(weights, dict):
+            weights = _without_module(weights)
+            if all(k in weights for k in _DIT_KEYS):
+                name = 'DiT-LLaMA' if 'blocks.0.mlp.c_fc1.weight' in weights else 'DiT'
+                where = f'its {field!r} weights have' if field else 'its top-level dict has'
+                return f'a {name} checkpoint ({where} {", ".join(_DIT_KEYS)})'
+    return ''
+
+
 # (name, where the weights sit in the file ('' = the top-level dict), detector on those weights,
 # converter). A format stored in more than one place has one row per place.
 KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
@@ -225,10 +248,17 @@ def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
             ViTamin / CLIP layout: ``stem``, ``transition`` and ``blocks.i.ffn.w12`` under
             ``backbone.``, ``visual.`` or no prefix, or ``visual_proj`` with ``text.blocks``);
             it loads as it is.
-        ValueError: no known format matches; the message shows the first keys.
+        ValueError: no known format matches (the message shows the first keys), or ``ckpt`` is
+            an official DiT / DiT-LLaMA checkpoint (the message names
+            ``tools/model_converters/dit_llama_official.py``, its converter).
     """
     if not isinstance(ckpt, dict):
         raise ValueError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
+    dit = _dit_checkpoint(ckpt)
+    if dit:
+        raise ValueError(
+            f'{dit}: an image-generation denoiser, not a VisionLLaMA, ConvNeXt V2 or ViTamin '
+            'backbone; convert it with tools/model_converters/dit_llama_official.py')
     for name, field, detect, _ in KINDS:
         weights = ckpt.get(field, None) if field else ckpt
         if isinstance(weights, dict) and detect(weights):
