@@ -134,6 +134,8 @@ def test_errors():
     model = DiTLLaMA(arch=TINY, input_size=8, block_type='dit')
     with pytest.raises(ValueError, match=r'expected \(B, 4, H, W\) with H, W multiples of 2'):
         model(torch.randn(1, 4, 7, 8), torch.zeros(1), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'expected \(B, 4, H, W\) .*got \(1, 3, 8, 8\)'):
+        model(torch.randn(1, 3, 8, 8), torch.zeros(1), torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match='fixed 16-token position embedding; got a 5x4 grid'):
         model(torch.randn(1, 4, 10, 8), torch.zeros(1), torch.zeros(1, dtype=torch.long))
 
