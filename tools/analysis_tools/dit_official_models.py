@@ -1,6 +1,6 @@
 """Reference factory for ``benchmark.py`` on DiT-LLaMA configs: the official DiT-LLaMA layout
-(``dit/models.py``: complex 2-D RoPE rebuilt from the token count in every attention call, a
-complex multiply, separate ``c_fc1``/``c_fc2``/``c_proj``, explicit softmax attention) at the
+(``dit/models.py``: the complex 2-D RoPE table rebuilt when the token count changes, a complex
+multiply, separate ``c_fc1``/``c_fc2``/``c_proj``, ``F.scaled_dot_product_attention``) at the
 config's sizes, from the independent re-implementation the parity tests use
 (``tests/models/diffusion/official_dit_reference.py``).
 

@@ -7,25 +7,30 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 # the same official RoPE and SwiGLU as the supervised model (spec §2.1, §7)
 from ..backbones.official_plain_reference import _freqs_cis, _Mlp, _rotate
 
 
 class Attn(nn.Module):
+    """The official ``RAttention``: the complex table is rebuilt when the token count changes
+    (kept otherwise), q/k rotated by complex multiplication, then ``F.scaled_dot_product_attention``."""
+
     def __init__(self, dim, heads):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
+        self.cis = None
 
     def forward(self, x):
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).unbind(2)
-        cis = _freqs_cis(C // self.heads, N, use_cls=False)  # rebuilt from N, as officially
-        q, k = _rotate(q, cis), _rotate(k, cis)
-        a = (q.transpose(1, 2) @ k.transpose(1, 2).transpose(-1, -2)) / math.sqrt(C // self.heads)
-        x = a.softmax(-1) @ v.transpose(1, 2)
+        if self.cis is None or self.cis.shape[0] != N or self.cis.device != x.device:
+            self.cis = _freqs_cis(C // self.heads, N, use_cls=False).to(x.device)
+        q, k = _rotate(q, self.cis), _rotate(k, self.cis)
+        x = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
