@@ -163,7 +163,7 @@ def load_checkpoint_file(filename: str, map_location=None, extra_safe_globals=()
                       lines[0] if lines else repr(err))
         raise RuntimeError(
             f'Refusing to load {filename}: it holds Python objects that are not plain data and '
-            f'torch.load(weights_only=True) rejects them: {reason}. visionllama_mm never '
+            f'torch.load(weights_only=True) rejects them: {reason.rstrip(".")}. visionllama_mm never '
             'unpickles code from a checkpoint. Save the weights as {"state_dict": ...} (tensors '
             'only) or convert a released checkpoint with tools/model_converters/.') from err
     except (EOFError, RuntimeError) as err:
