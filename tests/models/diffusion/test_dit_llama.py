@@ -180,3 +180,22 @@ def test_classifier_free_guidance():
         torch.testing.assert_close(out[:, 4:], cond[:, 4:])
     with pytest.raises(ValueError, match='no null class'):
         DiTLLaMA(arch=TINY, input_size=8, class_dropout_prob=0.).forward_with_cfg(x, t, y, 4.0)
+
+
+def test_dit_block_position_embedding_is_dits_table():
+    """block_type='dit': DiT's (MAE's) numpy float64 table: for raster token (i, j) the first half
+    encodes the column j, the second the row i, each as [sin, cos] over 10000^(-k / (D / 4))."""
+    import numpy as np
+    D, g = 64, 4
+    omega = 1. / 10000**(np.arange(D // 4, dtype=np.float64) / (D / 4))
+
+    def axis(pos):
+        out = np.outer(pos, omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    rows, cols = np.divmod(np.arange(g * g), g)
+    expected = np.concatenate([axis(cols), axis(rows)], axis=1).astype(np.float32)
+    model = DiTLLaMA(arch=dict(embed_dims=D, depth=1, num_heads=2), patch_size=2, input_size=2 * g,
+                     block_type='dit')
+    assert model.pos_embed.shape == (1, g * g, D)
+    np.testing.assert_allclose(model.pos_embed[0].numpy(), expected, atol=2e-6)
