@@ -132,6 +132,25 @@ def _time(fn, iters: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def best_times(runners, precisions: Sequence[str], iters: int, warmup: int, repeats: int,
+               device: torch.device) -> Dict[tuple, float]:
+    """Time ``runners`` ``[(name, precision, mode, fn)]`` (mode ``'fwd'`` or ``'fwd+bwd'``)
+    alternately after ``warmup`` calls each: ``{(name, precision, mode): best seconds for
+    iters calls}`` over ``repeats`` rounds."""
+    for *_, fn in runners:  # warm-up (also builds RoPE caches, oneDNN/cuDNN plans)
+        for _ in range(warmup):
+            fn()
+    best = {}
+    for _ in range(repeats):
+        for precision in precisions:
+            for mode in ('fwd', 'fwd+bwd'):
+                for name, p, m, fn in runners:
+                    if (p, m) == (precision, mode):
+                        seconds = _time(fn, iters, device)
+                        best[name, p, m] = min(best.get((name, p, m), float('inf')), seconds)
+    return best
+
+
 def load_reference_file(path: str):
     """Import a user's python file of model factories (e.g. an official repository's
     ``models.py``) as a module.
@@ -269,17 +288,7 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
             runners.append((name, precision, 'fwd', forward))
             runners.append((name, precision, 'fwd+bwd', train_step))
 
-    for *_, fn in runners:  # warm-up (also builds RoPE caches, oneDNN/cuDNN plans)
-        for _ in range(warmup):
-            fn()
-    best = {}
-    for _ in range(repeats):
-        for precision in precisions:
-            for mode in ('fwd', 'fwd+bwd'):
-                for name, p, m, fn in runners:
-                    if (p, m) == (precision, mode):
-                        seconds = _time(fn, iters, device)
-                        best[name, p, m] = min(best.get((name, p, m), float('inf')), seconds)
+    best = best_times(runners, precisions, iters, warmup, repeats, device)
     rows = []
     for name, model in models:
         row = dict(name=name, params=sum(p.numel() for p in model.parameters()))

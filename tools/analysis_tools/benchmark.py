@@ -134,7 +134,7 @@ def benchmark_denoisers(models, batch_size: int, size: int, in_channels: int, nu
     (precision, mode) timed for every model in turn, best of ``repeats`` rounds.
     Returns one dict per model: ``name``, ``params``, ``'{precision} fwd'`` / ``'... fwd+bwd'``.
     """
-    from visionllama_mm.analysis import _DTYPES, _time
+    from visionllama_mm.analysis import _DTYPES, best_times
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, in_channels, size, size, generator=g).to(device)
     t = torch.randint(0, 1000, (batch_size, ), generator=g).to(device)
@@ -159,17 +159,7 @@ def benchmark_denoisers(models, batch_size: int, size: int, in_channels: int, nu
                 model.zero_grad(set_to_none=True)
 
             runners += [(name, precision, 'fwd', forward), (name, precision, 'fwd+bwd', train_step)]
-    for *_, fn in runners:  # warm-up (RoPE caches, oneDNN / cuDNN plans)
-        for _ in range(warmup):
-            fn()
-    best = {}
-    for _ in range(repeats):
-        for precision in precisions:
-            for mode in ('fwd', 'fwd+bwd'):
-                for name, p, m, fn in runners:
-                    if (p, m) == (precision, mode):
-                        seconds = _time(fn, iters, device)
-                        best[name, p, m] = min(best.get((name, p, m), float('inf')), seconds)
+    best = best_times(runners, precisions, iters, warmup, repeats, device)
     return [dict(name=name, params=sum(p.numel() for p in model.parameters()),
                  **{f'{p} {m}': batch_size * iters / best[name, p, m]
                     for p in precisions for m in ('fwd', 'fwd+bwd')})
