@@ -15,6 +15,7 @@ from PIL import Image
 import visionllama_mm  # noqa: F401
 from visionllama_mm.datasets import (LVM_BOS, LVM_EOS, PackedTokenDataset, TokenStream,
                                      VisualSentenceDataset)
+from visionllama_mm.datasets.checks import weights_checksum
 
 from ..conftest import REPO, run_tool
 
@@ -102,7 +103,7 @@ def test_tokenize_matches_the_tokenizer_and_resumes(data, tmp_path):
     assert meta['tokens_per_image'] == 64 and meta['codebook'] == 256
     assert meta['num_sentences'] == 7 and meta['num_tokens'] == sum(e.size + 2 for e in expected)
     assert meta['tokenizer'] == f'{type(tokenizer).__name__}:sha256:' \
-        f'{tool.weights_checksum(tokenizer)}'
+        f'{weights_checksum(tokenizer)}'
     assert [e.size // 64 for e in expected] == [3, 4, 6, 1, 3, 4, 4]
     packed = PackedTokenDataset(str(out), context_length=64)
     assert len(packed) == (meta['num_tokens'] - 1) // 64

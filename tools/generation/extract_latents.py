@@ -26,7 +26,6 @@ interrupted run (number or size of the images, dataset type, classes, VAE weight
 """
 import argparse
 import copy
-import hashlib
 import json
 import os
 import os.path as osp
@@ -94,17 +93,6 @@ def deterministic_pipeline(dataset_cfg: dict, where: str) -> list:
     return removed
 
 
-def weights_sha256(module) -> str:
-    """sha256 over a module's state dict (names, shapes, dtypes, values), 16 hex digits."""
-    import torch
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f'{name}:{tuple(tensor.shape)}:{tensor.dtype};'.encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _settings(meta: dict) -> dict:
     """What must not change when resuming: everything in ``meta.json`` but the completion flag
     and the paths (the same config or weights may be reached by another path)."""
@@ -134,6 +122,7 @@ def main(argv=None):
     from torch.utils.data import DataLoader, Subset
 
     import visionllama_mm  # noqa: F401 (registers the package's classes)
+    from visionllama_mm.datasets.checks import weights_checksum
     from visionllama_mm.datasets.latents import LABELS_FILE, LATENTS_FILE, META_FILE
     from visionllama_mm.models.diffusion import vae as _vae  # noqa: F401 (StableDiffusionVAE)
 
@@ -181,7 +170,7 @@ def main(argv=None):
     views = 2 if args.hflip else 1
     shape = (channels, height // factor, width // factor)
     meta = dict(count=n, views=views, shape=list(shape), dtype='float16', scale=vae.scale,
-                vae=vae_cfg['path'], vae_sha256=weights_sha256(vae),
+                vae=vae_cfg['path'], vae_sha256=weights_checksum(vae),
                 image_size=[int(height), int(width)],
                 source=dict(config=args.config, split=args.split,
                             dataset=_type_name(dataset_cfg), removed_transforms=removed),

@@ -71,17 +71,6 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def weights_checksum(module) -> str:
-    """sha256 over the state dict (names, shapes, dtypes, values), first 16 hex digits."""
-    import torch
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f'{name}:{tuple(tensor.shape)}:{tensor.dtype};'.encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def tokenizer_config(cfg):
     """The tokenizer's config dict inside a config (see the module docstring)."""
     if cfg.get('tokenizer'):
@@ -104,6 +93,7 @@ def build_tokenizer(config: str, checkpoint, seed: int, device: str):
 
     import visionllama_mm  # noqa: F401 (registers VQGANTokenizer)
     from visionllama_mm.compat import load_checkpoint_file
+    from visionllama_mm.datasets.checks import weights_checksum
     from visionllama_mm.models.lvm.convert import check_keys
 
     cfg = Config.fromfile(config)

@@ -9,12 +9,13 @@ Both are run by :class:`visionllama_mm.engine.runner.Runner` (``tools/train.py``
 ``tools/test.py``) on every dataset it builds; :class:`~visionllama_mm.datasets.DigitsDataset`
 also checks its own annotation file.
 """
+import hashlib
 import os.path as osp
 from typing import Iterator, Optional
 
 import numpy as np
 
-__all__ = ['check_annotation_file', 'check_dataset_cfg', 'check_labels']
+__all__ = ['check_annotation_file', 'check_dataset_cfg', 'check_labels', 'weights_checksum']
 
 
 def check_annotation_file(path: str, dataset: str = 'dataset') -> None:
@@ -107,3 +108,15 @@ def check_labels(dataset, num_classes: int, where: str = 'dataset') -> None:
             f'num_classes={num_classes} (labels 0..{num_classes - 1}){at}, {sample}; '
             f'{bad.size} of {labels.size} samples have such labels (largest {int(labels.max())}). '
             'Fix the annotation file, or num_classes in the model (head and data_preprocessor).')
+
+
+def weights_checksum(module) -> str:
+    """sha256 over a module's state dict (names, shapes, dtypes, values), first 16 hex digits:
+    the fingerprint data files record of the frozen model that wrote them (a tokenizer, a VAE)."""
+    import torch
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f'{name}:{tuple(tensor.shape)}:{tensor.dtype};'.encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
