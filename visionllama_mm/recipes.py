@@ -10,7 +10,8 @@ its optimizer with the config's own constructor, and compares field by field.
 any difference that is not declared.
 
 The file holds ``rows`` (a list of entries) and ``other_configs`` (``{config: why it stands for
-no paper row}``). An entry::
+no paper row}``); top-level keys starting with ``x-`` hold YAML anchors that entries share (merged
+with ``<<: *name``). An entry::
 
     - config: visionllama-plain-small-p16_8xb256-800e_in1k.py   # relative to the yml's folder
       row: "Table 2, VisionLLaMA-S: 81.6 top-1"
@@ -38,6 +39,7 @@ Values compare with a relative tolerance of 1e-6 for numbers, as lists for lists
 as subsets for dicts (the keys the record gives must match).
 """
 import importlib
+import logging
 import math
 import os.path as osp
 import re
@@ -45,6 +47,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger
 
 __all__ = ['load_records', 'resolve_key', 'effective_param_settings', 'check_entry',
            'format_markdown', 'COMPUTED', 'MISSING']
@@ -67,9 +70,12 @@ def load_records(path: str, with_others: bool = False):
     """
     with open(path) as f:
         data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict) or set(data) - {'rows', 'other_configs'}:
-        raise ValueError(f'{path}: expected a mapping with "rows" (a list of entries) and '
-                         f'"other_configs", got {type(data).__name__}')
+    extra = {k for k in data if not str(k).startswith('x-')} - {'rows', 'other_configs'} \
+        if isinstance(data, dict) else None
+    if extra is None or extra:
+        raise ValueError(f'{path}: expected a mapping with "rows" (a list of entries), '
+                         f'"other_configs" and YAML anchors under "x-..." keys; got '
+                         f'{sorted(extra) if extra else type(data).__name__}')
     entries, others = data.get('rows') or [], data.get('other_configs') or {}
     folder = osp.dirname(osp.abspath(path))
     for i, entry in enumerate(entries):
@@ -246,21 +252,32 @@ def effective_param_settings(cfg: Config, names=None) -> Dict[str, Dict[str, flo
     optimizer that the config's ``optim_wrapper`` builds (its constructor and ``paramwise_cfg``).
 
     The model is built on the meta device. An AMP wrapper is built as a plain ``OptimWrapper``
-    (the parameter groups do not depend on it; AMP itself needs a GPU).
+    (the parameter groups do not depend on it; AMP itself needs a GPU). A parameter that does not
+    require gradients when the model is built (a locked tower) is reported with ``lr_mult`` 0 and
+    ``weight_decay`` 0, whatever group holds it: the optimizer never updates or decays it.
     """
     from mmengine.registry import DefaultScope
     model, scope = _build_model_meta(cfg)
     wrapper_cfg = cfg.optim_wrapper.copy()
+    # as mmengine's build_optim_wrapper: the constructor's own keys are not the wrapper's
+    constructor_type = wrapper_cfg.pop('constructor', 'DefaultOptimWrapperConstructor')
+    paramwise_cfg = wrapper_cfg.pop('paramwise_cfg', None)
     if wrapper_cfg.get('type') == 'AmpOptimWrapper':
         for key in ('loss_scale', 'dtype', 'use_fsdp'):
             wrapper_cfg.pop(key, None)
         wrapper_cfg.type = 'OptimWrapper'
-    with DefaultScope.overwrite_default_scope(scope):
-        registry = importlib.import_module(f'{scope}.registry')
-        constructor = registry.OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-            type=wrapper_cfg.get('constructor', 'DefaultOptimWrapperConstructor'),
-            optim_wrapper_cfg=wrapper_cfg, paramwise_cfg=wrapper_cfg.get('paramwise_cfg')))
-        optimizer = constructor(model).optimizer
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the constructors log one line per parameter
+    try:
+        with DefaultScope.overwrite_default_scope(scope):
+            registry = importlib.import_module(f'{scope}.registry')
+            constructor = registry.OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+                type=constructor_type, optim_wrapper_cfg=wrapper_cfg,
+                paramwise_cfg=paramwise_cfg))
+            optimizer = constructor(model).optimizer
+    finally:
+        logger.setLevel(level)
     base_lr, base_wd = optimizer.defaults['lr'], optimizer.defaults.get('weight_decay', 0.0)
     by_id = {}
     for group in optimizer.param_groups:
@@ -271,7 +288,10 @@ def effective_param_settings(cfg: Config, names=None) -> Dict[str, Dict[str, flo
     out = {}
     for name, p in model.named_parameters():
         if wanted is None or name in wanted:
-            out[name] = by_id.get(id(p), dict(lr_mult=None, weight_decay=None))
+            if not p.requires_grad:  # frozen (e.g. a locked tower): never updated nor decayed
+                out[name] = dict(lr_mult=0.0, weight_decay=0.0)
+            else:
+                out[name] = by_id.get(id(p), dict(lr_mult=None, weight_decay=None))
     return out
 
 
