@@ -1,11 +1,15 @@
 # Fine-tuning the FCMAE-pre-trained ConvNeXt V2-Huge on ImageNet-1k, 50 epochs
-# (paper Table 11; top-1 86.3 after 1600 pre-training epochs, Table 14). Recipe, spec §2.6:
+# (paper Table 11; top-1 86.3 after 1600 pre-training epochs, Table 14). Official recipe
+# (ConvNeXt-V2 TRAINING.md, main_finetune.py):
 # AdamW (0.9, 0.999), lr = blr 0.00125 x 1024 / 256 = 0.005 (32 GPUs x 32), wd 0.05,
 # layer decay 'single' 0.75, 10 warm-up epochs then cosine to 1e-6 (x each group's
 # layer-decay scale, as the official schedule), label smoothing 0.1, Mixup 0.8 / CutMix
 # 1.0, drop path 0.3, head init x0.001, EMA 0.9999 (evaluated), AMP, RandAugment
 # rand-m9-mstd0.5-inc1 + random erasing 0.25, test resize 256 / crop 224 bicubic (inherited).
 # No weight decay on biases and 1-D parameters (norms, GRN gamma/beta): the constructor's default.
+# Seed 0, offset by the rank (the official `--seed 0`, seeded `seed + rank`).
+# Warm-up starts at 1e-6 x lr: the official schedule starts at 0, which mmengine's LinearLR
+# (a multiplicative update) cannot start from.
 # mmpretrain's convnext-v2 config (made for converted weights) differs in: no layer decay, head
 # init std .02, cosine to 1e-5, lr 2.5e-3, 100 epochs, 20 warm-up epochs, drop path 0.1.
 # Layer decay: the paper (App. A.2) uses group-wise decay for Base and Large only, the
@@ -49,5 +53,8 @@ param_scheduler = [
          end=50, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=50, val_interval=1)
+randomness = dict(seed=0, diff_rank_seed=True)
+# the official loader drops the last incomplete batch of each epoch
+train_dataloader = dict(drop_last=True)
 # EMA 0.9999, validated and tested with the EMA weights (mmpretrain's EMAHook, as the stock config)
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]

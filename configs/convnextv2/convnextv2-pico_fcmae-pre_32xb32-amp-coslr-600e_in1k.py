@@ -1,11 +1,13 @@
 # Fine-tuning the FCMAE-pre-trained ConvNeXt V2-Pico on ImageNet-1k, 600 epochs
-# (paper Table 9; top-1 80.3 after 800 pre-training epochs, Table 14). Recipe, spec §2.6:
+# (paper Table 9; top-1 80.3 after 800 pre-training epochs, Table 14). Official recipe
+# (ConvNeXt-V2 TRAINING.md, main_finetune.py):
 # AdamW (0.9, 0.999), lr = blr 0.0002 x 1024 / 256 = 0.0008 (32 GPUs x 32), wd 0.3,
 # layer decay 'single' 0.9, 0 warm-up epochs then cosine to 1e-6 (x each group's
 # layer-decay scale, as the official schedule), label smoothing 0.2, Mixup 0.3 / CutMix
 # 0.3, drop path 0.0, head init x0.001, EMA 0.9999 (evaluated), AMP, RandAugment
 # rand-m9-mstd0.5-inc1 + random erasing 0.25, test resize 256 / crop 224 bicubic (inherited).
 # No weight decay on biases and 1-D parameters (norms, GRN gamma/beta): the constructor's default.
+# Seed 0, offset by the rank (the official `--seed 0`, seeded `seed + rank`).
 # mmpretrain's convnext-v2 config (made for converted weights) differs in: no layer decay, head
 # init std .02, cosine to 1e-5, label smoothing 0.1, drop path 0.1, no Mixup/CutMix.
 # The FCMAE checkpoint (our `fcmae_convnextv2-*` run's epoch_N.pth, or an official one converted

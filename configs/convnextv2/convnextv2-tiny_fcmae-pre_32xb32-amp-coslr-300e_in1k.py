@@ -1,11 +1,15 @@
 # Fine-tuning the FCMAE-pre-trained ConvNeXt V2-Tiny on ImageNet-1k, 300 epochs
-# (paper Table 10; top-1 83.0 after 800 pre-training epochs, Table 14). Recipe, spec §2.6:
+# (paper Table 10; top-1 83.0 after 800 pre-training epochs, Table 14). Official recipe
+# (ConvNeXt-V2 TRAINING.md, main_finetune.py):
 # AdamW (0.9, 0.999), lr = blr 0.0008 x 1024 / 256 = 0.0032 (32 GPUs x 32), wd 0.05,
 # layer decay 'single' 0.9, 40 warm-up epochs then cosine to 1e-6 (x each group's
 # layer-decay scale, as the official schedule), label smoothing 0.1, Mixup 0.8 / CutMix
 # 1.0, drop path 0.2, head init x0.001, EMA 0.9999 (evaluated), AMP, RandAugment
 # rand-m9-mstd0.5-inc1 + random erasing 0.25, test resize 256 / crop 224 bicubic (inherited).
 # No weight decay on biases and 1-D parameters (norms, GRN gamma/beta): the constructor's default.
+# Seed 0, offset by the rank (the official `--seed 0`, seeded `seed + rank`).
+# Warm-up starts at 1e-6 x lr: the official schedule starts at 0, which mmengine's LinearLR
+# (a multiplicative update) cannot start from.
 # mmpretrain's convnext-v2 config (made for converted weights) differs in: no layer decay, head
 # init std .02, cosine to 1e-5, label smoothing 0.2.
 # The FCMAE checkpoint (our `fcmae_convnextv2-*` run's epoch_N.pth, or an official one converted
@@ -47,5 +51,8 @@ param_scheduler = [
          end=300, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
+randomness = dict(seed=0, diff_rank_seed=True)
+# the official loader drops the last incomplete batch of each epoch
+train_dataloader = dict(drop_last=True)
 # EMA 0.9999, validated and tested with the EMA weights (mmpretrain's EMAHook, as the stock config)
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]

@@ -1,6 +1,7 @@
 # FCMAE pre-training of ConvNeXt V2-Femto on ImageNet-1k, 800 epochs; IN-1k fine-tuned top-1 of the
 # released model: 78.5 (paper Table 14; Table 8 says "800 or 1600" pre-training epochs).
-# Recipe (spec §2.5): see the base file.
+# Recipe (official main_pretrain.py / TRAINING.md): see the base file; the warm-up starts at 1e-9
+# x lr (the official one at 0, which mmengine's LinearLR cannot start from).
 _base_ = ['./_base_/fcmae_convnextv2_8xb64-accum8-coslr-800e_in1k.py']
 
 model = dict(backbone=dict(arch='femto'), neck=dict(in_channels=384))

@@ -1,5 +1,7 @@
 # FCMAE pre-training of ConvNeXt V2-Large, 1600 epochs (the released weights; fine-tuned
-# IN-1k top-1 85.8, paper Table 14). Same warm-up (40 epochs), cosine over the rest.
+# IN-1k top-1 85.8, paper Table 14). Same warm-up (40 epochs), cosine over the rest;
+# the warm-up starts at 1e-9 x lr (the official one at 0, which mmengine's LinearLR cannot start
+# from).
 _base_ = ['./fcmae_convnextv2-large_8xb64-accum8-coslr-800e_in1k.py']
 
 param_scheduler = [

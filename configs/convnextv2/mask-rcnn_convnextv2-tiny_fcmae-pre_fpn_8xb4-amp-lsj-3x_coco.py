@@ -6,14 +6,19 @@
 # from "the final model weights from ImageNet-1K pre-training" (mmdet's ConvNeXt-V2 project
 # reproduced 52.9 box AP for Base from the FCMAE pre-training checkpoint, so that is the default
 # here; a fine-tuned classifier checkpoint loads the same way). mmdet's ConvNeXt Mask R-CNN 3x
-# config with the backbone swapped and the paper's changes: LSJ 1024 (0.1-2.0) instead of
-# multi-scale crop, batch 8 x 4 = 32, soft-NMS in the R-CNN test; kept from the stock config: AdamW
-# lr 1e-4 wd 0.05, layer decay 0.95 (in the sweep), steps at epochs 27/33, 1000 warm-up iterations,
+# config (which follows the official ConvNeXt (V1) detection config
+# object_detection/configs/convnext/mask_rcnn_convnext_tiny_*_adamw_3x_coco_in1k.py) with the
+# backbone swapped and the paper's changes and the official warm-up: LSJ 1024 (0.1-2.0) instead of
+# multi-scale crop, batch 8 x 4 = 32, soft-NMS in the R-CNN test, 500 linear warm-up iterations from
+# 0.001 x lr (the official mmdet 2.x schedule_1x's; mmdet 3.x's stock config has 1000); kept from
+# the stock config: AdamW lr 1e-4 wd 0.05, layer decay 0.95 (in the sweep), steps at epochs 27/33,
 # AMP; drop path 0.4 (in the sweep, mmdet's project value). Layer decay: the package's
-# LayerwiseDecayOptimWrapperConstructor with the backbone's 'group' numbering, the grouping mmdet's
-# stock 'layer_wise' ConvNeXt decay uses. Checkpoint: FCMAE pre-training
-# (fcmae_convnextv2-tiny_*.py) loaded by init_cfg with prefix='backbone.' (every stage loads; the
-# per-stage output norms `norm0`-`norm3` are fresh).
+# LayerwiseDecayOptimWrapperConstructor with the backbone's 'group' numbering, the official V1
+# detection code's 'layer_wise' grouping (layer_decay_optimizer_constructor.py: 12 groups, 6 for
+# Tiny), which mmdet's stock ConvNeXt decay also uses; no weight decay on biases and 1-D parameters
+# (norms, GRN gamma/beta). Checkpoint: FCMAE pre-training (fcmae_convnextv2-tiny_*.py) loaded by
+# init_cfg with prefix='backbone.' (every stage loads; the per-stage output norms `norm0`-`norm3`
+# are fresh).
 # Everything but the size is the Base config's.
 _base_ = ['./mask-rcnn_convnextv2-base_fcmae-pre_fpn_8xb4-amp-lsj-3x_coco.py']
 

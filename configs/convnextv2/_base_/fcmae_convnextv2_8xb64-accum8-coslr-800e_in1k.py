@@ -1,5 +1,5 @@
-# FCMAE pre-training on ImageNet-1k, shared by every size (spec convnextv2.md §2.5; paper Table 8;
-# official main_pretrain.py / TRAINING.md). The size files set `model.backbone.arch` and the
+# FCMAE pre-training on ImageNet-1k, shared by every size (paper Table 8; official
+# ConvNeXt-V2 main_pretrain.py / TRAINING.md). The size files set `model.backbone.arch` and the
 # decoder's `in_channels` (the last stage's width) only.
 # - model: sparse ConvNeXt V2 encoder (60% of the 32x32-px cells hidden, no drop path), decoder =
 #   1x1 proj to 512 + mask token + one ConvNeXt V2 block + 1x1 pred of 32*32*3, normalised-pixel
@@ -10,7 +10,10 @@
 # - weight decay as the official timm `add_weight_decay`: none for biases and 1-D parameters
 #   (LayerNorm), but the official sparse GRN gamma/beta are (1, C) tensors and *are* decayed; ours
 #   are (C,), so `.grn.` is decayed explicitly. The mask token (1, 512, 1, 1) is decayed too.
-# - 40 warm-up epochs (linear, per iteration, from ~0), then half-cycle cosine to 0 at epoch 800.
+# - 40 warm-up epochs (linear, per iteration), then half-cycle cosine to 0 at epoch 800. The
+#   warm-up starts at 1e-9 x lr: the official schedule starts at 0, which mmengine's LinearLR (a
+#   multiplicative update) cannot start from.
+# - seed 0, offset by the rank (the official `--seed 0`, seeded `seed + rank`).
 # - RandomResizedCrop(224, scale (0.2, 1.0), bicubic) + horizontal flip, ImageNet normalisation
 #   (mmpretrain's MAE pipeline); images must be square multiples of 32.
 # - fp32: the official pre-training runs no autocast.
