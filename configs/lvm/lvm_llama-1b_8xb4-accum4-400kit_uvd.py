@@ -1,9 +1,13 @@
-# LVM decoder LVM-1B = vqlm_1b (hidden 2048, intermediate 5504, 22 layers, 16 heads;
-# 1.15B parameters), spec §3.2, trained with the recipe of spec §3.3 (_base_/lvm_uvd_runtime.py):
-# 32 sequences of 4096 tokens per micro-step, 4 micro-steps per update, 400K micro-steps.
+# LVM decoder vqlm_1b (EasyLM/models/llama/llama_model.py:100-119: hidden 2048, intermediate 5504,
+# 22 layers, 16 heads; 1.15B parameters; LVM-1B of the paper's scaling study), trained with the
+# official recipe (README.md:57-86 of github.com/ytongbai/LVM with EasyLM's defaults;
+# _base_/lvm_uvd_runtime.py): 32 sequences of 4096 tokens per micro-step, 4 micro-steps per update,
+# 400K micro-steps.
 # 1B parameters and up: sharded data parallel (FSDP, bf16 compute; _base_/lvm_fsdp.py).
 # Activations at 4 x 4096 tokens per GPU (~34 bytes x tokens x hidden per block in bf16) fit an
 # 80 GB GPU without checkpointing.
+# Deviation from the official recipe (configs/lvm/recipes.yml): the warm-up starts at lr 1.5e-12,
+# where the official starts at 0 (mmengine's LinearLR cannot start from 0).
 _base_ = ['./_base_/lvm_fsdp.py']
 
 model = dict(backbone=dict(arch='1b'))

@@ -1,8 +1,13 @@
-# LVM decoder LVM-300M = vqlm_300m (hidden 1024, intermediate 2688, 22 layers, 8 heads;
-# 291M parameters), spec §3.2, trained with the recipe of spec §3.3 (_base_/lvm_uvd_runtime.py):
-# 32 sequences of 4096 tokens per micro-step, 4 micro-steps per update, 400K micro-steps.
+# LVM decoder vqlm_300m (EasyLM/models/llama/llama_model.py:60-79: hidden 1024, intermediate 2688,
+# 22 layers, 8 heads; 291M parameters; LVM-300M of the paper's scaling study), trained with the
+# official recipe (README.md:57-86 of github.com/ytongbai/LVM with EasyLM's defaults;
+# _base_/lvm_uvd_runtime.py): 32 sequences of 4096 tokens per micro-step, 4 micro-steps per update,
+# 400K micro-steps.
 # Below 1B parameters: DDP (the Runner's default wrapper), bf16 autocast with fp32 parameters
-# (spec §3.3). Activations at 4 x 4096 tokens per GPU fit without checkpointing.
+# (the official --dtype='bf16', README.md:62). Activations at 4 x 4096 tokens per GPU fit without
+# checkpointing.
+# Deviation from the official recipe (configs/lvm/recipes.yml): the warm-up starts at lr 1.5e-12,
+# where the official starts at 0 (mmengine's LinearLR cannot start from 0).
 _base_ = ['./_base_/lvm_uvd_runtime.py']
 
 model = dict(backbone=dict(arch='300m'))

@@ -47,7 +47,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Perplexity')
 test_evaluator = val_evaluator
 
-# spec §3.3 optimiser (AdamW, betas 0.9/0.95, weight decay 0.1 on every parameter, clip 1.0) at
+# the official optimiser (AdamW, betas 0.9/0.95, weight decay 0.1 on every parameter, clip 1.0) at
 # a toy-scale lr and schedule
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1),

@@ -1,4 +1,5 @@
-"""The LVM pre-training configs, one per decoder size (spec §3.2), with the recipe of spec §3.3.
+"""The LVM pre-training configs, one per decoder size of the official LLAMA_STANDARD_CONFIGS, with
+the official recipe (the README's training example with EasyLM's defaults).
 
 Every config builds at its real size on the meta device with exactly
 ``LLaMADecoder.num_params(size)`` parameters; the optimiser, precision, data, loop and checkpoint
@@ -34,7 +35,8 @@ NAME = re.compile(r'lvm_llama-(\w+?)_(\d+)xb(\d+)-accum4-400kit_uvd\.py')
 CONFIGS = {NAME.fullmatch(osp.basename(p)).group(1): p
            for p in sorted(glob.glob(osp.join(REPO, 'configs/lvm/lvm_llama-*_uvd.py')))}
 
-# spec §3.3, in updates u: 0 -> 1.5e-4 over 8000, cosine to 3e-5 at 288000 (from 0), then flat
+# the official schedule in updates u: 0 -> 1.5e-4 over 8000, cosine to 3e-5 at 288000 (from 0),
+# then flat
 PEAK, END, WARMUP, DECAY, ACCUM = 1.5e-4, 3e-5, 8000, 288000, 4
 
 CODES, VOCAB, CONTEXT = 48, 64, 32  # the tiny runs
@@ -62,7 +64,7 @@ def test_one_config_per_size_with_the_official_global_batch():
 
 
 @pytest.mark.parametrize('size', SIZES)
-def test_builds_at_real_size_with_the_spec_parameter_count(size):
+def test_builds_at_real_size_with_the_official_parameter_count(size):
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     cfg = _cfg(size)
@@ -98,7 +100,8 @@ def test_recipe_fields(size):
     checkpoint = {k: v for k, v in cfg.default_hooks.checkpoint.items() if k != '_scope_'}
     assert checkpoint == dict(type='CheckpointHook', by_epoch=False, interval=1000,
                               max_keep_ckpts=1)
-    assert cfg.model.loss_norm == 'row'  # spec §3.3: mean per row, then over rows
+    assert cfg.model.loss_norm == 'row'  # EasyLM: mean per row, then over rows
+    assert cfg.randomness.seed == 42  # EasyLM's default seed
     assert (cfg.model.num_codes, cfg.model.bos_id, cfg.model.eos_id) == (8192, 8192, 8193)
     for split, root in (('train', 'data/uvd/tokens'), ('val', 'data/uvd/val_tokens'),
                         ('test', 'data/uvd/val_tokens')):
@@ -111,7 +114,8 @@ def test_recipe_fields(size):
 
 
 def test_weight_decay_on_every_parameter():
-    """No norm / embedding exclusion (spec §3.3): one group, every parameter, decay 0.1."""
+    """No norm / embedding exclusion (EasyLM's decay mask excludes nothing): one group, every
+    parameter, decay 0.1."""
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS

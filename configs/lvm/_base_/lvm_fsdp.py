@@ -6,9 +6,11 @@
 #   with gradient clipping by the norm of the whole gradient (mmengine's OptimWrapper would clip
 #   each rank's shard by its own norm) and strict checkpoint loading; see
 #   visionllama_mm/engine/fsdp.py. One FSDP unit per decoder block (TransformerBlock).
-# * precision (spec §3.3: bf16 compute, fp32 parameters): FSDP's mixed precision computes with bf16
-#   copies of the fp32 shards and reduces gradients in fp32, so the optimizer wrapper is the plain
-#   fp32 OptimWrapper (an AmpOptimWrapper's autocast and loss scaling are not needed).
+# * precision: the official run computes in bf16 with fp32 parameters (README.md:62 --dtype='bf16';
+#   EasyLM/models/llama/llama_train.py:95-97 sets only the compute dtype, param_dtype stays fp32).
+#   FSDP's mixed precision computes with bf16 copies of the fp32 shards and reduces gradients in
+#   fp32, so the optimizer wrapper is the plain fp32 OptimWrapper (an AmpOptimWrapper's autocast
+#   and loss scaling are not needed).
 # * checkpoints: 'full' = ordinary mmengine checkpoints (the unwrapped model's keys, gathered on
 #   rank 0's CPU), loadable by tools/test.py, tools/lvm/generate.py and a resume with any number of
 #   GPUs. Rank 0 holds the full model and optimizer state while saving (12 bytes per parameter,

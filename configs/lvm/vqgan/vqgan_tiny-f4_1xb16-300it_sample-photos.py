@@ -1,8 +1,8 @@
-# A small VQGAN tokenizer (spec §6.4 CPU shape: widths 32/32/64, f = 4, 256 codes of 16 dims)
+# A small VQGAN tokenizer (a CPU shape: widths 32/32/64, f = 4, 256 codes of 16 dims)
 # trained on 32x32 tiles of scikit-learn's two sample photos (SamplePhotoTiles: 416 train tiles,
 # 104 validation tiles from unseen columns). Objective: L1 + L2 reconstruction + the quantizer's
 # codebook/commitment loss (beta 0.25) -- our own choice, the official repo has no tokenizer
-# training (spec §1.5); no perceptual or GAN term. Score: reconstruction PSNR on the val tiles.
+# training; no perceptual or GAN term. Score: reconstruction PSNR on the val tiles.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
@@ -12,7 +12,7 @@ arch = dict(resolution=32, hidden_channels=32, channel_mult=(1, 1, 2), num_res_b
 model = dict(
     type='VQGANAutoEncoder',
     tokenizer=dict(type='VQGANTokenizer', arch=arch),
-    # pixels in [0, 1], RGB, as the released tokenizer takes them (spec §1.3)
+    # pixels in [0, 1], RGB, as the released tokenizer takes them
     data_preprocessor=dict(type='mmengine.ImgDataPreprocessor', mean=[0., 0., 0.],
                            std=[255., 255., 255.], bgr_to_rgb=True))
 
