@@ -1,4 +1,4 @@
-# Locked-Text Tuning of ViTamin-B (spec §3.3; OpenCLIP's ViTamin-B-LTT config): as the ViTamin-S
+# Locked-Text Tuning of ViTamin-B (OpenCLIP's ViTamin-B-LTT model config): as the ViTamin-S
 # LTT run (the same locked 12/768/12 text tower, E = 768, and its checkpoint; see that config)
 # with the B image tower. Authors' README: 70.8% IN zero-shot at 1.28B samples (68.9% without
 # LTT; the HF card says 70.72%).

@@ -5,9 +5,10 @@ _base_ = ['./clip_vitamin-large_280xb322-amp-coslr-12.8b_datacomp1b.py']
 
 model = dict(text_encoder=dict(embed_dims=1024, width=1024, num_layers=24, num_heads=16))
 warmup_iters = 4436
+max_iters = 142020  # as the ViTamin-L long run
 param_scheduler = [
     dict(type='LinearLR', start_factor=1.0 / warmup_iters, by_epoch=False, begin=0,
          end=warmup_iters),
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=warmup_iters,
-         end=141970),  # as the ViTamin-L long run
+         end=max_iters),
 ]

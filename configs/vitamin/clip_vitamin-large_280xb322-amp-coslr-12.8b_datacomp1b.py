@@ -1,10 +1,12 @@
 # CLIP training of ViTamin-L, the long schedule behind the released ViTamin-L (80.8% IN zero-shot
 # at 224; long_schedule/vitamin_l_224_s12.8B_bs90k.yaml): 12.8B seen samples (10 epochs of
 # 1.28B over all of DataComp-1B) at a global batch of 90,160 (280 GPUs x 322, the authors'
-# layout) = 141,970 iterations, lr 2e-3, betas (0.9, 0.95), 782 warm-up iterations, and a
-# stronger augmentation: RandomResizedCrop scale (0.4, 1.0), ColorJitter(0.32, 0.32, 0.32, 0.08)
-# with p 0.8, grayscale with p 0.2. The hi-res models are fine-tuned from it (lr 1e-5 constant,
-# spec §3.2).
+# layout), lr 2e-3, betas (0.9, 0.95), 782 warm-up iterations, and a stronger augmentation:
+# RandomResizedCrop scale (0.4, 1.0), ColorJitter(0.32, 0.32, 0.32, 0.08) with p 0.8, grayscale
+# with p 0.2. 142,020 iterations, OpenCLIP's count: an epoch of 1.28B samples is
+# ceil(1.28B / 90,160) = 14,197 batches rounded up to a multiple of its 6 data-loader workers,
+# 14,202, x 10 epochs. The hi-res models are fine-tuned from it (the *_ft256/336/384.yaml configs:
+# lr 1e-5 constant, no warm-up, weight decay 0).
 # Loss as the authors ran it (inherited from the ViTamin-S config): OpenCLIP's --local-loss
 # --gather-with-grad, each rank scores its 322 images / captions against the global batch
 # (322 x 90,160 logits; the full 90,160^2 matrix, 32.5 GB per fp32 copy, would not fit a GPU).
@@ -17,7 +19,7 @@ train_shards = '{00000000..00140089}.tar'
 num_samples = 12_800_000_000
 global_batch = 90160
 warmup_iters = 782
-max_iters = -(-num_samples // global_batch)  # 141,970
+max_iters = 142020  # 10 epochs x 14,202 batches (OpenCLIP's count)
 train_pipeline = [
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.4, 1.0), backend='pillow',
          interpolation='bicubic'),

@@ -1,9 +1,14 @@
-# CLIP training of ViTamin-S on DataComp-1B, the authors' short schedule (spec §3.2,
-# ViTamin/configs/short_schedule/vitamin_s_s1.28B_bs8k.yaml): 1.28B seen samples at a global batch
-# of 8192 (here 32 GPUs x 256) = 156,250 iterations, AdamW lr 5e-4, betas (0.9, 0.98), eps 1e-6,
-# weight decay 0.2 except on norms, biases and logit_scale (OpenCLIP's rule; position and token
-# embeddings and text_projection are decayed), 500 linear warm-up iterations from lr/500 then
-# cosine to 0, bf16 AMP, activation checkpointing, stochastic depth 0.1 in the image transformer.
+# CLIP training of ViTamin-S on DataComp-1B, the authors' short schedule
+# (ViTamin/configs/short_schedule/vitamin_s_s1.28B_bs8k.yaml with OpenCLIP's training code in
+# ViTamin/training/): 1.28B seen samples at a global batch of 8192 (here 32 GPUs x 256), AdamW lr
+# 5e-4, betas (0.9, 0.98), eps 1e-6, weight decay 0.2 except on norms, biases and logit_scale
+# (OpenCLIP's rule, main.py:321: no decay for tensors under 2-D and names with bn / ln / bias /
+# logit_scale; position and token embeddings and text_projection are decayed), 500 linear warm-up
+# iterations from lr/500 then cosine to 0, bf16 AMP, activation checkpointing, stochastic depth
+# 0.1 in the image transformer, no gradient clipping, seed 0 offset by the rank (main.py:263).
+# Iterations as OpenCLIP counts them (training/data.py:409-414, main.py:425): a pass over
+# 1.28B samples is ceil(1.28B / 8192) = 156,250 batches rounded up to a multiple of the 6
+# data-loader workers per GPU of the recipe, 156,252; the cosine ends there.
 # Data: OpenCLIP's default train augmentation, RandomResizedCrop 224 with scale (0.9, 1.0),
 # bicubic; OpenAI CLIP mean/std. ImageNet zero-shot validation (OpenAI's 1000 class names x 80
 # templates, top-1/top-5) every 10k iterations and by `tools/test.py CONFIG CKPT`.
@@ -77,7 +82,7 @@ test_evaluator = val_evaluator
 
 global_batch = 8192  # the recipe's; keep num_gpus x batch_size equal to it
 warmup_iters = 500
-max_iters = num_samples // global_batch  # 156,250
+max_iters = 156252  # OpenCLIP's count: 156,250 batches rounded up to a multiple of 6 workers
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     dtype='bfloat16',
@@ -99,3 +104,6 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000, max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
+# OpenCLIP seeds every rank with seed + rank (main.py:263; the model is built under seed 0 and
+# DDP copies rank 0's weights, as here)
+randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)

@@ -1,7 +1,8 @@
 # Zero-shot ImageNet-1k evaluation of the released ViTamin-XL CLIP at 384, OpenAI's
-# protocol (1000 class names x 80 templates, top-1 / top-5). Authors' README: 82.6% top-1
-# after 12.8B + 0.5B samples, 82.9% for their 40B-sample run; which run the released file
-# comes from is not stated in the spec. Convert and test:
+# protocol (1000 class names x 80 templates, top-1 / top-5). The authors release two files at
+# 384 (README.md:78, 81): ViTamin-XL-384px-s13B (12.8B + 0.5B samples, 82.6% top-1) and
+# ViTamin-XL-384px (40B + 1B samples, 82.9%); the same model, so this config tests either.
+# Convert and test:
 #   python tools/model_converters/vitamin_official.py open_clip_pytorch_model.bin CONVERTED.pth
 #   python tools/test.py configs/vitamin/clip_vitamin-xlarge-384_zeroshot-cls_in1k.py CONVERTED.pth
 # The model of the ViTamin-XL run (no position embedding: the same weights at every resolution).

@@ -1,6 +1,6 @@
 # Mask R-CNN + FPN on COCO with the CLIP image tower of ViTamin-S, 3x schedule (36 epochs).
 # OUR recipe: the ViTamin paper has no closed-vocabulary detection result (its detection results
-# are open-vocabulary, Sliding F-ViT with a frozen ViTamin-L, spec §4.3). mmdet's ConvNeXt Mask
+# are open-vocabulary, Sliding F-ViT with a frozen ViTamin-L). mmdet's ConvNeXt Mask
 # R-CNN 3x config with the backbone swapped; kept from it: AdamW lr 1e-4, wd 0.05, steps at epochs
 # 27 / 33, 1000 warm-up iterations, AMP, the heads (no BatchNorm in FPN, RPN or RoI heads).
 # Changed, as our ConvNeXt V2 Mask R-CNN configs (and ViTDet for plain transformers): large-scale

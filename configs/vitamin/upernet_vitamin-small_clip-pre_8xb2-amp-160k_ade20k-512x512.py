@@ -1,6 +1,6 @@
 # UperNet on ADE20K (512x512, 160k iterations, batch 16) with the CLIP image tower of ViTamin-S.
 # OUR recipe: the ViTamin paper has no closed-vocabulary segmentation result (its dense results are
-# open-vocabulary, FC-CLIP with a frozen ViTamin-L, spec §4.3). mmseg's ConvNeXt UperNet config
+# open-vocabulary, FC-CLIP with a frozen ViTamin-L). mmseg's ConvNeXt UperNet config
 # with the backbone swapped; kept from it: AdamW lr 1e-4, wd 0.05, AMP, 1500 linear warm-up
 # iterations then poly, batch 8 x 2, slide test 512 / stride 341, the SyncBN heads (the backbone has
 # LayerNorm only). ViTamin gives three levels: MBConv stage 0 (stride 4), MBConv stage 1 (stride
@@ -12,6 +12,9 @@
 # OpenAI CLIP mean/std. img_size=512: the checkpoint's 14x14 position embedding is resized
 # (bicubic, antialiased) to 32x32 when it loads (the slide test's windows are 512x512 too); other
 # input sizes interpolate it on the fly.
+# `tools/test.py --tta` runs mmseg's ADE20K tta_pipeline as inherited: each image resized by
+# 0.5, 0.75, 1.0, 1.25, 1.5 and 1.75 of its own size (not of the 2048x512 single-scale test
+# size), each also flipped, the slide-window softmax scores of the 12 views averaged.
 # Checkpoint: a CLIP checkpoint in this package's layout (image tower under `visual.`, as the IN-1k
 # fine-tuning configs; a fine-tuned classifier loads with prefix='backbone.' instead). Every
 # tensor the featmap backbone has loads; the CLIP fc_norm is not part of it (reported unused).

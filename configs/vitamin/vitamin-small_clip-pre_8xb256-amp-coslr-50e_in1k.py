@@ -1,6 +1,6 @@
 # Fine-tuning the CLIP image tower of ViTamin-S (DataComp-1B) on ImageNet-1k, 50 epochs.
 # OUR recipe, not the authors': the ViTamin paper and code report CLIP zero-shot results only and
-# give no ImageNet fine-tuning recipe (spec §4). The values follow FT-CLIP (Dong et al., "CLIP
+# give no ImageNet fine-tuning recipe. The values follow FT-CLIP (Dong et al., "CLIP
 # Itself is a Strong Fine-tuner", arXiv 2212.06138), its released ViT-B/16 run
 # (scripts/bash_fine_Openai_CLIP_P16.sh and the defaults of its run_class_finetuning.py):
 # AdamW (0.9, 0.999), lr 6e-4 at batch 2048 (8 GPUs x 256), wd 0.05, layer decay 0.6, 10 warm-up
@@ -9,7 +9,8 @@
 # erasing 0.25 (per-pixel noise), head init x0.001 (trunc-normal std 2e-5), EMA 0.9998
 # (evaluated), fp16 AMP, OpenAI CLIP mean/std, bicubic RandomResizedCrop 224 and test resize 256 /
 # crop 224 (FT-CLIP's crop_pct 0.875). One change: drop path 0.1 (FT-CLIP uses 0 for OpenAI's
-# CLIP, trained without it; ViTamin's CLIP towers were trained with 0.1, spec §1.5).
+# CLIP, trained without it; ViTamin's CLIP towers were trained with 0.1, timm_drop_path in the
+# authors' model configs).
 # Layer decay: the package's LayerwiseDecayOptimWrapperConstructor with ViTamin's numbering
 # (stem, MBConv stages, transition and pos_embed: id 0; block i: i + 1; fc_norm and head: last),
 # so the convolutional part gets 0.6^15 of the lr. No weight decay on biases, 1-D parameters and
@@ -22,7 +23,7 @@ _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
 
-# OpenAI CLIP normalisation, the statistics ViTamin's CLIP training used (spec §2.1)
+# OpenAI CLIP normalisation, the statistics ViTamin's CLIP training used (open_clip/constants.py)
 data_preprocessor = dict(
     mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
     std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255])

@@ -1,8 +1,9 @@
 """The ViTamin CLIP configs as shipped (all but the tiny digits ones, tested by
-test_clip_learning.py): every one builds at its real size (meta device) with the spec's exact
+test_clip_learning.py): every one builds at its real size (meta device) with the exact
 image-tower (+ projection) and text-tower parameter counts, which round to the authors' reported
 numbers; each training config has the authors' recipe (global batch N x B, seen samples,
-iterations, warm-up, lr, betas, augmentation, decay rule); LTT configs lock the text tower; the
+iterations as OpenCLIP counts them, warm-up, lr, betas, augmentation, decay rule, seed); LTT
+configs lock the text tower; the
 zero-shot configs evaluate at their resolution; the metafile lists them all. The ViTamin-S
 recipe trains through tools/train.py and its zero-shot config tests the checkpoint through
 tools/test.py on digit-caption shards (towers, data and class names shrunk with --cfg-options)."""
@@ -22,8 +23,8 @@ from visionllama_mm.datasets.image_text import expand_shards
 
 from ..conftest import REPO, run_tool
 
-# spec §1.7 / §5.3, image tower + CLIP projection at a resolution: (exact count, the authors'
-# reported M). LTT image towers project to E = 768 (not reported separately).
+# image tower + CLIP projection at a resolution: (exact count, the authors' reported M). LTT
+# image towers project to E = 768 (not reported separately).
 IMAGE = {
     ('S', 224): (22_025_152, '22.03'), ('B', 224): (87_525_248, '87.53'),
     ('S-LTT', 224): (22_172_608, None), ('B-LTT', 224): (87_721_856, None),
@@ -39,11 +40,11 @@ TEXT = {'S': (40_444_032, '40.44'), 'B': (63_428_096, '63.43'), 'L': (123_650_30
         'L2': (354_032_640, '354.0'), 'XL': (488_722_176, '488.7')}
 TEXT['S-LTT'] = TEXT['B-LTT'] = TEXT['L']  # OpenCLIP ViT-L/14's text shape, 12/768/12
 
-SHORT = dict(samples=1_280_000_000, shards=128_001, lr=5e-4, betas=(0.9, 0.98), warmup=500,
-             scale=(0.9, 1.0), jitter=False)
-LONG = dict(samples=12_800_000_000, shards=140_090, lr=2e-3, betas=(0.9, 0.95), warmup=782,
-            scale=(0.4, 1.0), jitter=True)
-# training config -> (variant, recipe) with the authors' global batch (spec §3.2)
+SHORT = dict(samples=1_280_000_000, epochs=1, shards=128_001, lr=5e-4, betas=(0.9, 0.98),
+             warmup=500, scale=(0.9, 1.0), jitter=False)
+LONG = dict(samples=12_800_000_000, epochs=10, shards=140_090, lr=2e-3, betas=(0.9, 0.95),
+            warmup=782, scale=(0.4, 1.0), jitter=True)
+# training config -> (variant, recipe) with the authors' global batch (their yaml configs)
 TRAIN = {
     'clip_vitamin-small_32xb256-amp-coslr-1.28b_datacomp1b.py': ('S', dict(SHORT, batch=8192)),
     'clip_vitamin-base_32xb256-amp-coslr-1.28b_datacomp1b.py': ('B', dict(SHORT, batch=8192)),
@@ -59,7 +60,7 @@ TRAIN = {
         ('XL', dict(LONG, batch=90272, warmup=4436)),
 }
 # zero-shot config of a released model -> (variant, resolution), with the authors' IN top-1
-# (spec §4.3; XL-336 is their 40B-sample run)
+# (README.md:69-81, MODEL_HUB.md; XL-336 is their 40B-sample run)
 ZERO_SHOT_TOP1 = {('S', 224): 62.2, ('B', 224): 68.9,
                   ('L', 224): 80.8, ('L', 256): 81.2, ('L', 336): 81.6, ('L', 384): 81.8,
                   ('L2', 224): 80.9, ('L2', 256): 81.5, ('L2', 336): 81.8, ('L2', 384): 82.1,
@@ -79,6 +80,20 @@ def _cfg(name):
     return Config.fromfile(osp.join(REPO, 'configs/vitamin', name))
 
 
+def _iterations(recipe):
+    """OpenCLIP's count (training/data.py:409-414, main.py:425): an epoch of 1.28B samples is
+    ceil(1.28B / global batch) batches rounded up to a multiple of the recipe's 6 data-loader
+    workers, times the epochs."""
+    batches = -(-(recipe['samples'] // recipe['epochs']) // recipe['batch'])
+    return recipe['epochs'] * -(-batches // 6) * 6
+
+
+def test_openclip_iteration_counts():
+    assert [_iterations(dict(SHORT, batch=8192)), _iterations(dict(SHORT, batch=16384)),
+            _iterations(dict(LONG, batch=90160)), _iterations(dict(LONG, batch=90272))] == [
+        156_252, 78_126, 142_020, 141_840]
+
+
 def _rounds_to(count, reported):
     decimals = len(reported.split('.')[1])
     return f'{count / 1e6:.{decimals}f}' == reported
@@ -88,7 +103,7 @@ def test_every_clip_config_is_listed():
     assert SHIPPED == sorted(CONFIGS)
 
 
-def test_the_spec_counts_round_to_the_reported_ones():
+def test_the_exact_counts_round_to_the_reported_ones():
     for count, reported in [*IMAGE.values(), *TEXT.values()]:
         assert reported is None or _rounds_to(count, reported), (count, reported)
 
@@ -109,13 +124,13 @@ def test_metafile_entries():
             recipe = TRAIN[name][1]
             assert results is None
             assert meta['Batch Size'] == recipe['batch']
-            assert meta['Iterations'] == -(-recipe['samples'] // recipe['batch'])
+            assert meta['Iterations'] == _iterations(recipe)
         else:
             assert results[0]['Metrics'] == {'Top 1 Accuracy': ZERO_SHOT_TOP1[(variant, res)]}
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
-def test_clip_config_builds_with_the_spec_counts(name):
+def test_clip_config_builds_with_the_exact_counts(name):
     variant, res = CONFIGS[name]
     cfg = _cfg(name)
     with torch.device('meta'):
@@ -150,8 +165,10 @@ def test_clip_recipe(name):
     n, b = map(int, re.search(r'_(\d+)xb(\d+)-', name).groups())
     assert n * b == recipe['batch'] == cfg.auto_scale_lr.base_batch_size
     assert cfg.train_dataloader.batch_size == b
-    iters = -(-recipe['samples'] // recipe['batch'])  # ceil: the last batch is a full one
+    iters = _iterations(recipe)
     assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=10000)
+    # OpenCLIP: seed 0 (the authors' configs), offset by the rank (main.py:263)
+    assert cfg.randomness == dict(seed=0, diff_rank_seed=True, deterministic=False)
     warm, cos = cfg.param_scheduler
     assert (warm.type, warm.by_epoch, warm.begin, warm.end) == (
         'LinearLR', False, 0, recipe['warmup'])
@@ -189,8 +206,8 @@ def test_clip_recipe(name):
 
 
 def test_no_decay_on_norms_biases_and_logit_scale():
-    """OpenCLIP's rule (spec §3.2): weight decay on every >= 2-D tensor (position and token
-    embeddings and text_projection included), none on norms, biases and logit_scale."""
+    """OpenCLIP's rule (training/main.py:321): weight decay on every >= 2-D tensor (position and
+    token embeddings and text_projection included), none on norms, biases and logit_scale."""
     cfg = _cfg('clip_vitamin-small_32xb256-amp-coslr-1.28b_datacomp1b.py')
     with torch.device('meta'):
         model = MODELS.build(cfg.model)

@@ -1,6 +1,6 @@
 """The ViTamin configs beyond CLIP, as shipped: ImageNet-1k fine-tuning, UperNet and Mask R-CNN.
 
-Every one builds at its real size (on the meta device) with the spec's parameter count and head
+Every one builds at its real size (on the meta device) with the exact parameter count and head
 widths that match the backbone; the fine-tuning configs train and test through tools/train.py and
 tools/test.py on the digits (model size, image size and data changed with --cfg-options); a CLIP
 checkpoint in this package's layout (image tower under ``visual.``) loads through each kind's
@@ -35,7 +35,7 @@ UPERNET = _configs('upernet_vitamin-*.py')
 MRCNN = _configs('mask-rcnn_vitamin-*.py')
 SIZES = ('small', 'base', 'large')
 
-# spec §5.3: the image tower at 224 without the CLIP projection (196-token pos_embed and fc_norm
+# the image tower at 224 without the CLIP projection (196-token pos_embed and fc_norm
 # included), and its width D
 TRUNK_224 = {'small': (21_877_696, 384), 'base': (87_132_032, 768), 'large': (332_531_616, 1024)}
 
@@ -73,8 +73,8 @@ def test_config_lists_are_complete():
 
 
 @pytest.mark.parametrize('config', FINETUNE + UPERNET + MRCNN)
-def test_config_builds_with_the_spec_parameter_count(config):
-    """Backbone params = the spec's 224 trunk, less fc_norm for the featmap backbones, with the
+def test_config_builds_with_the_exact_parameter_count(config):
+    """Backbone params = the exact 224 trunk, less fc_norm for the featmap backbones, with the
     position embedding of the config's img_size; heads and necks take the backbone's widths."""
     cfg = Config.fromfile(osp.join(REPO, 'configs/vitamin', config))
     backbone = cfg.model.backbone
