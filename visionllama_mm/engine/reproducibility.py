@@ -14,12 +14,27 @@ epochs). Two pieces make every random draw of training a function of *where* it 
   (``position * world_size + rank``), so mmengine's ``DefaultSampler`` and ``InfiniteSampler`` give
   every rank count the same augmentation of the same sample.
 * :class:`ReproducibleRandomnessHook` seeds the main process (all torch devices, numpy, random)
-  from ``(seed, iteration)`` before every training iteration, whatever ran since the previous one
-  (validation, a data-loader iterator drawing its base seed, a resume). It also stores the
+  from ``(seed, iteration, rank)`` before every training iteration, whatever ran since the previous
+  one (validation, a data-loader iterator drawing its base seed, a resume). It also stores the
   random states in each checkpoint (as tensors and plain ints, so ``weights_only=True`` loads them)
   and restores them on ``resume``, for code that runs between the resume and the first iteration;
   and it gives the samplers the seed of the run being resumed (mmengine built them before it read
   the checkpoint, with a new random seed when the config's ``randomness.seed`` is None).
+
+Random numbers drawn in the model (MAE/FCMAE masks, diffusion timesteps and noise, VAE posterior
+samples, label dropout, drop path) therefore differ from process to process of a distributed run:
+on 8 GPUs every rank draws its own, not 8 copies of the same. Since the key holds nothing but the
+seed, the iteration and the rank, a resumed run still draws what the uninterrupted run drew on the
+same rank. These draws do depend on how a batch is split over processes: with drop path or random
+masking on, 2 processes x 32 images do not reproduce 1 x 64 (the augmentation does, see above).
+
+``seed`` is the config's ``randomness.seed`` in both settings of ``randomness.diff_rank_seed``.
+With ``diff_rank_seed=True`` mmengine seeds each process with ``seed + rank`` at start-up and
+reports that as ``runner.seed``; the hook and the samplers take the rank off again, so the rank
+enters the per-iteration key once and the training draws are the same in both settings.
+``diff_rank_seed`` then only changes what runs before the first iteration (e.g. the initial
+weights of each process, which DDP replaces by rank 0's). On resume every rank restores the random
+states rank 0 saved; the first iteration then seeds each rank with its own key.
 
 ``tools/train.py`` adds both (:func:`make_randomness_resumable`); with the stock tools a config
 asks for them::
@@ -48,7 +63,7 @@ from torch.utils.data import Sampler
 from ..registry import HOOKS, MultiRegistry
 
 __all__ = ['ReproducibleSampler', 'ReproducibleRandomnessHook', 'make_randomness_resumable',
-           'get_rng_state', 'set_rng_state', 'seed_from_key']
+           'get_rng_state', 'set_rng_state', 'seed_from_key', 'iteration_key']
 
 DATA_SAMPLERS = MultiRegistry('DATA_SAMPLERS')
 _MASK64 = (1 << 64) - 1
@@ -207,6 +222,24 @@ class ReproducibleSampler(Sampler):
         return len(self.sampler)
 
 
+def _run_seed(runner) -> int:
+    """The config's ``randomness.seed`` (or the random one mmengine drew for None): ``runner.seed``
+    without the rank that mmengine adds to it when ``randomness.diff_rank_seed`` is True."""
+    randomness = getattr(runner, '_randomness_cfg', None) or {}
+    if randomness.get('diff_rank_seed', False):
+        return runner.seed - get_dist_info()[0]
+    return runner.seed
+
+
+def iteration_key(seed: int, iteration: int, rank: int) -> Tuple[int, ...]:
+    """The key :class:`ReproducibleRandomnessHook` seeds process ``rank`` from before training
+    iteration ``iteration`` (see :func:`seed_from_key`).
+
+    numpy's SeedSequence pads a key shorter than its pool with zeros, so rank 0 draws what the
+    former rank-less key ``(seed, iteration)`` drew: a single-process run is unchanged."""
+    return (int(seed), int(iteration), int(rank))
+
+
 def _train_sampler(loader) -> Optional[ReproducibleSampler]:
     for sampler in (getattr(loader, 'sampler', None),
                     getattr(getattr(loader, 'batch_sampler', None), 'sampler', None)):
@@ -217,11 +250,18 @@ def _train_sampler(loader) -> Optional[ReproducibleSampler]:
 
 @HOOKS.register_module()
 class ReproducibleRandomnessHook(Hook):
-    """Seed the main process per iteration; keep random states and the sampler seed across resumes.
+    """Seed each process per iteration; keep random states and the sampler seed across resumes.
 
-    See the module docstring. Use it together with :class:`ReproducibleSampler` as the training
-    sampler (``tools/train.py`` adds both); without it the hook warns that the augmentation
-    randomness of the data-loader workers is not covered.
+    Before every training iteration each process is seeded from ``(seed, iteration, rank)``
+    (:func:`iteration_key`), so the ranks of a distributed run draw different random numbers in the
+    model (masks, noise, timesteps, drop path), and a resumed run draws the same numbers as the
+    uninterrupted one. ``seed`` is the config's ``randomness.seed`` whether or not
+    ``randomness.diff_rank_seed`` is set (mmengine's ``runner.seed`` is ``seed + rank`` when it is;
+    the hook subtracts the rank, so it is counted once). See the module docstring.
+
+    Use it together with :class:`ReproducibleSampler` as the training sampler (``tools/train.py``
+    adds both); without it the hook warns that the augmentation randomness of the data-loader
+    workers is not covered.
     """
 
     priority = 'VERY_HIGH'  # seed before any other hook of an iteration runs
@@ -235,12 +275,13 @@ class ReproducibleRandomnessHook(Hook):
                 'so data augmentation in the data loader is not reproducible across a resume; '
                 "set train_dataloader.sampler=dict(type='ReproducibleSampler', sampler=...).")
         else:
-            sampler.seed = runner.seed
+            # the run's seed before any per-rank offset: the same keys on every rank, for any
+            # number of ranks (each sample's position in the global order tells them apart)
+            sampler.seed = _run_seed(runner)
             inner = sampler.sampler
             if hasattr(inner, 'seed') and hasattr(inner, 'set_epoch'):
-                # the seed mmengine builds samplers with: the run's (before any per-rank offset)
-                diff_rank = runner._randomness_cfg.get('diff_rank_seed', False)
-                inner.seed = runner.seed - (get_dist_info()[0] if diff_rank else 0)
+                # the seed mmengine builds samplers with: the same on every rank
+                inner.seed = _run_seed(runner)
         if (isinstance(runner.train_loop, EpochBasedTrainLoop) and runner.iter > 0
                 and runner.iter != runner.epoch * len(loader)):
             runner.logger.warning(
@@ -249,7 +290,7 @@ class ReproducibleRandomnessHook(Hook):
                 'not match an uninterrupted one. Resume from an epoch checkpoint for that.')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        seed_from_key((runner.seed, runner.iter))
+        seed_from_key(iteration_key(_run_seed(runner), runner.iter, get_dist_info()[0]))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['rng_state'] = get_rng_state()
