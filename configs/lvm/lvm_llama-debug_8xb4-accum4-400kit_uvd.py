@@ -11,4 +11,7 @@
 _base_ = ['./_base_/lvm_uvd_runtime.py']
 
 model = dict(backbone=dict(arch='debug'))
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')
+# bf16 without loss scaling, as the official run (bf16 has fp32's exponent range): a static scale
+# of 1. mmengine's default dynamic scaler doubles the scale every 2000 updates until the
+# scaled gradients overflow, and then skips updates.
+optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale=1.0)

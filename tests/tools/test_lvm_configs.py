@@ -96,6 +96,7 @@ def test_recipe_fields(size):
     else:
         assert 'runner_type' not in cfg and 'strategy' not in cfg  # the Runner's DDP
         assert optim.type == 'AmpOptimWrapper' and optim.dtype == 'bfloat16'
+        assert optim.loss_scale == 1.0  # bf16 without loss scaling, as the official run
     assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=400000, val_interval=10000)
     checkpoint = {k: v for k, v in cfg.default_hooks.checkpoint.items() if k != '_scope_'}
     assert checkpoint == dict(type='CheckpointHook', by_epoch=False, interval=1000,
@@ -122,7 +123,8 @@ def test_weight_decay_on_every_parameter():
     cfg = _cfg('debug')
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
-        fp32 = {k: v for k, v in cfg.optim_wrapper.items() if k not in ('type', 'dtype')}
+        fp32 = {k: v for k, v in cfg.optim_wrapper.items()
+                if k not in ('type', 'dtype', 'loss_scale')}
         optim = build_optim_wrapper(model, fp32)  # the constructor is what matters here
     groups = optim.optimizer.param_groups
     ids = {id(p) for g in groups for p in g['params']}
