@@ -4,6 +4,11 @@
 # LN2d heads (4-conv-1-fc box head, 2-conv RPN), large-scale jitter at 1024, AdamW lr 1e-4, wd 0.1,
 # layer decay 0.7, batch 4 x 8 GPUs x 2 accumulation steps = 64, 137,250 iterations with steps at
 # 102,937 / 125,812 and 250 warm-up iterations (the official config; the paper says 1000), AMP.
+# Data as the official lsj-36e_coco-instance.py: flip, resize with ratio 0.1-2.0 of 1024, crop
+# 1024, pad to 1024x1024 with pixel value 114 before normalisation; testing resizes the long side
+# to 1024 and pads to 1024x1024 with 114, so the global blocks always see the 64x64 grid they were
+# trained on (mmdet's stock LSJ base tests at 1333x800 without padding, and pads with 0 after
+# normalisation).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::common/lsj-100e_coco-instance.py',
@@ -47,7 +52,40 @@ model = dict(
             type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=norm_cfg),
         mask_head=dict(norm_cfg=norm_cfg)))
 
-train_dataloader = dict(batch_size=4, num_workers=8, sampler=dict(type='InfiniteSampler'))
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
+         recompute_bbox=True, allow_negative_crop=True),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
+    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=8,
+    sampler=dict(type='InfiniteSampler'),
+    dataset=dict(
+        _delete_=True,
+        type=_base_.dataset_type,
+        data_root=_base_.data_root,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=train_pipeline,
+        backend_args=None))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 
 optim_wrapper = dict(
     _delete_=True,

@@ -5,9 +5,10 @@
 # batch 1024, wd 0.05 (none on norms, biases, LayerScale), 5 warm-up epochs from 1e-6, cosine to
 # 1e-5, RandAugment (rand-m9-mstd0.5-inc1), Mixup 0.8 / CutMix 1.0, label smoothing 0.1, random
 # erasing 0.25, no repeated augmentation (spec Q10), test resize 256 -> centre crop 224.
-# Two changes to the stock Twins config, both to follow the official code: no gradient clipping
-# (DeiT's main.py default; mmpretrain's Twins config clips at 5.0) and the head initialised like
-# every other Linear (trunc-normal 0.02).
+# Changes to the stock Twins config, each to follow the official code: no gradient clipping
+# (DeiT's main.py default; mmpretrain's Twins config clips at 5.0), the head initialised like
+# every other Linear (trunc-normal 0.02), bf16 autocast (engine.py autocasts to bf16 where the GPU
+# supports it, as on A100/H100) and seed 0 (main.py --seed 0, + rank).
 # The released checkpoints (pllama_wols_*) convert with
 # tools/model_converters/vision_llama_official.py; this config's defaults reproduce them:
 # LayerScale 1e-4 (although the name says "wols", spec Q5), GSA key positions of the released code
@@ -35,7 +36,8 @@ model = dict(
         in_channels=768,
         init_cfg=dict(type='TruncNormal', layer='Linear', std=.02, bias=0.)))
 
-optim_wrapper = dict(clip_grad=None)
+optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', clip_grad=None)
+randomness = dict(seed=0, deterministic=False)
 
 # The stock bases define no collate_fn, so there is no inherited `_scope_` to drop here: a
 # `_delete_=True` would stay in the dict (nothing to delete) and reach default_collate as a keyword.

@@ -81,7 +81,9 @@ CLASSES = '(rectangle,disc,triangle)'
 
 
 def det_opts(root, lsj=True, iters=4):
-    inner = 'dataset.dataset' if lsj else 'dataset'
+    """``lsj=True``: the ViTDet config's iteration-based LSJ pipeline (train: 3 = RandomResize,
+    4 = RandomCrop, 6 = Pad; test: 1 = Resize, 2 = Pad), shrunk to 128x128."""
+    inner = 'dataset'
     opts = [
         f'train_dataloader.{inner}.data_root={root}/',
         f'val_dataloader.dataset.data_root={root}/', f'test_dataloader.dataset.data_root={root}/',
@@ -101,11 +103,14 @@ def det_opts(root, lsj=True, iters=4):
     for split in ('train', 'val', 'test'):
         opts += [f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False']
     if lsj:
-        opts += [f'train_dataloader.{inner}.pipeline.2.scale=(128,128)',
-                 f'train_dataloader.{inner}.pipeline.3.crop_size=(128,128)',
+        opts += [f'train_dataloader.{inner}.pipeline.3.scale=(128,128)',
+                 f'train_dataloader.{inner}.pipeline.4.crop_size=(128,128)',
+                 f'train_dataloader.{inner}.pipeline.6.size=(128,128)',
                  'model.data_preprocessor.batch_augments.0.size=(128,128)',
                  'val_dataloader.dataset.pipeline.1.scale=(128,128)',
+                 'val_dataloader.dataset.pipeline.2.size=(128,128)',
                  'test_dataloader.dataset.pipeline.1.scale=(128,128)',
+                 'test_dataloader.dataset.pipeline.2.size=(128,128)',
                  f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
                  f'default_hooks.checkpoint.interval={iters}']
     return opts
@@ -129,7 +134,7 @@ PYRAMID_MRCNN = [
 ]
 
 DET_CONFIGS = {
-    'configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_ms-crop-3x_coco.py':
+    'configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_8xb2-ms-crop-3x_coco.py':
     (PYRAMID_MRCNN, False, 'epoch_1.pth'),
     'configs/visionllama/mask-rcnn_visionllama-base-p16_mae-800e-pre_vitdet_8xb4-accum2-lsj-36e_coco.py':
     (VITDET, True, 'iter_4.pth'),

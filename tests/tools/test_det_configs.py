@@ -46,7 +46,7 @@ def test_det_config_trains_and_tests(config, python, coco_real_sizes, tmp_path):
 
 
 def test_stock_mmdet_tools_run_pyramid_mask_rcnn(python, coco_root, tmp_path):
-    config = 'configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_ms-crop-3x_coco.py'
+    config = 'configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_8xb2-ms-crop-3x_coco.py'
     shrink, lsj, ckpt = DET_CONFIGS[config]
     opts = ['--cfg-options', *shrink, *det_opts(coco_root, lsj)]
     tools = stock_tools('mmdet')

@@ -8,7 +8,7 @@ import re
 from ..conftest import run_tool
 
 DET_CHILD = """
-_base_ = ['{repo}/configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_ms-crop-3x_coco.py']
+_base_ = ['{repo}/configs/visionllama/mask-rcnn_visionllama-pyramid-base_fpn_8xb2-ms-crop-3x_coco.py']
 dims = [32, 64, 96, 128]
 classes = ('rectangle', 'disc', 'triangle')
 model = dict(

@@ -1,2 +1,2 @@
-from . import backbones, diffusion, layers, lvm, multimodal, necks, selfsup  # noqa: F401
+from . import backbones, diffusion, layers, losses, lvm, multimodal, necks, selfsup  # noqa: F401
 from .backbones import *  # noqa: F401,F403

@@ -1,0 +1,3 @@
+from .binary_cross_entropy import BinarizedBCELoss
+
+__all__ = ['BinarizedBCELoss']
