@@ -40,14 +40,14 @@ train_dataloader = dict(
     dataset=dict(type='DigitsDataset', data_root=data_root, split='train', image_size=image_size,
                  pipeline=train_pipeline))
 
-# 10 samples per class
+# exactly 10 samples per class (balanced labels: the learning tests score each class)
 test_dataloader = dict(
     batch_size=100,
     num_workers=0,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ClassLabelDataset', num_samples=100, num_classes=10))
+    dataset=dict(type='ClassLabelDataset', num_samples=100, num_classes=10, labels='balanced'))
 test_evaluator = dict(type='GenerationMetric', out_dir=None, reference=None)
 test_cfg = dict(type='TestLoop')
 val_dataloader = None

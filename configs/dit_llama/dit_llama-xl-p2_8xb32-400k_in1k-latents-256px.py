@@ -3,6 +3,8 @@
 # (saves the VAE encoder's forward in every training step). The stored posterior moments (mean
 # and log-variance) give a freshly sampled latent each time an image is seen, as on the fly; the
 # random horizontal flip picks the stored flipped view (--hflip) instead of flipping pixels.
+# The moments are stored as float16. As in the image config, ADM's center_crop_arr is approximated
+# by ResizeEdge + CenterCrop (at extraction), and FID by torch-fidelity.
 #
 # 1. Extract with the image config (its ResizeEdge + CenterCrop pipeline; RandomFlip is removed
 #    and replaced by --hflip). Resumable: run the same command again after an interruption.

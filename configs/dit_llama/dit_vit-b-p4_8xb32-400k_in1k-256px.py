@@ -1,7 +1,14 @@
-# DiT (DDPM) at ImageNet 256x256: spec visionllama §4.2 Table 1 (the baseline DiT-B/4: FID 68.38 / 45.38).
+# DiT (DDPM) at ImageNet 256x256: the baseline DiT-B/4 of VisionLLaMA Table 1 (FID 68.38 / 45.38
+# with CFG 1.5).
 #   bash tools/dist_train.sh configs/dit_llama/dit_vit-b-p4_8xb32-400k_in1k-256px.py 8
-#   bash tools/dist_test.sh configs/dit_llama/dit_vit-b-p4_8xb32-400k_in1k-256px.py CKPT 8   # 50k samples, FID/IS/P/R
-# block_type='dit': the original DiT block (sin-cos position embedding, GELU-tanh MLP)
+#   bash tools/dist_test.sh configs/dit_llama/dit_vit-b-p4_8xb32-400k_in1k-256px.py CKPT 8
+#   (50k samples; FID, IS, precision / recall)
+# block_type='dit': the original DiT block (sin-cos position embedding, GELU-tanh MLP).
+# fp32 (no AMP): the upstream DiT train.py that the baseline numbers come from has no mixed
+# precision (the VisionLLaMA fork added fp16 AMP for DiT-LLaMA).
+# Remaining differences from the official recipe (see _base_/dit_in1k-256px.py): ADM's
+# center_crop_arr is approximated by ResizeEdge + CenterCrop; FID by torch-fidelity.
 _base_ = ['./_base_/dit_in1k-256px.py']
 
 model = dict(denoiser=dict(arch='b', patch_size=4, block_type='dit'))
+optim_wrapper = dict(type='OptimWrapper')

@@ -1,9 +1,10 @@
-"""The DiT-LLaMA / SiT-LLaMA ImageNet 256x256 configs (spec visionllama §4.2, §7) and baselines.
+"""The DiT-LLaMA / SiT-LLaMA ImageNet 256x256 configs (VisionLLaMA Tables 1, 8, 9) and baselines.
 
 Every config of the paper's tables exists, with the recipe of DiT's / SiT's train.py (AdamW 1e-4
 constant, weight decay 0, 8 x 32 = 256 images per step, EMA 0.9999, 400k steps or 2352k, SD VAE
 latents x 0.18215, DDPM 1000 linear / learned sigma / 250 steps or linear-velocity flow matching
-with the 250-step SDE sampler, guidance 1.5 for DiT and 1.0 for SiT, FID-50K class labels), and
+with the 250-step SDE sampler, guidance 1.5 for DiT and 1.0 for SiT, fp16 AMP for the LLaMA models
+and fp32 for the DiT / SiT baselines, seed 0 + rank, FID-50K uniform random class labels), and
 builds on the meta device with the denoiser's exact parameter count (the frozen VAE is not a
 parameter). One DiT-LLaMA config trains through tools/train.py on a tiny ImageNet-layout folder
 with a tiny saved VAE (factor 4) and samples through ``tools/dist_test.sh`` on 2 CPU processes;
@@ -25,6 +26,7 @@ from mmengine.config import Config
 from PIL import Image
 
 import visionllama_mm  # noqa: F401
+from visionllama_mm.datasets.class_labels import ClassLabelDataset
 
 from ..conftest import REPO, run_tool
 
@@ -34,7 +36,7 @@ NAME = re.compile(r'(dit|sit)_(llama|vit)-(s|b|l|xl)-p(2|4)_(\d+)xb(\d+)-(400k|2
 CONFIGS = {osp.basename(p): p for p in sorted(glob.glob(osp.join(CONFIG_DIR, '*_in1k-256px.py')))}
 LATENTS_CONFIG = osp.join(CONFIG_DIR, 'dit_llama-xl-p2_8xb32-400k_in1k-latents-256px.py')
 
-# the issue's list (spec §4.2: DiT-LLaMA Table 1, SiT-LLaMA Tables 8/9, and their baselines)
+# DiT-LLaMA Table 1, SiT-LLaMA Tables 8/9, and their baselines
 EXPECTED = {
     *(f'dit_llama-{s}_8xb32-400k_in1k-256px.py' for s in ('b-p4', 'l-p4', 'xl-p4', 'xl-p2')),
     'dit_llama-xl-p2_8xb32-2352k_in1k-256px.py',
@@ -45,7 +47,8 @@ EXPECTED = {
 
 # trainable parameters of each config's model (= of its denoiser), measured on the meta device.
 # DiT-LLaMA-B/4 and XL/2 are the official dit/models.py counts (without the unused pos_embed);
-# the other LLaMA ones round to spec §4.1's; the baselines are the official DiT counts less the
+# the other LLaMA ones round to the counts of the official layouts; the baselines are the official
+# DiT counts less the
 # frozen sin-cos pos_embed (a buffer here), e.g. DiT-XL/2 675,129,632 - 256 x 1152.
 PARAMS = {
     ('dit', 'llama', 'b', 4): 130_380_416, ('dit', 'llama', 'l', 4): 464_156_800,
@@ -57,7 +60,7 @@ PARAMS = {
     ('sit', 'vit', 's', 2): 32_865_056, ('sit', 'vit', 'b', 2): 130_315_808,
     ('sit', 'vit', 'l', 2): 457_840_672, ('sit', 'vit', 'xl', 2): 674_834_720,
 }
-SPEC_PARAMS_M = {  # spec §4.1 "computed" column (0.1M)
+SPEC_PARAMS_M = {  # the official layouts' parameter counts (0.1M)
     ('dit', 'b', 4): 130.4, ('dit', 'l', 4): 464.2, ('dit', 'xl', 4): 674.8,
     ('dit', 'xl', 2): 674.7, ('sit', 's', 2): 32.8, ('sit', 'b', 2): 130.3,
     ('sit', 'l', 2): 464.0, ('sit', 'xl', 2): 674.7}
@@ -117,18 +120,22 @@ def test_recipe_fields(name):
     assert model.guided_channels == 3  # the official samplers guide 3 of the 4 channels
     if kind == 'dit':
         assert model.objective == dict(type='GaussianDiffusion', num_timesteps=1000,
-                                       beta_schedule='linear', learn_sigma=True,
-                                       sampling_steps=250)
+                                       beta_schedule='linear', beta_start=1e-4, beta_end=0.02,
+                                       learn_sigma=True, sampling_steps=250, clip_denoised=False)
         assert model.cfg_scale == 1.5  # Table 1's CFG column
     else:
         assert model.objective == dict(
-            type='FlowMatching', path='linear', prediction='velocity',
-            sampler=dict(mode='sde', num_steps=250, diffusion_form='sigma', diffusion_norm=1.0,
+            type='FlowMatching', path='linear', prediction='velocity', train_eps=0.,
+            sample_eps=0., sampler=dict(mode='sde', num_steps=250, diffusion_form='sigma', diffusion_norm=1.0,
                          last_step='mean', last_step_size=0.04))
         assert model.cfg_scale == 1.0  # Tables 8/9 are without guidance
-    # optimiser: AdamW 1e-4, no weight decay, constant (no scheduler), mixed precision
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    assert cfg.optim_wrapper.get('dtype', 'float16') == 'float16'
+    # optimiser: AdamW 1e-4, no weight decay, constant (no scheduler); fp16 mixed precision as the
+    # VisionLLaMA fork's train.py, fp32 for the baselines as the upstream DiT / SiT train.py
+    if block == 'llama':
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        assert cfg.optim_wrapper.get('dtype', 'float16') == 'float16'
+    else:
+        assert cfg.optim_wrapper.type == 'OptimWrapper'
     assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                                                weight_decay=0.)
     assert 'clip_grad' not in cfg.optim_wrapper and 'paramwise_cfg' not in cfg.optim_wrapper
@@ -149,9 +156,12 @@ def test_recipe_fields(name):
     assert [t.type for t in train.dataset.pipeline] == [
         'LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'RandomFlip', 'PackInputs']
     assert train.dataset.pipeline[1].scale == train.dataset.pipeline[2].crop_size == 256
-    # FID-50K: 50 samples of each of the 1000 classes, each index once over all ranks
+    # each rank seeded with 0 + rank, as the official global_seed * world_size + rank
+    assert cfg.randomness == dict(seed=0, diff_rank_seed=True, deterministic=False)
+    # FID-50K: uniform random labels (as sample_ddp.py) from seed 0, each index once over all ranks
     test = cfg.test_dataloader
-    assert test.dataset == dict(type='ClassLabelDataset', num_samples=50000, num_classes=1000)
+    assert test.dataset == dict(type='ClassLabelDataset', num_samples=50000, num_classes=1000,
+                                labels='uniform', seed=0)
     assert test.sampler == dict(type='DefaultSampler', shuffle=False, round_up=False)
     assert cfg.test_evaluator.type == 'GenerationMetric'
     assert cfg.test_evaluator.out_dir is None  # tools/test.py: {work_dir}/samples
@@ -259,14 +269,17 @@ def _losses(out):
 
 
 def _check_samples(work_dir, n):
-    """n PNGs named by index, the ADM .npz holding them in index order with labels i % CLASSES,
-    and no two samples alike."""
+    """n PNGs named by index, the ADM .npz holding them in index order with the configs' uniform
+    random labels (ClassLabelDataset with seed 0: the same whatever the number of processes), and
+    no two samples alike."""
     images = sorted(glob.glob(osp.join(work_dir, 'samples', 'images', '*.png')))
     assert [osp.basename(p) for p in images] == [f'{i:06d}.png' for i in range(n)]
     with np.load(osp.join(work_dir, 'samples', f'samples_{n}x{IMAGE}x{IMAGE}x3.npz')) as f:
         arr, labels = f['arr_0'], f['arr_1']
     assert arr.shape == (n, IMAGE, IMAGE, 3) and arr.dtype == np.uint8
-    assert labels.tolist() == [i % CLASSES for i in range(n)]
+    expected = ClassLabelDataset(num_samples=n, num_classes=CLASSES, labels='uniform', seed=0)
+    assert labels.tolist() == [expected.get_label(i) for i in range(n)]
+    assert labels.tolist() != [i % CLASSES for i in range(n)]  # not the balanced labels
     for i, p in enumerate(images):
         assert np.array_equal(arr[i], np.asarray(Image.open(p).convert('RGB')))
     flat = arr.reshape(n, -1).astype(np.int16)
@@ -375,7 +388,7 @@ def test_metafile_lists_every_config():
         assert entry['Metadata']['Parameters'] == _num_params(path)[0], name
         if name + '.py' in EXPECTED:
             assert entry['Metadata']['Parameters'] == PARAMS[_key(name + '.py')]
-    # the papers' FIDs as spec §4.2 lists them (DiT: no CFG / CFG 1.5; SiT: SDE / ODE)
+    # the papers' FIDs (VisionLLaMA Tables 1, 8, 9; DiT: no CFG / CFG 1.5; SiT: SDE / ODE)
     # the digits toys carry what tests/tools/test_{dit,sit}_learning.py measured
     results = {n: m['Results'][0]['Metrics'] for n, m in models.items()
                if m['Results'] and '_digits-' not in n}
