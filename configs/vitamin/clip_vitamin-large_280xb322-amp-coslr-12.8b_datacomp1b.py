@@ -1,9 +1,9 @@
-# CLIP training of ViTamin-L, the long schedule behind the released ViTamin-L (80.8% IN zero-shot
-# at 224; long_schedule/vitamin_l_224_s12.8B_bs90k.yaml): 12.8B seen samples (10 epochs of
-# 1.28B over all of DataComp-1B) at a global batch of 90,160 (280 GPUs x 322, the authors'
-# layout), lr 2e-3, betas (0.9, 0.95), 782 warm-up iterations, and a stronger augmentation:
-# RandomResizedCrop scale (0.4, 1.0), ColorJitter(0.32, 0.32, 0.32, 0.08) with p 0.8, grayscale
-# with p 0.2. 142,020 iterations, OpenCLIP's count: an epoch of 1.28B samples is
+# CLIP training of ViTamin-L, the long schedule behind the released ViTamin-L (80.8% IN zero-shot at
+# 224; long_schedule/vitamin_l_224_s12.8B_bs90k.yaml): 12.8B seen samples (10 epochs of 1.28B over
+# all of DataComp-1B) at a global batch of 90,160 (here 280 GPUs x 322; the authors' config gives
+# only the global batch), lr 2e-3, betas (0.9, 0.95), 782 warm-up iterations, and a stronger
+# augmentation: RandomResizedCrop scale (0.4, 1.0), ColorJitter(0.32, 0.32, 0.32, 0.08) with p 0.8,
+# grayscale with p 0.2. 142,020 iterations, OpenCLIP's count: an epoch of 1.28B samples is
 # ceil(1.28B / 90,160) = 14,197 batches rounded up to a multiple of its 6 data-loader workers,
 # 14,202, x 10 epochs. The hi-res models are fine-tuned from it (the *_ft256/336/384.yaml configs:
 # lr 1e-5 constant, no warm-up, weight decay 0).

@@ -64,8 +64,8 @@ val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
-# OpenCLIP's optimiser (training/main.py:321-355): AdamW, betas (0.9, 0.98), eps 1e-6; no decay on norms, biases
-# and logit_scale
+# OpenCLIP's optimiser (training/main.py:321-355): AdamW, betas (0.9, 0.98), eps 1e-6; no decay on
+# norms, biases and logit_scale
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
