@@ -13,9 +13,10 @@ from visionllama_mm import compat
 
 
 def test_shims_applied_once():
-    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops']
+    shims = ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops', 'cpu_mask_paste']
+    assert compat.applied() == shims
     compat.apply_all()
-    assert compat.applied() == ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops']
+    assert compat.applied() == shims
 
 
 def test_pkg_resources_available_for_cross_package_configs(tmp_path):
@@ -117,3 +118,18 @@ def test_mmcv_nms_and_roi_align_take_bf16_on_cpu():
     assert out.dtype == torch.bfloat16
     assert torch.allclose(out.float(), op(feats.bfloat16().float(), rois.bfloat16().float()),
                           atol=1e-2)
+
+
+def test_cpu_mask_paste_of_boxes_beyond_the_image():
+    """A 683x1024 image padded to 1024x1024: boxes predicted in the padding paste nothing on the
+    CPU path (mmdet raised a RuntimeError); boxes inside paste as before."""
+    from mmdet.models.roi_heads.mask_heads import fcn_mask_head
+    masks = torch.rand(2, 1, 28, 28)
+    outside = torch.tensor([[10., 700., 200., 900.], [300., 690., 400., 1000.]])
+    pasted, inds = fcn_mask_head._do_paste_mask(masks, outside, 683, 1024, skip_empty=True)
+    assert pasted.shape == (2, 0, 0)
+    im = torch.zeros(2, 683, 1024)
+    im[(slice(None), ) + inds] = pasted  # what FCNMaskHead does with the result
+    inside = torch.tensor([[10., 20., 200., 300.], [300., 400., 400., 600.]])
+    pasted, (ys, xs) = fcn_mask_head._do_paste_mask(masks, inside, 683, 1024, skip_empty=True)
+    assert pasted.shape == (2, ys.stop - ys.start, xs.stop - xs.start) and pasted.max() > 0

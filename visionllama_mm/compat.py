@@ -18,6 +18,14 @@ by ``import visionllama_mm``; :func:`applied` lists them.
    a message naming the file and the offending global. A file that is not a torch checkpoint (text,
    random bytes) or is truncated gets an error naming the file and the fault instead of torch's
    unpickling advice.
+3. ``cpu_half_ops``: mmcv 2.1.0's CPU ``nms`` and ``roi_align`` kernels take no bf16/fp16 inputs,
+   so a detector under CPU autocast fails; such inputs run in fp32 (GPU inputs are untouched).
+4. ``cpu_mask_paste``: mmdet 3.3.0's CPU mask pasting (``_do_paste_mask`` with ``skip_empty``)
+   builds ``torch.arange(y0, y1)`` over the region bounding all boxes of an image, and raises
+   "upper bound and lower bound inconsistent" when every box lies beyond the image. That happens
+   when test images are padded (the ViTDet LSJ pipeline pads to 1024x1024, and mmcv's ``Pad`` then
+   reports the padded size, so predicted boxes may lie in the padding). Such boxes paste nothing,
+   as on the GPU path, which samples the whole image.
 """
 import os.path as osp
 import pickle
@@ -223,6 +231,35 @@ def _patch_cpu_half_ops() -> None:
     _APPLIED.append('cpu_half_ops')
 
 
+# --------------------------------------------------------------------------------------------------
+# 4. mmdet CPU mask pasting when every box lies outside the image
+# --------------------------------------------------------------------------------------------------
+def _patch_cpu_mask_paste() -> None:
+    from mmdet.models.roi_heads.mask_heads import fcn_mask_head
+
+    stock = fcn_mask_head._do_paste_mask
+    if getattr(stock, '_visionllama_mm_shim', False):
+        return
+
+    def _do_paste_mask(masks, boxes, img_h, img_w, skip_empty=True):
+        if skip_empty and boxes.numel():
+            # the region the CPU path pastes into: empty when all boxes lie beyond the image
+            y0 = max(int(boxes[:, 1].min().floor()) - 1, 0)
+            x0 = max(int(boxes[:, 0].min().floor()) - 1, 0)
+            y1 = min(int(boxes[:, 3].max().ceil()) + 1, img_h)
+            x1 = min(int(boxes[:, 2].max().ceil()) + 1, img_w)
+            if y0 >= y1 or x0 >= x1:
+                empty = masks.new_zeros((masks.shape[0], 0, 0), dtype=torch.float32)
+                return empty, (slice(0, 0), slice(0, 0))
+        return stock(masks, boxes, img_h, img_w, skip_empty)
+
+    _do_paste_mask._visionllama_mm_shim = True
+    _do_paste_mask.__doc__ = (stock.__doc__ or '') + (
+        '\n    [visionllama_mm shim] boxes all outside the image paste nothing on CPU.')
+    fcn_mask_head._do_paste_mask = _do_paste_mask
+    _APPLIED.append('cpu_mask_paste')
+
+
 def apply_all() -> None:
     """Apply every shim once (idempotent)."""
     if _APPLIED:
@@ -230,4 +267,5 @@ def apply_all() -> None:
     _patch_cpu_dist_init()
     _patch_weights_only_loader()
     _patch_cpu_half_ops()
+    _patch_cpu_mask_paste()
 

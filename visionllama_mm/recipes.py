@@ -38,7 +38,9 @@ Keys:
 Values compare with a relative tolerance of 1e-6 for numbers, as lists for lists and tuples, and
 as subsets for dicts (the keys the record gives must match).
 """
+import contextlib
 import importlib
+import io
 import logging
 import math
 import os.path as osp
@@ -141,7 +143,9 @@ def _walk(value, segments: List[str]):
     return value
 
 
-def _transforms(pipeline) -> list:
+def _transforms(pipeline):
+    if pipeline is MISSING:  # e.g. a dataset of pre-extracted features has no pipeline
+        return MISSING
     names = []
     for item in pipeline or []:
         if isinstance(item, (list, tuple)):
@@ -268,9 +272,10 @@ def effective_param_settings(cfg: Config, names=None) -> Dict[str, Dict[str, flo
         wrapper_cfg.type = 'OptimWrapper'
     logger = MMLogger.get_current_instance()
     level = logger.level
-    logger.setLevel(logging.WARNING)  # the constructors log one line per parameter
+    logger.setLevel(logging.ERROR)  # the constructors log (or print) a line per parameter
     try:
-        with DefaultScope.overwrite_default_scope(scope):
+        with DefaultScope.overwrite_default_scope(scope), \
+                contextlib.redirect_stdout(io.StringIO()):
             registry = importlib.import_module(f'{scope}.registry')
             constructor = registry.OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
                 type=constructor_type, optim_wrapper_cfg=wrapper_cfg,

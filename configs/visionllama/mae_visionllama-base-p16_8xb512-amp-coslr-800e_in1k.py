@@ -1,11 +1,12 @@
-# MAE pre-training of the plain VisionLLaMA-B on ImageNet-1k, 800 epochs (spec §5.1; fine-tuned:
-# 84.0 top-1, linear probe 69.7, paper Table 3). mmpretrain's MAE recipe (mask ratio 0.75, stock
-# MAEPretrainDecoder 512-d x 8, normalised-pixel loss, AdamW lr 1.5e-4 x 4096/256, betas
-# (0.9, 0.95), wd 0.05, 40 warm-up epochs, cosine, AMP) with the encoder swapped for MAEVisionLLaMA.
-# arch='mae-base' is the released width (SwiGLU hidden 8192 with biases, spec Q1: 255.7M-param
-# encoder), which Table 3 used; arch='base' is the LLaMA-rule width (hidden 2048, 85.7M encoder).
-# Visible tokens are rotated at their original grid positions; no absolute position embedding;
-# the class token is prepended after the encoder for the stock decoder (spec §5.3).
+# MAE pre-training of the plain VisionLLaMA-B on ImageNet-1k, 800 epochs (the official mae_lama-base
+# config; fine-tuned: 84.0 top-1, linear probe 69.7, paper Table 3). mmpretrain's MAE recipe (mask
+# ratio 0.75, stock MAEPretrainDecoder 512-d x 8, normalised-pixel loss, AdamW lr 1.5e-4 x 4096/256,
+# betas (0.9, 0.95), wd 0.05, 40 warm-up epochs, cosine, AMP) with the encoder swapped for
+# MAEVisionLLaMA. arch='mae-base' is the released width (SwiGLU hidden 8192 with biases:
+# 255.7M-param encoder), which Table 3 used; arch='base' is the LLaMA-rule width (hidden 2048, 85.7M
+# encoder). Visible tokens are rotated at their original grid positions; no absolute position
+# embedding; the class token is prepended after the encoder for the stock decoder, as the fork's
+# MAELLaMA.
 _base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)

@@ -1,14 +1,13 @@
-# ViTDet Mask R-CNN with the plain VisionLLaMA-B initialised from MAE (paper Table 6: box 52.2,
-# mask 46.3 AP), spec §6.3: window attention (14x14, window-local RoPE) in all blocks except the
-# global blocks 2/5/8/11, a simple feature pyramid from the last block's stride-16 map, Mask R-CNN with
-# LN2d heads (4-conv-1-fc box head, 2-conv RPN), large-scale jitter at 1024, AdamW lr 1e-4, wd 0.1,
-# layer decay 0.7, batch 4 x 8 GPUs x 2 accumulation steps = 64, 137,250 iterations with steps at
-# 102,937 / 125,812 and 250 warm-up iterations (the official config; the paper says 1000), AMP.
-# Data as the official lsj-36e_coco-instance.py: flip, resize with ratio 0.1-2.0 of 1024, crop
-# 1024, pad to 1024x1024 with pixel value 114 before normalisation; testing resizes the long side
-# to 1024 and pads to 1024x1024 with 114, so the global blocks always see the 64x64 grid they were
-# trained on (mmdet's stock LSJ base tests at 1333x800 without padding, and pads with 0 after
-# normalisation).
+# ViTDet Mask R-CNN with the plain VisionLLaMA-B initialised from MAE (paper Table 6: box 52.2, mask
+# 46.3 AP): window attention (14x14, window-local RoPE) in all blocks except the global blocks
+# 2/5/8/11, a simple feature pyramid from the last block's stride-16 map, Mask R-CNN with LN2d heads
+# (4-conv-1-fc box head, 2-conv RPN), large-scale jitter at 1024, AdamW lr 1e-4, wd 0.1, layer decay
+# 0.7, batch 4 x 8 GPUs x 2 accumulation steps = 64, 137,250 iterations with steps at 102,937 /
+# 125,812 and 250 warm-up iterations (the official config; the paper says 1000), AMP. Data as the
+# official lsj-36e_coco-instance.py: flip, resize with ratio 0.1-2.0 of 1024, crop 1024, pad to
+# 1024x1024 with pixel value 114 before normalisation; testing resizes the long side to 1024 and
+# pads to 1024x1024 with 114, so the global blocks always see the 64x64 grid they were trained on
+# (mmdet's stock LSJ base tests at 1333x800 without padding, and pads with 0 after normalisation).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::common/lsj-100e_coco-instance.py',

@@ -1,11 +1,10 @@
 # UperNet on ADE20K with the plain VisionLLaMA-B initialised from MAE (paper Table 4b: 49.0 mIoU
-# after 800 pre-training epochs, 50.2 after 1600), spec §6.1. mmseg's MAE-UperNet config with the
-# backbone swapped: multi-level features from blocks [3, 5, 7, 11] through mmseg's Feature2Pyramid
-# (4x deconv-BN-GELU-deconv, 2x deconv, 1x identity, 0.5x max-pool), UPerHead + FCN auxiliary,
-# AdamW lr 1e-4 (the official config; the paper's §D.6 says 6e-5), layer decay 0.65, 160k iterations,
-# batch 16, slide inference 512/341.
-# The released MAE encoder has a 4x-wide SwiGLU (hidden 8192, with biases; spec Q1): that is the
-# width below, so the released checkpoint loads. Convert it first:
+# after 800 pre-training epochs, 50.2 after 1600). mmseg's MAE-UperNet config with the backbone
+# swapped: multi-level features from blocks [3, 5, 7, 11] through mmseg's Feature2Pyramid (4x
+# deconv-BN-GELU-deconv, 2x deconv, 1x identity, 0.5x max-pool), UPerHead + FCN auxiliary, AdamW lr
+# 1e-4 (the official config; the paper's §D.6 says 6e-5), layer decay 0.65, 160k iterations, batch
+# 16, slide inference 512/341. The released MAE encoder has a 4x-wide SwiGLU (hidden 8192, with
+# biases): that is the width below, so the released checkpoint loads. Convert it first:
 #   python tools/model_converters/vision_llama_official.py epoch_800.pth pretrain/visionllama-base-mae-800e.pth
 _base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
 
@@ -19,7 +18,7 @@ model = dict(
         type='VisionLLaMA',
         arch='mae-base',
         ffn_bias=True,
-        ffn_drop_path=False,  # the fork applies drop path to the attention branch only (spec Q3)
+        ffn_drop_path=False,  # the fork applies drop path to the attention branch only (the fork's LLaMAMLP gets no drop path)
         img_size=512,
         patch_size=16,
         with_cls_token=False,

@@ -1,4 +1,4 @@
-# UperNet on ADE20K with the plain VisionLLaMA-L (MAE, released 4x SwiGLU: hidden 11008), spec §6.1:
+# UperNet on ADE20K with the plain VisionLLaMA-L (MAE, released 4x SwiGLU: hidden 11008):
 # blocks [7, 11, 15, 23], 1024 channels, UPerHead channels 1024, layer decay over 24 blocks,
 # batch 1 x 8 GPUs with 2-step gradient accumulation.
 _base_ = ['./upernet_visionllama-base-p16_mae-800e-pre_8xb2-amp-160k_ade20k-512x512.py']

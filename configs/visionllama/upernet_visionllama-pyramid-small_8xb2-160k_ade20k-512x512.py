@@ -31,6 +31,5 @@ model = dict(
     test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
+    type='AmpOptimWrapper',  # dynamic loss scaling, as --amp
     paramwise_cfg=dict(norm_decay_mult=0.0))

@@ -1,9 +1,10 @@
 # Fine-tuning the MAE-pre-trained VisionLLaMA-B on ImageNet-1k for 100 epochs (paper Table 3: 84.0
-# after 800 pre-training epochs, 84.3 after 1600), spec §5.4: GAP + a fresh LayerNorm, no class token,
-# drop path 0.1 on the attention branch only (the fork, spec Q3), AdamW lr 2e-3, layer decay 0.45
-# (§D.5: 0.75 overfits), mmpretrain's MAE fine-tuning pipeline (RandAugment, Mixup/CutMix, label
-# smoothing 0.1, random erasing 0.25), fp16 AMP (the official command passes --amp), seed 0 with
-# a different seed per rank. Set the converted pre-training checkpoint as `pretrained`.
+# after 800 pre-training epochs, 84.3 after 1600), as the official lama-*-lrd45 configs: GAP + a
+# fresh LayerNorm, no class token, drop path 0.1 on the attention branch only (the fork's LLaMAMLP
+# gets no drop path), AdamW lr 2e-3, layer decay 0.45 (§D.5: 0.75 overfits), mmpretrain's MAE
+# fine-tuning pipeline (RandAugment, Mixup/CutMix, label smoothing 0.1, random erasing 0.25), fp16
+# AMP (the official command passes --amp), seed 0 with a different seed per rank. Set the converted
+# pre-training checkpoint as `pretrained`.
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
@@ -24,7 +25,7 @@ model = dict(
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
 
-optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic', optimizer=dict(lr=2e-3),
+optim_wrapper = dict(type='AmpOptimWrapper', optimizer=dict(lr=2e-3),  # dynamic loss scale
                      paramwise_cfg=dict(layer_decay_rate=0.45))
 # The stock bases of this config define no collate_fn, so none carries an inherited `_scope_` to
 # drop: `_delete_=True` would have nothing to delete, stay in the dict and reach default_collate as

@@ -1,7 +1,8 @@
 # Linear probing of the MAE-pre-trained VisionLLaMA-B (paper Table 3: 69.7 after 800 epochs, 71.7
-# after 1600), spec §5.4 / Q11: frozen backbone, GAP through a frozen, never-trained LayerNorm
-# (ln2: a plain standardisation), BatchNorm neck without affine, linear head; LARS lr 6.4 at batch
-# 16384, 10 warm-up epochs, cosine, 90 epochs, fp16 AMP (inherited).
+# after 1600), as the official lama-base-p16_8xb2048-linear-coslr-800-90e_in1k.py: frozen backbone,
+# GAP through a frozen, never-trained LayerNorm (ln2: a plain standardisation), BatchNorm neck
+# without affine, linear head; LARS lr 6.4 at batch 16384, 10 warm-up epochs, cosine, 90 epochs,
+# fp16 AMP (inherited).
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)

@@ -1,19 +1,18 @@
 # Pyramid VisionLLaMA-B, supervised on ImageNet-1k for 300 epochs (paper Table 2: 83.2 top-1;
 # Twins-SVT-B 83.2). The recipe is Twins-SVT's / DeiT's, which the official code runs
-# (deit/ImageNet1k_SFT.md: 8 GPUs x 128, --no-repeated-aug, drop path 0.2 / 0.3 / 0.5 for
-# S / B / L), taken from mmpretrain's stock Twins config: AdamW lr 5e-4 x batch / 512 = 1e-3 at
-# batch 1024, wd 0.05 (none on norms, biases, LayerScale), 5 warm-up epochs from 1e-6, cosine to
-# 1e-5, RandAugment (rand-m9-mstd0.5-inc1), Mixup 0.8 / CutMix 1.0, label smoothing 0.1, random
-# erasing 0.25, no repeated augmentation (spec Q10), test resize 256 -> centre crop 224.
-# Changes to the stock Twins config, each to follow the official code: no gradient clipping
-# (DeiT's main.py default; mmpretrain's Twins config clips at 5.0), the head initialised like
-# every other Linear (trunc-normal 0.02), bf16 autocast (engine.py autocasts to bf16 where the GPU
-# supports it, as on A100/H100) and seed 0 (main.py --seed 0, + rank).
-# The released checkpoints (pllama_wols_*) convert with
-# tools/model_converters/vision_llama_official.py; this config's defaults reproduce them:
-# LayerScale 1e-4 (although the name says "wols", spec Q5), GSA key positions of the released code
-# (gsa_key_pos='official', spec Q4; 'paper' puts each pooled key at the centre of its window), no
-# auto-scale (ImageNet is trained and tested at 224), and the head's double LayerNorm
+# (deit/ImageNet1k_SFT.md: 8 GPUs x 128, --no-repeated-aug, drop path 0.2 / 0.3 / 0.5 for S / B /
+# L), taken from mmpretrain's stock Twins config: AdamW lr 5e-4 x batch / 512 = 1e-3 at batch 1024,
+# wd 0.05 (none on norms, biases, LayerScale), 5 warm-up epochs from 1e-6, cosine to 1e-5,
+# RandAugment (rand-m9-mstd0.5-inc1), Mixup 0.8 / CutMix 1.0, label smoothing 0.1, random erasing
+# 0.25, no repeated augmentation (ImageNet1k_SFT.md --no-repeated-aug), test resize 256 -> centre
+# crop 224. Changes to the stock Twins config, each to follow the official code: no gradient
+# clipping (DeiT's main.py default; mmpretrain's Twins config clips at 5.0), the head initialised
+# like every other Linear (trunc-normal 0.02), bf16 autocast (engine.py autocasts to bf16 where the
+# GPU supports it, as on A100/H100) and seed 0 (main.py --seed 0, + rank). The released checkpoints
+# (pllama_wols_*) convert with tools/model_converters/vision_llama_official.py; this config's
+# defaults reproduce them: LayerScale 1e-4 (although the name says "wols"), GSA key positions of the
+# released code (gsa_key_pos='official'; 'paper' puts each pooled key at the centre of its window),
+# no auto-scale (ImageNet is trained and tested at 224), and the head's double LayerNorm
 # (out_type='avg_featmap').
 _base_ = ['mmpretrain::twins/twins-svt-base_8xb128_in1k.py']
 

@@ -24,7 +24,7 @@ model = dict(
         patch_size=16,
         out_type='cls_token',
         with_cls_token=True,
-        cls_token_pos='official',  # (x=W-1, y=-1), spec decision 2
+        cls_token_pos='official',  # (x=W-1, y=-1), as the official code under torch >= 1.13
         layer_scale_init_value=1e-4,
         drop_path_schedule='uniform',  # DeiT III: the same rate in every block
         drop_path_rate=0.05),
