@@ -92,7 +92,10 @@ def test_runner_seed_with_diff_rank_seed_is_the_config_seed_plus_rank(monkeypatc
     monkeypatch.setattr('mmengine.runner.utils.get_rank', lambda: 1)
     runner = Runner(model=Tiny(), work_dir=str(tmp_path),
                     randomness=dict(seed=4, diff_rank_seed=True),
-                    experiment_name='rank_seeds_diff_rank_seed')
+                    experiment_name='rank_seeds_diff_rank_seed',
+                    # a Runner makes its scope the current one: leave mmpretrain's, which the
+                    # stock-registry tests that run later in this process expect
+                    default_scope='mmpretrain')
     assert runner.seed == 5 and runner.iter == 0
     _fake_rank(monkeypatch, 1)
     ReproducibleRandomnessHook().before_train_iter(runner, batch_idx=0)

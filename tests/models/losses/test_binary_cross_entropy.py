@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.registry import DefaultScope
 
 import visionllama_mm  # noqa: F401
 from mmpretrain.models import build_head
@@ -23,16 +24,17 @@ def test_head_loss_equals_the_official_on_mixed_targets(augment):
     images = torch.rand(n, 3, 8, 8)
     _, mixed = augment(images, F.one_hot(labels, num_classes).float())
     assert ((mixed > 0) & (mixed < 1)).any()  # soft targets: the case the binarisation matters
-    head = build_head(dict(type='LinearClsHead', num_classes=num_classes, in_channels=4,
-                           loss=dict(type='BinarizedBCELoss')))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        head = build_head(dict(type='LinearClsHead', num_classes=num_classes, in_channels=4,
+                               loss=dict(type='BinarizedBCELoss')))
+        stock = build_head(dict(type='LinearClsHead', num_classes=num_classes, in_channels=4,
+                                loss=dict(type='CrossEntropyLoss', use_sigmoid=True)))
     feats = torch.randn(n, 4)
     samples = [DataSample().set_gt_score(m) for m in mixed]
     loss = head.loss((feats, ), samples)['loss']
     expected = _official(head.fc(feats), mixed)
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)
     # mmpretrain's sigmoid cross-entropy on the soft targets: summed over classes / N
-    stock = build_head(dict(type='LinearClsHead', num_classes=num_classes, in_channels=4,
-                            loss=dict(type='CrossEntropyLoss', use_sigmoid=True)))
     stock.load_state_dict(head.state_dict())
     stock_loss = stock.loss((feats, ), samples)['loss']
     assert stock_loss > 0.5 * num_classes * loss  # about num_classes times larger

@@ -286,6 +286,8 @@ def test_finetune_config_and_layer_decay():
     cfg.model.backbone.update(arch=dict(TINY, num_layers=2), init_cfg=None)
     cfg.model.head.in_channels = 64
     model = MODELS.build(cfg.model)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'  # fp16 AMP as the official --amp
+    cfg.optim_wrapper.type = 'OptimWrapper'  # mmengine's AMP wrapper needs a GPU
     groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
     got = {g['param_name']: (g['lr'], g['weight_decay']) for g in groups}
     lr, d = 2e-3, 0.45
