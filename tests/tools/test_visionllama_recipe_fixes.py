@@ -69,3 +69,30 @@ def test_fine_tune_stage_loads_the_800_epoch_stage():
         assert not result.missing_keys and not result.unexpected_keys
         x = torch.randn(1, 3, 224, 224)
         assert models[1](x, mode='tensor').shape == (1, 1000)
+
+
+def test_two_stage_chain_through_tools(python, digits_root, tmp_path):
+    """B's two Table-2 configs as a user chains them, shrunk: the low-resolution stage (48 px
+    here), then the fine-tune stage at 64 px with `load_from` the first stage's checkpoint;
+    the fine-tune loads it strictly (mmengine reports no missing or unexpected key)."""
+    import re
+
+    from ..conftest import run_tool
+    from .test_cls_configs import TINY_PLAIN, _data
+    common = [*TINY_PLAIN, 'model.head.in_channels=64', 'model.head.num_classes=10',
+              'model.data_preprocessor.num_classes=10', *_data(digits_root, test=False),
+              'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+              'train_cfg.max_epochs=1']
+    first = tmp_path / 'stage1'
+    run_tool([python, 'tools/train.py',
+              'configs/visionllama/visionllama-plain-base-p16_8xb256-800e_in1k.py',
+              '--work-dir', str(first), '--cfg-options', *common, 'model.backbone.img_size=48',
+              'train_dataloader.dataset.pipeline.1.scale=48'])
+    out = run_tool([python, 'tools/train.py',
+                    'configs/visionllama/visionllama-plain-base-p16_800e-pre_8xb64-20e_in1k.py',
+                    '--work-dir', str(tmp_path / 'stage2'), '--cfg-options', *common,
+                    f'load_from={first / "epoch_1.pth"}', 'model.backbone.img_size=64',
+                    'train_dataloader.dataset.pipeline.1.scale=64'])
+    assert f'Load checkpoint from {first / "epoch_1.pth"}' in out, out[-3000:]
+    assert 'missing keys' not in out and 'unexpected key' not in out, out[-3000:]
+    assert re.search(r'Epoch\(train\)\s+\[1\]\[2/2\]', out), out[-3000:]
