@@ -1,14 +1,14 @@
 """Version shims that let the pinned OpenMMLab packages run on torch 2.14 and on CPU-only machines.
 
-Each shim names the stock behaviour it works around (see ../shared/ENVIRONMENT.md) and has a test
-in ``tests/test_compat.py``. Nothing else in the package touches stock code. They are applied once,
-by ``import visionllama_mm``; :func:`applied` lists them.
+Each shim names the stock behaviour it works around and has a test in ``tests/test_compat.py``.
+Nothing else in the package touches stock code. They are applied once, by ``import visionllama_mm``;
+:func:`applied` lists them.
 
-1. ``cpu_dist_init`` (ENVIRONMENT trap 3): mmengine 0.10.7's ``_init_dist_pytorch`` calls
+1. ``cpu_dist_init``: mmengine 0.10.7's ``_init_dist_pytorch`` calls
    ``torch.cuda.set_device`` unconditionally, so ``--launcher pytorch`` dies with "Found no NVIDIA
    driver" on a CPU machine. Without CUDA we skip that call and use the gloo backend (nccl needs
    GPUs). With CUDA the stock function runs unchanged.
-2. ``weights_only_loader`` (ENVIRONMENT trap 2): torch >= 2.6 defaults ``torch.load`` to
+2. ``weights_only_loader``: torch >= 2.6 defaults ``torch.load`` to
    ``weights_only=True`` and mmengine's local loader passes nothing, so a checkpoint written by
    mmengine (which holds ``HistoryBuffer`` objects in its ``message_hub``) cannot be loaded by
    ``tools/test.py``, ``load_from`` or ``--resume``. We register a local-file loader that always uses

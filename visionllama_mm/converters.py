@@ -46,7 +46,7 @@ def _convert_pyramid(sd):
 
 
 def _is_mmpretrain_fork(sd: Dict) -> bool:
-    # the fork keeps a frozen, never-added ``backbone.pos_embed`` (spec §1.3); our models have none
+    # the fork keeps a frozen, never-added ``backbone.pos_embed`` (vision_llama.py); ours have none
     return ('backbone.pos_embed' in sd and 'backbone.layers.0.ffn.w12.weight' in sd
             and 'backbone.patch_embed.projection.weight' in sd)
 

@@ -1,4 +1,4 @@
-"""Encode an image dataset once with the frozen SD VAE, for latent diffusion training (spec §7).
+"""Encode an image dataset once with the frozen SD VAE, for latent diffusion training (DiT / SiT).
 
     python tools/generation/extract_latents.py CONFIG OUT_DIR [--split train|val]
         [--batch-size 32] [--num-workers 2] [--hflip] [--vae PATH] [--device cuda|cpu]

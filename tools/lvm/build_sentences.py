@@ -1,4 +1,4 @@
-"""Write LVM visual sentences (``VisualSentenceDataset`` JSON lines) from folders (spec §2.4).
+"""Write LVM visual sentences (``VisualSentenceDataset`` JSON lines) from folders.
 
     python tools/lvm/build_sentences.py OUT.jsonl --data-root DIR [--seed 0] KIND [options]
 

@@ -1,4 +1,4 @@
-"""Prompt an LVM with images and write the images it generates as PNG (spec §4.1-§4.2).
+"""Prompt an LVM with images and write the images it generates as PNG.
 
     python tools/lvm/generate.py CONFIG CHECKPOINT --prompt a.png b.png c.png --out-dir out/
         [--num-new 1] [--candidates 2] [--temperature 1.0] [--top-k 50] [--top-p 1.0]
@@ -11,7 +11,7 @@ generated). Each prompt image is resized to the tokenizer's resolution (no crop)
 own and concatenated without BOS, as the official inference does; at most ``context_images - 1``
 images are kept as context. Sampling uses the KV cache and always emits exactly ``tokens_per_image``
 tokens per new image, VQ codes only unless ``--allow-special`` (the released generation config's EOS
-id is a code, spec §4.1). Defaults are the official ones: temperature 1, top-k 50, top-p 1.
+id, 2, is a VQ code). Defaults are the official ones: temperature 1, top-k 50, top-p 1.
 
 Written to ``--out-dir``: ``candidate{c}_new{k}.png`` for every candidate ``c`` and new image ``k``,
 and ``strip.png``: the prompt images in a row (analogy: x over y) with each candidate's new

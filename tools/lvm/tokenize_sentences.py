@@ -1,4 +1,4 @@
-"""Tokenize visual sentences into an LVM token shard with a frozen VQGAN (spec §6.2, mode A -> B).
+"""Tokenize visual sentences into an LVM token shard with a frozen VQGAN.
 
     python tools/lvm/tokenize_sentences.py ANN.jsonl OUT_DIR --tokenizer CONFIG
         [--checkpoint CKPT] [--data-root DIR] [--batch-size 32] [--image-size 256] [--seed 0]

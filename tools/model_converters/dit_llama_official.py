@@ -31,7 +31,7 @@ import os.path as osp
 import re
 import sys
 
-# the paper's widths -> heads (spec §4.1: S, B, L, XL); the only size the shapes do not fix
+# the paper's widths -> heads (Table 18: S, B, L, XL); the only size the shapes do not fix
 HEADS_OF_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16}
 
 

@@ -1,4 +1,4 @@
-"""Pre-extracted VAE latents for latent diffusion training (DiT / SiT, spec §7).
+"""Pre-extracted VAE latents for latent diffusion training (DiT / SiT).
 
 ``tools/generation/extract_latents.py`` encodes an image dataset once with the frozen
 :class:`~visionllama_mm.models.diffusion.vae.StableDiffusionVAE` and writes, into one folder::

@@ -1,5 +1,5 @@
 """Tiles of scikit-learn's two sample photos (``china.jpg``, ``flower.jpg``, 427x640 RGB), for
-training an image tokenizer on real photographs without downloading anything (LVM, spec §1.5)."""
+training an image tokenizer on real photographs without downloading anything (LVM)."""
 import os
 import os.path as osp
 

@@ -1,6 +1,6 @@
-"""Pre-tokenized visual sentences for LVM: packed token windows (spec §2.2-§2.3, §6.2 mode B).
+"""Pre-tokenized visual sentences for LVM: packed token windows.
 
-Special ids. The official BOS/EOS ids are not published (spec §2.2); ours sit above the 8192 VQ
+Special ids. The official BOS/EOS ids are not published; ours sit above the 8192 VQ
 codes inside the released 8292-id vocabulary (8192 codes + 100 reserved ids) and are defined once,
 here: :data:`LVM_BOS` = 8192, :data:`LVM_EOS` = 8193, :data:`LVM_PAD` = 8194, :data:`LVM_VOCAB` =
 8292 (:data:`LVM_CODEBOOK` = 8192 codes). Every class and function takes them as arguments.
@@ -16,12 +16,13 @@ A directory may instead hold several ``tokens_<name>.npy`` / ``offsets_<name>.np
 in name order), with one ``meta.json`` counting them all. Several directories given together are
 one logical stream, read in the order given; their meta must agree.
 
-The official format (spec §2.2): JSON lines ``{"tokens": base64(int32 little-endian ids)}``, one
-sentence of bare codes per line (no BOS/EOS). :func:`encode_tokens_b64` /
-:func:`decode_tokens_b64` convert one line's ids, :class:`OfficialTokenJsonlDataset` reads such
-files directly and :func:`convert_official_jsonl` turns them into our shard.
+The official format (LVM's tokenize scripts): JSON lines
+``{"tokens": base64(int32 little-endian ids)}``, one sentence of bare codes per line (no
+BOS/EOS). :func:`encode_tokens_b64` / :func:`decode_tokens_b64` convert one line's ids,
+:class:`OfficialTokenJsonlDataset` reads such files directly and :func:`convert_official_jsonl`
+turns them into our shard.
 
-Both datasets cut the stream the way EasyLM does (spec §2.3): item ``i`` is
+Both datasets cut the stream the way EasyLM does (``EasyLM/data.py``): item ``i`` is
 ``stream[i * L : i * L + L + 1]`` (the model's input is the first ``L`` ids, its target the last
 ``L``), sentences run across windows, nothing is padded, and the tail shorter than a window is
 dropped: ``len = (num_tokens - 1) // L``.
@@ -48,10 +49,10 @@ __all__ = [
 ]
 
 LVM_CODEBOOK = 8192  #: VQ codes of the released tokenizer (ids 0..8191)
-LVM_BOS = 8192  #: begin-of-sentence id (ours, spec §2.2)
+LVM_BOS = 8192  #: begin-of-sentence id (ours)
 LVM_EOS = 8193  #: end-of-sentence id (ours)
 LVM_PAD = 8194  #: padding id (ours; packed windows are never padded)
-LVM_VOCAB = 8292  #: decoder vocabulary: 8192 codes + 100 reserved ids (spec §2.2)
+LVM_VOCAB = 8292  #: decoder vocabulary: 8192 codes + 100 reserved ids (EasyLM's llama_model.py)
 
 _META_KEYS = ('codebook', 'bos', 'eos', 'pad', 'vocab_size', 'tokens_per_image', 'tokenizer',
               'num_sentences', 'num_tokens')
@@ -388,7 +389,7 @@ def _check_meta_ids(meta: dict, expected: dict, where: str):
 
 @DATASETS.register_module()
 class PackedTokenDataset(_TokenWindows):
-    """Token windows of our shard directories (spec §6.2 mode B), memory-mapped.
+    """Token windows of our shard directories, memory-mapped.
 
     Args:
         data_root: A shard directory or a list of them (one stream, in order).

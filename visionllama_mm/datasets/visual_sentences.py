@@ -1,4 +1,4 @@
-"""Visual sentences for LVM (spec §2.1, §2.4, §4.2, §6.2 mode A): builders, transforms, dataset.
+"""Visual sentences for LVM: builders, transforms, dataset.
 
 A visual sentence is a run of images with no separator; BOS/EOS are added by whoever turns it into
 tokens (:class:`~visionllama_mm.models.lvm.LVM` online, ``tools/lvm/tokenize_sentences.py``
@@ -10,13 +10,14 @@ Annotation files hold one JSON object per line, paths relative to ``data_root``:
   multi"}`` (other keys are kept as information); a video sentence is ``{"video": path,
   "frames": [indices], "type": "video"}``. Colorization and inpainting lines list the source
   images: the pipeline makes the (input, source) pair of each.
-* the official evaluation files (spec §4.2): ``{"input": [paths], "target": [paths]}`` for
-  perplexity (type ``'perplexity'``) and ``{"input": [paths], "output": path(s)}`` for
-  generation (type ``'generation'``; ``output`` is the ground-truth next image(s)). The targets
-  are the sentence's last images (``num_target_images``).
+* the official evaluation files (LVM's ``evaluation/EVAL.md``): ``{"input": [paths],
+  "target": [paths]}`` for perplexity (type ``'perplexity'``) and ``{"input": [paths],
+  "output": path(s)}`` for generation (type ``'generation'``; ``output`` is the ground-truth
+  next image(s)). The targets are the sentence's last images (``num_target_images``).
 
 The builders (``*_sentences``) are pure functions from lists of paths to such lines, seeded,
-following the official tokenize scripts (spec §2.4); :func:`write_sentences` writes them.
+following the official tokenize scripts (``tokenize_examples/*.py``); :func:`write_sentences`
+writes them.
 
 The default pipeline, :func:`default_sentence_pipeline`: :class:`LoadImageSequence` (RGB,
 PIL; video frames through cv2) -> :class:`ResizeEach` (S x S, no crop, aspect not kept) ->
@@ -55,7 +56,7 @@ SENTENCE_TYPES = ('single', 'sequence', 'video', 'pair', 'colorization', 'inpain
                   'multi', 'perplexity', 'generation')
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
-GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # spec §2.4 (colorization)
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # colorization, as the official tokenize script
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,8 +109,8 @@ def count_video_frames(path: str) -> int:
 @TRANSFORMS.register_module()
 class LoadImageSequence(BaseTransform):
     """``results['img_paths']`` (or ``video`` + ``frames``) -> ``results['imgs']``: a list of
-    RGB uint8 (H, W, 3) arrays. Image files are opened with PIL and converted to RGB (spec
-    §1.3); video frames are decoded by cv2 and converted BGR -> RGB."""
+    RGB uint8 (H, W, 3) arrays. Image files are opened with PIL and converted to RGB;
+    video frames are decoded by cv2 and converted BGR -> RGB."""
 
     def transform(self, results: dict) -> dict:
         from PIL import Image, UnidentifiedImageError
@@ -136,8 +137,8 @@ class LoadImageSequence(BaseTransform):
 class ResizeEach(BaseTransform):
     """Resize every image of ``results['imgs']`` to ``scale`` x ``scale``: no crop, aspect ratio
     not kept. Image files use PIL's default filter (bicubic), as the official
-    ``img.resize((256, 256))``; video frames use cv2's default (bilinear), as the official video
-    reader (spec §1.3)."""
+    ``img.resize((256, 256))``; video frames use cv2's default (bilinear), as the official
+    video reader."""
 
     def __init__(self, scale: int = 256):
         if scale < 1:
@@ -188,7 +189,7 @@ def _pairs(results: dict, make_input, where: str) -> dict:
 @TRANSFORMS.register_module()
 class ToGrayPair(BaseTransform):
     """Colorization lines: every image ``c`` becomes the pair ``gray(c), c`` with
-    ``gray = 0.2989 R + 0.5870 G + 0.1140 B`` copied to 3 channels (spec §2.4). Other sentence
+    ``gray = 0.2989 R + 0.5870 G + 0.1140 B`` copied to 3 channels. Other sentence
     types pass through."""
 
     def transform(self, results: dict) -> dict:
@@ -203,7 +204,7 @@ class ToGrayPair(BaseTransform):
 
 @TRANSFORMS.register_module()
 class RandomBoxOrPatchMask(BaseTransform):
-    """Inpainting lines: every image ``o`` becomes the pair ``masked(o), o`` (spec §2.4).
+    """Inpainting lines: every image ``o`` becomes the pair ``masked(o), o``.
 
     With probability ``box_prob`` one black square of side ``U[0.1, 0.5) * min(H, W)`` (integer,
     upper end excluded) at a uniformly random position; otherwise the image is cut into a
@@ -386,7 +387,7 @@ class VisualSentenceDataset(BaseDataset):
 
 
 # --------------------------------------------------------------------------------------------
-# Builders: lists of paths -> lines (spec §2.4)
+# Builders: lists of paths -> lines
 # --------------------------------------------------------------------------------------------
 def _natural_key(path: str):
     return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', path)]
@@ -438,7 +439,7 @@ def _groups(n: int, group: int, n_epochs: int, rng: np.random.Generator,
 
 
 def single_image_sentences(images: Sequence[str]) -> List[dict]:
-    """``{"images": [image], "type": "single"}`` per image (spec §2.1)."""
+    """``{"images": [image], "type": "single"}`` per image."""
     return [dict(images=[p], type='single') for p in images]
 
 

@@ -41,7 +41,7 @@ def toolbox_of(cfg: Config) -> str:
 
 
 def _strip_scope_in_collate(cfg: Config) -> None:
-    # ENVIRONMENT trap 7: a collate_fn inherited through `pkg::` carries `_scope_`, which the
+    # a collate_fn inherited through `pkg::` carries `_scope_`, which the
     # Runner passes on to the collate function as a keyword argument.
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)

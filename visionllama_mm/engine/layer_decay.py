@@ -1,7 +1,7 @@
 """Layer-wise learning-rate decay for any backbone that implements ``get_layer_depth``.
 
 mmseg 1.2.2's ``LayerDecayOptimizerConstructor`` only accepts backbones whose class name contains
-ConvNeXt/BEiT/MAE, and mmdet 3.3's ViTDet constructor numbers ``.blocks.`` only (spec §6.4). This one
+ConvNeXt/BEiT/MAE, and mmdet 3.3's ViTDet constructor numbers ``.blocks.`` only. This one
 asks the backbone: ``backbone.get_layer_depth(name, 'backbone.') -> (layer_id, num_layers)``, and
 scales each parameter's lr by ``layer_decay_rate ** (num_layers - 1 - layer_id)``. Registered into
 mmpretrain, mmseg and mmdet.

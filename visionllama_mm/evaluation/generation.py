@@ -1,4 +1,4 @@
-"""Evaluation of generated images (spec §7): PNGs, an ADM-evaluator ``.npz`` and FID / IS /
+"""Evaluation of generated images: PNGs, an ADM-evaluator ``.npz`` and FID / IS /
 precision / recall through torch-fidelity.
 
 The metrics come from ``torch_fidelity.calculate_metrics`` (its TF-compatible Inception-v3 for FID

@@ -1,4 +1,4 @@
-"""Perplexity of a causal model's predictions (LVM, spec §4.3)."""
+"""Perplexity of a causal model's predictions (LVM)."""
 import math
 from typing import List, Optional, Sequence
 

@@ -1,4 +1,4 @@
-"""Reconstruction PSNR of an image autoencoder (the LVM tokenizer, spec §1.5).
+"""Reconstruction PSNR of an image autoencoder (the LVM tokenizer).
 
 mmpretrain/mmengine have no PSNR metric (mmagic has one, but it is not part of this stack), so a
 small one lives here."""
