@@ -1,5 +1,6 @@
-"""ConvNeXt V2 checkpoint converters (spec ``convnextv2.md`` §3): timm, official dense, official
-FCMAE (MinkowskiEngine kernels); format detection beside the VisionLLaMA formats.
+"""ConvNeXt V2 checkpoint converters: timm, official dense, official FCMAE (MinkowskiEngine
+kernels, remapped as the official ``remap_checkpoint_keys`` does); format detection beside the
+VisionLLaMA formats.
 
 The official layouts are written here from the official code's module names, independently of
 ``visionllama_mm.models.backbones.convnextv2_convert``: renaming timm's weights for the dense

@@ -1,7 +1,7 @@
-"""ViTamin checkpoint converters (spec ``vitamin.md`` §2, §5.2 item 5): timm ``vitamin_*`` state
-dicts -> ``ImageClassifier``, OpenCLIP ViTamin CLIP checkpoints -> ``ContrastiveCLIP``, checked
-against timm and open_clip themselves (randomly initialised, every parameter randomised so that no
-swapped LayerNorm or bias can hide behind its (1, 0) init), plus format detection.
+"""ViTamin checkpoint converters: timm ``vitamin_*`` state dicts -> ``ImageClassifier``, OpenCLIP
+ViTamin CLIP checkpoints -> ``ContrastiveCLIP``, checked against timm and open_clip themselves
+(randomly initialised, every parameter randomised so that no swapped LayerNorm or bias can hide
+behind its (1, 0) init), plus format detection.
 
 The timm small model goes through ``tools/model_converters/vitamin_official.py`` as a
 subprocess; the round trip and the refusals run that script in-process (``runpy``); the other

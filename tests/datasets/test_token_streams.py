@@ -1,5 +1,5 @@
 """LVM token streams: the official base64 JSONL round trip, our uint16 shards, and token windows
-that reproduce EasyLM's packing (spec §2.2-§2.3, §6.4 tests 5 and 10)."""
+that reproduce EasyLM's packing (``EasyLM/data.py``: one stream, targets shifted by one)."""
 import json
 import pickle
 
@@ -33,7 +33,7 @@ def sentences(n, seed=0, lo=3, hi=12):
 
 
 def test_base64_round_trip_and_official_bytes():
-    # int32 little-endian, as np.frombuffer(b64decode(s), int32) reads it back (spec §2.2)
+    # int32 little-endian, as the official np.frombuffer(b64decode(s), int32) reads it back
     assert encode_tokens_b64([1, 256]) == 'AQAAAAABAAA='
     ids = np.random.default_rng(0).integers(0, 8192, 777)
     back = decode_tokens_b64(encode_tokens_b64(ids))

@@ -1,6 +1,7 @@
-"""LVM visual sentences (spec §2.4, §4.2, §6.2 mode A): the builders' layouts and seeds, the
-transforms (resize, gray formula, inpainting masks) and VisualSentenceDataset items through
-mmengine data loaders, on crops of scikit-learn's sample photos and its digits written as files."""
+"""LVM visual sentences, laid out as the official ``tokenize_examples/*.py`` scripts build them:
+the builders' layouts and seeds, the transforms (resize, gray formula, inpainting masks) and
+VisualSentenceDataset items through mmengine data loaders, on crops of scikit-learn's sample
+photos and its digits written as files."""
 import json
 import os.path as osp
 

@@ -1,6 +1,6 @@
 """A reference of the official supervised plain VisionLLaMA (deit code base), for parity tests.
 
-Written from the spec's description of the official layout (spec §1.2, §2.1, §2.4): timm-0.3.2
+Written from the official layout (``deit/my_models.py``, ``vit_llama_rope_*``): timm-0.3.2
 key names (``patch_embed.proj``, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.c_fc1,mlp.c_fc2,
 mlp.c_proj,gamma_1,gamma_2}``, ``norm``, ``head``), RoPE computed with complex numbers over
 positions ``arange(-1, N)`` split with floor division (so the class token sits at x = W-1, y = -1),

@@ -1,6 +1,6 @@
 """A reference of the official pyramid VisionLLaMA (``pllama_wols_*``, deit code), for parity tests.
 
-Written from the spec's description of the official layout (spec §3): key names
+Written from the official layout (``deit/my_models.py``, ``pllama_wols_*``): key names
 ``patch_embeds.k.{proj,norm}``, ``blocks.k.i.{norm1,attn.*,norm2,mlp.c_fc1,mlp.c_fc2,mlp.c_proj,
 gamma_1,gamma_2}``, ``norm``, ``head``; LSA on even blocks (zero-padded 7x7 windows, window-local
 RoPE), GSA on odd blocks with the released code's key positions (raster split with the

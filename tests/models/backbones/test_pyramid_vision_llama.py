@@ -104,7 +104,7 @@ def test_auto_scale_rules():
         assert torch.equal(q_a[0], q_p[0]) and torch.equal(k_a[1], k_p[1])
     assert anchor.ropes[0].scale(128, 64) == (56 / 64, 56 / 128)  # per axis
     official = PyramidVisionLLaMA(arch=TINY, auto_scale=True)
-    assert official.ropes[0].scale(128, 64) == (14 / 128, 14 / 128)  # 14 / H, both axes (spec Q6)
+    assert official.ropes[0].scale(128, 64) == (14 / 128, 14 / 128)  # official 14 / H, both axes
 
 
 def test_dense_outputs_non_square_and_errors():

@@ -1,4 +1,4 @@
-"""An independent DiT-LLaMA in the official layout (spec visionllama §7, ``dit/models.py``), for
+"""An independent DiT-LLaMA in the official layout (VisionLLaMA's ``dit/models.py``), for
 converter parity: timm attention and MLP names, complex 2-D RoPE rebuilt from the token count,
 ``LLaMAMLP`` with ``c_fc1``/``c_fc2``/``c_proj``, the frozen (unused) ``pos_embed``. Its RoPE
 and MLP are the plain reference's (the official DiT code copies them); nothing comes from the
@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# the same official RoPE and SwiGLU as the supervised model (spec §2.1, §7)
+# the same official RoPE and SwiGLU as the supervised model (dit/models.py copies them)
 from ..backbones.official_plain_reference import _freqs_cis, _Mlp, _rotate
 
 

@@ -11,7 +11,7 @@ TINY = dict(embed_dims=32, depth=2, num_heads=2)
 @pytest.mark.parametrize('arch,patch,block,count', [
     # official dit/models.py, without the frozen pos_embed DiT-LLaMA keeps but never adds
     ('b', 4, 'llama', 130_380_416), ('xl', 2, 'llama', 674_673_440),
-    # spec §4.1 (rounded): L/4 464.2M, XL/4 674.8M, SiT-LLaMA-S/2 32.8M
+    # counted from the official code (rounded): L/4 464.2M, XL/4 674.8M, SiT-LLaMA-S/2 32.8M
     ('l', 4, 'llama', None), ('xl', 4, 'llama', None), ('s', 2, 'llama', None)])
 def test_parameter_counts(arch, patch, block, count):
     with torch.device('meta'):

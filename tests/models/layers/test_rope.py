@@ -1,4 +1,4 @@
-"""2D RoPE / AS2DRoPE: the layout of spec §2, relativity, scaling and caching."""
+"""2D RoPE / AS2DRoPE: the official frequency layout, relativity, scaling and caching."""
 import math
 
 import pytest
@@ -154,7 +154,7 @@ def test_one_dimensional_sequences_and_offsets():
 
 def test_half_pairing_equals_interleaved_with_permuted_channels():
     """rotate_half (transformers' LLaMA) is interleaved RoPE on channels permuted to
-    [even..., odd...] (spec lvm §3)."""
+    [even..., odd...] (how EasyLM's adjacent-pair LLaMA converts to transformers)."""
     torch.manual_seed(0)
     inter = RotaryEmbedding(head_dim=8, ndim=1)
     half = RotaryEmbedding(head_dim=8, ndim=1, pairing='half')

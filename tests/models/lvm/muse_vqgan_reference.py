@@ -1,9 +1,9 @@
-"""An independent reference of the released LVM tokenizer, written from the spec's description of
-the official ``evaluation/vqlm_demo/vqvae_muse.py`` layout (spec §1.2): nested modules with the
-official attribute names, attention as two explicit ``bmm`` products, the quantizer as a one-hot
-matmul over the full distance matrix, the decoder walking its levels from the last one. It shares
-no code with ``visionllama_mm.models.lvm.vqgan`` and is used only to check that a state dict loaded
-into both gives the same ids and pixels."""
+"""An independent reference of the released LVM tokenizer, written from the official
+``evaluation/vqlm_demo/vqvae_muse.py`` layout: nested modules with the official attribute names,
+attention as two explicit ``bmm`` products, the quantizer as a one-hot matmul over the full
+distance matrix, the decoder walking its levels from the last one. It shares no code with
+``visionllama_mm.models.lvm.vqgan`` and is used only to check that a state dict loaded into both
+gives the same ids and pixels."""
 import math
 
 import torch
@@ -100,7 +100,7 @@ class RefMid(nn.Module):
 
 
 class RefMuseVQGAN(nn.Module):
-    """config: the released config.json fields (spec §1.2)."""
+    """config: the released config.json fields."""
 
     def __init__(self, config):
         super().__init__()

@@ -47,7 +47,7 @@ def test_loss_accuracy_and_untrained_value():
 
 
 def test_predict_scores_the_target_images_only():
-    """Official protocol (spec §4.3): ids = input ‖ target, no BOS; the target tokens are
+    """Official protocol (inference.py): ids = input ‖ target, no BOS; the target tokens are
     predicted by the logits at [len(input) - 1 : -1]; PPL = exp(mean NLL)."""
     m = _lvm()
     seq = _ids(1, 5 * 16)  # 5 images of 16 tokens, the last 2 are the target

@@ -1,7 +1,7 @@
-"""MAE with a VisionLLaMA encoder (spec §1.3, §5): learning on real images, no leak of masked
-pixels, visible tokens at their original positions (against an independent functional reference of
-the fork's masked forward, loaded from a fork-layout state dict), released/LLaMA-rule sizes, and the
-pre-training, fine-tuning and linear-probe configs."""
+"""MAE with a VisionLLaMA encoder, as in the official mmpretrain fork: learning on real images, no
+leak of masked pixels, visible tokens at their original positions (against an independent
+functional reference of the fork's masked forward, loaded from a fork-layout state dict),
+released/LLaMA-rule sizes, and the pre-training, fine-tuning and linear-probe configs."""
 import math
 import os.path as osp
 
@@ -90,7 +90,7 @@ def test_masked_pixels_do_not_leak():
 
 def test_visible_rope_rows_are_original_grid_positions():
     """Non-square 6x10 grid: each kept token's cos/sin are those of (x = n mod W, y = n div W),
-    computed by hand from the spec's layout [x w0, y w0, x w1, y w1, ...], w_k = 1e4^(-4k/d)."""
+    computed by hand from the official layout [x w0, y w0, x w1, y w1, ...], w_k = 1e4^(-4k/d)."""
     enc = MAEVisionLLaMA(arch=TINY, img_size=32, patch_size=4)
     torch.manual_seed(3)
     _, _, _, ids_keep = enc.random_masking(torch.zeros(3, 60, 1), 0.75)
@@ -106,7 +106,7 @@ def test_visible_rope_rows_are_original_grid_positions():
         assert torch.allclose(sin[b, j], ang.sin(), atol=1e-6)
 
 
-# ---- an independent reference of the fork's masked forward (spec §1.3, §2.1, §5.3) --------------
+# ---- an independent reference of the fork's masked forward (mae.py:294-405) ----------------------
 def _fork_layout_state_dict(img=32, patch=4):
     """A fork-layout MAE state dict made from stock mmpretrain modules: ``MAEViT`` (cls_token,
     frozen pos_embed, patch_embed.projection, layers.i.{ln1, attn.qkv, attn.proj, ln2}, ln1) whose
@@ -200,7 +200,7 @@ def test_unmasked_forward_is_the_plain_backbone():
     plain = VisionLLaMA(arch=TINY, img_size=32, patch_size=4, out_type='featmap', ffn_bias=True,
                         with_cls_token=True)
     plain.load_state_dict(enc.state_dict(), strict=True)
-    x = torch.randn(1, 3, 48, 64)  # another size, not square (spec Q8 fixed)
+    x = torch.randn(1, 3, 48, 64)  # another size, not square: the fork's table keeps img_size
     out, out_none = enc(x, mask=False), enc(x, mask=None)
     assert out[0].shape == (1, 64, 12, 16)
     assert torch.equal(out[0], out_none[0]) and torch.allclose(out[0], plain(x)[0], atol=1e-6)
@@ -319,7 +319,7 @@ def test_linear_probe_config():
     assert cfg.model.backbone.frozen_stages == 12 and cfg.model.backbone.out_type == 'avg_featmap'
     with torch.device('meta'):
         MODELS.build(cfg.model)
-    # GAP -> frozen, untrained ln2 -> BN without affine -> FC; only the head learns (spec Q11)
+    # GAP -> frozen, untrained ln2 -> BN without affine -> FC; only the head learns
     cfg.model.backbone.update(arch=dict(TINY, num_layers=2), frozen_stages=2, init_cfg=None)
     cfg.model.neck.input_features = cfg.model.head.in_channels = 64
     model = MODELS.build(cfg.model)
