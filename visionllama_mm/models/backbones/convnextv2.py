@@ -1,4 +1,4 @@
-"""ConvNeXt V2 (spec ``convnextv2.md`` §1): mmpretrain's ConvNeXt with GRN and no LayerScale.
+"""ConvNeXt V2 (Woo et al. 2023): mmpretrain's ConvNeXt with GRN and no LayerScale.
 
 The modules are mmpretrain's own (``ConvNeXtBlock(use_grn=True, layer_scale_init_value=0.)``,
 ``GRN``, ``LN2d``) in the module tree of mmpretrain's ``ConvNeXt`` (``downsample_layers``,
@@ -15,7 +15,7 @@ the meta device (it calls ``.item()`` on its drop-path ``linspace``). What this 
   ``LN2d`` copy between layouts);
 - activation checkpointing through torch's non-reentrant checkpoint (the stock block calls the
   reentrant default, which torch now warns about);
-- ``get_layer_depth`` for both layer-decay schemes of the paper (spec §2.6): ``'single'`` (one id
+- ``get_layer_depth`` for both layer-decay schemes of the paper: ``'single'`` (one id
   per block, ConvNeXt V2 A/F/P/N/T) and ``'group'`` (12 groups, B/L/H; mmpretrain's numbering);
 - argument checks that fail at construction.
 
@@ -187,9 +187,9 @@ class ConvNeXtV2(VisionBackbone):
 
     # ------------------------------------------------------------------------- layer decay
     def layer_id(self, name: str) -> Optional[int]:
-        """Spec §2.6. ``'single'``: downsample i -> ``sum(depths[:i]) + 1``, block (i, j) ->
-        ``sum(depths[:i]) + j + 1``. ``'group'``: mmpretrain's ``ConvNeXt.get_layer_depth``.
-        Anything else (final norms) -> the last id."""
+        """Layer ids of the official ``optim_factory.py``. ``'single'``: downsample i ->
+        ``sum(depths[:i]) + 1``, block (i, j) -> ``sum(depths[:i]) + j + 1``. ``'group'``:
+        mmpretrain's ``ConvNeXt.get_layer_depth``. Anything else (final norms) -> the last id."""
         parts = name.split('.')
         if parts[0] not in ('downsample_layers', 'stages'):
             return None

@@ -1,4 +1,4 @@
-"""Released ConvNeXt V2 checkpoints -> this package's key layout (spec ``convnextv2.md`` §3).
+"""Released ConvNeXt V2 checkpoints -> this package's key layout.
 
 Our layout is mmpretrain's ``ConvNeXt(use_grn=True, layer_scale_init_value=0.)`` (see
 :mod:`.convnextv2`), so three released layouts are renamed onto it:

@@ -1,4 +1,4 @@
-"""LLaMA decoder over visual tokens (LVM, spec §3), in the layout of transformers' ``LlamaForCausalLM``.
+"""LLaMA decoder over visual tokens (LVM), in the layout of transformers' ``LlamaForCausalLM``.
 
     ids (B, L) -> model.embed_tokens -> N x block -> model.norm -> lm_head -> logits (B, L, V)
     block: h = x + self_attn(input_layernorm(x)); out = h + mlp(post_attention_layernorm(h))
@@ -41,10 +41,10 @@ class _LlamaModel(nn.Module):
 
 @MODELS.register_module()
 class LLaMADecoder(VisionBackbone):
-    """Causal LLaMA decoder with an untied, bias-free output head (EasyLM's LLaMA, spec §3.1).
+    """Causal LLaMA decoder with an untied, bias-free output head (EasyLM's ``llama_model.py``).
 
     Args:
-        arch: A name of :attr:`arch_zoo` (EasyLM's ``vqlm_*`` sizes, spec §3.2) or a dict with
+        arch: A name of :attr:`arch_zoo` (EasyLM's ``vqlm_*`` sizes) or a dict with
             ``embed_dims`` (hidden), ``hidden_dims`` (intermediate), ``num_layers``, ``num_heads``.
         vocab_size: Embedding rows and logits: 8192 VQ codes + 100 reserved ids (specials) = 8292.
         rope_theta: Base of the RoPE frequencies.
@@ -62,7 +62,7 @@ class LLaMADecoder(VisionBackbone):
         cache length and the causal mask covers the cached keys.
     """
 
-    # hidden, intermediate, layers, heads of EasyLM's LLAMA_STANDARD_CONFIGS (spec §3.2)
+    # hidden, intermediate, layers, heads of EasyLM's LLAMA_STANDARD_CONFIGS
     arch_zoo = {
         **dict.fromkeys(['debug', 'vqlm_debug'],
                         dict(embed_dims=128, hidden_dims=256, num_layers=2, num_heads=4)),

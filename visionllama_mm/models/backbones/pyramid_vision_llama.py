@@ -1,4 +1,4 @@
-"""Pyramid VisionLLaMA (Twins-SVT layout, spec §3).
+"""Pyramid VisionLLaMA (Twins-SVT layout).
 
 Four stages at strides 4/8/16/32. Each stage: a patch embedding (conv + LayerNorm), then blocks that
 alternate **LSA** (even index: attention inside 7x7 windows with a window-local 2D RoPE) and **GSA**
@@ -50,20 +50,20 @@ class PyramidVisionLLaMA(VisionBackbone):
             or ``'avg_featmap'`` (classification: the official ``norm(mean(norm(x)))``, (B, C);
             needs ``out_indices=(3, )``).
         norm_after_stage: With ``'featmap'``, pass each returned stage through its own fresh
-            LayerNorm (``out_norms``), as the official seg/det backbones (spec §3.5).
+            LayerNorm (``out_norms``), as the official seg/det backbones do.
         auto_scale: AS2DRoPE in GSA (LSA windows are never scaled).
         auto_scale_rule: ``'official'``: ``s = 14 / H_stage`` on both axes in every stage (the
-            released seg/det code, spec Q6); ``'anchor'``: ``s_h = (img_h / stride) / H_stage``,
+            released seg/det code); ``'anchor'``: ``s_h = (img_h / stride) / H_stage``,
             ``s_w = (img_w / stride) / W_stage`` (Eq. 4 per axis).
         gsa_key_pos: ``'official'``: key positions of the released code (raster split with the
-            full-resolution width, step sr, offset 1 - 1/sr; spec §3.3 / Q4; reproduces the
-            released weights); ``'paper'``: each pooled key at the centre of the window it covers.
+            full-resolution width, step sr, offset 1 - 1/sr; reproduces the released weights);
+            ``'paper'``: each pooled key at the centre of the window it covers.
         rope_ratio / rope_theta: Rotated fraction of a head and RoPE base.
         qkv_bias: Bias of q/k/v projections.
         drop_rate, attn_drop_rate: Dropouts.
         drop_path_rate: Stochastic depth, linear from 0 over all blocks.
         layer_scale_init_value: LayerScale init (1e-4 in the released models although their name
-            says "wols", spec Q5; 0 disables it).
+            says "wols", i.e. without LayerScale; 0 disables it).
         norm_eps: LayerNorm epsilon (1e-5 as in the official code).
         rope_cache_size: RoPE tables kept per stage (multi-scale detection sees many shapes).
         frozen_stages: Freeze the first ``frozen_stages`` stages (patch embedding, blocks and
@@ -183,7 +183,7 @@ class PyramidVisionLLaMA(VisionBackbone):
             lsa = partial(Attention, **common)
             gsa = partial(Attention, sr_ratio=sr, norm_eps=norm_eps, **common)
             ffn = partial(SwiGLUFFN, hidden_dims=arch['ffn_dims'][k], bias=False, drop=drop_rate)
-            # even blocks: LSA (windowed); odd blocks: GSA (spec §3.1)
+            # even blocks: LSA (windowed); odd blocks: GSA, in every stage as in the official code
             self.stages.append(nn.ModuleList([
                 TransformerBlock(dim, lsa if i % 2 == 0 else gsa, ffn,
                                  norm_layer=partial(nn.LayerNorm, eps=norm_eps),
@@ -203,7 +203,7 @@ class PyramidVisionLLaMA(VisionBackbone):
             cur += self.depths[k]
         self.norm_after_stage = norm_after_stage
         if out_type == 'avg_featmap':
-            # one module, applied per token and again after the average (spec §3.4)
+            # one module, applied per token and again after the average (as the official head)
             self.norm = nn.LayerNorm(self.embed_dims[-1], eps=norm_eps)
         elif norm_after_stage:
             self.out_norms = nn.ModuleList(

@@ -2,7 +2,7 @@
 
 A pre-norm ViT whose blocks are LLaMA blocks: LayerNorm, attention with 2D RoPE (or AS2DRoPE) on
 queries and keys, and a SwiGLU feed-forward. There is no additive position embedding; the class
-token, when used, is rotated at the position the official code gives it (spec §2.4, Q7).
+token, when used, is rotated at the position the official code gives it (``cls_token_pos``).
 
     image (B, 3, H, W)
       -> PatchEmbed (conv P x P)                      (B, h*w, C),  h, w = H/P, W/P
@@ -31,7 +31,7 @@ class VisionLLaMA(VisionBackbone):
     Args:
         arch: ``'small'``/``'base'``/``'large'`` (or ``'s'``/``'b'``/``'l'``); the released MAE
             widths ``'mae-base'``/``'mae-b'`` and ``'mae-large'``/``'mae-l'`` (SwiGLU hidden
-            8192 / 11008, spec Q1: the fork's ``round_up(int(ViT ffn * 8/3), 256)``); or a dict
+            8192 / 11008: the fork's ``round_up(int(ViT ffn * 8/3), 256)``); or a dict
             with ``embed_dims``, ``num_layers``, ``num_heads``, ``feedforward_channels`` (the
             SwiGLU hidden width itself).
         img_size: Training resolution; with ``auto_scale`` it sets the AS2DRoPE anchor grid
@@ -46,7 +46,7 @@ class VisionLLaMA(VisionBackbone):
         cls_token_pos: RoPE position of the class token: ``'official'`` = (x=w-1, y=-1), what the
             released deit code computes under PyTorch >= 1.13; ``'legacy'`` = (x=w-1, y=0), the
             same code under its pinned PyTorch 1.7 (shares the top-right patch's position);
-            ``'none'`` = not rotated. See spec §2.4 / Q7.
+            ``'none'`` = not rotated.
         auto_scale: Use AS2DRoPE with the anchor grid of ``img_size``.
         rope_ratio: Fraction of each head's channels that are rotated, in (0, 1].
         rope_theta: RoPE base frequency.
@@ -61,7 +61,7 @@ class VisionLLaMA(VisionBackbone):
         layer_scale_init_value: LayerScale init (1e-4 in the supervised models, 0 = off).
         norm_eps: LayerNorm epsilon.
         window_size: If > 0, blocks not in ``global_attn_indexes`` attend inside ws x ws windows
-            with a window-local RoPE table (ViTDet, spec §6.3); needs ``with_cls_token=False``.
+            with a window-local RoPE table (as in ViTDet); needs ``with_cls_token=False``.
         global_attn_indexes: Blocks that keep global attention when ``window_size > 0``.
         final_norm: Apply ``ln1`` after the last block.
         frozen_stages: If > 0, freeze the patch embedding, class token and the first
@@ -216,7 +216,7 @@ class VisionLLaMA(VisionBackbone):
             x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         x = self.drop_after_pos(x)
         rope = self.rope_table(h, w, device=x.device)
-        # windows are never auto-scaled (spec §2.2): a window-local, unscaled table
+        # windows are never auto-scaled (nor in the official code): a window-local, unscaled table
         window_rope = (self.rope.grid(self.window_size, self.window_size, scaled=False,
                                       device=x.device) if self.window_size > 0 else None)
 

@@ -1,5 +1,5 @@
 """ViTamin (Chen et al., "ViTamin: Designing Scalable Vision Models in the Vision-Language Era",
-CVPR 2024), spec ``vitamin.md`` §1.
+CVPR 2024).
 
 A hybrid: two stages of pre-norm MBConv blocks (LayerNorm, no BN, no SE), a strided-conv
 transition to stride 16, then a plain transformer of TFB-GeGLU blocks (the package's
@@ -111,7 +111,7 @@ class MBConvLN(nn.Module):
     """Pre-norm inverted bottleneck: ``shortcut(x) + conv3(GELU(dw3x3(GELU(conv1(LN(x))))))``.
 
     The hidden width is ``4 * out_channels``; a stride-2 block downsamples in its depthwise conv.
-    No BatchNorm, squeeze-excitation, layer scale or drop path (spec §1.3).
+    No BatchNorm, squeeze-excitation, layer scale or drop path (as the official ``vitamin.py``).
 
     Shapes:
         (B, C_in, H, W) -> (B, C_out, ceil(H / stride), ceil(W / stride))
@@ -276,7 +276,7 @@ class ViTamin(VisionBackbone):
 
     # --------------------------------------------------------------------------------- init
     def init_weights(self):
-        """The official initialisation (spec §1.3-1.5) unless ``init_cfg`` says otherwise:
+        """The official initialisation unless ``init_cfg`` says otherwise:
         stem and MBConv convs normal(0, sqrt(2 / fan_out)) with zero bias, the transition conv
         PyTorch's default, Linears trunc-normal(0.02) with zero bias, LayerNorms (1, 0),
         ``pos_embed`` trunc-normal(0.02)."""

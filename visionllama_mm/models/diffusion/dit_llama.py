@@ -1,4 +1,4 @@
-"""DiT-LLaMA: the class-conditional diffusion transformer of VisionLLaMA (spec visionllama §7),
+"""DiT-LLaMA: the class-conditional diffusion transformer of VisionLLaMA (paper §4.1),
 and the original DiT block for the paper's comparison.
 
 A latent (B, C, H, W) is cut into p x p patches (a strided conv), run through adaLN-Zero blocks
@@ -119,7 +119,7 @@ class DiTLLaMA(BaseModule):
     """DiT-LLaMA denoiser (``block_type='llama'``) or the original DiT (``'dit'``).
 
     Args:
-        arch: ``'s'``, ``'b'``, ``'l'``, ``'xl'`` (spec §4.1: 384/12/6, 768/12/12, 1024/24/16,
+        arch: ``'s'``, ``'b'``, ``'l'``, ``'xl'`` (paper §4.1: 384/12/6, 768/12/12, 1024/24/16,
             1152/28/16 as dims/depth/heads) or a dict with ``embed_dims``, ``depth``,
             ``num_heads``.
         patch_size: Side of the latent patches (2 or 4 in the paper).

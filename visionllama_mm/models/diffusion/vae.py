@@ -1,4 +1,4 @@
-"""The frozen Stable Diffusion VAE that DiT / SiT (and their LLaMA variants) diffuse in (spec §7).
+"""The frozen Stable Diffusion VAE that DiT / SiT (and their LLaMA variants) diffuse in.
 
 :class:`StableDiffusionVAE` wraps ``diffusers.AutoencoderKL``: the network, its weights' key
 names and the diagonal Gaussian posterior are diffusers' own, so the released

@@ -27,7 +27,7 @@ class TransformerBlock(nn.Module):
         norm_layer: ``norm_layer(embed_dims) -> nn.Module``; LayerNorm(eps=1e-6) by default.
         layer_scale_init_value: LayerScale init (mmpretrain's ``LayerScale``); 0 disables it.
         drop_path_rate: Stochastic depth of this block.
-        ffn_drop_path: Apply drop path to the FFN branch too (the MAE fork does not, spec Q3).
+        ffn_drop_path: Apply drop path to the FFN branch too (the official MAE fork does not).
         window_size: If > 0, attention runs inside ws x ws windows (ViTDet, pyramid LSA): the
             normalised tokens are zero-padded to multiples of ws (no mask) and cropped back.
         part_names: Attribute names of (norm 1, attention, norm 2, FFN); the default

@@ -3,7 +3,7 @@
 One module serves every family: plain and pyramid VisionLLaMA (2-D grids, windows, GSA keys),
 ViTDet windows, DiT latents (2-D), and LLaMA decoders (1-D, with an offset for KV-cache decoding).
 
-Layout (VisionLLaMA, spec §2.1): the first ``d_r = ratio * head_dim`` channels of each head are
+Layout (VisionLLaMA, paper §3.3): the first ``d_r = ratio * head_dim`` channels of each head are
 rotated, in complex pairs. ``pairing='interleaved'`` pairs channels ``(2p, 2p + 1)`` (LLaMA /
 VisionLLaMA / EasyLM); ``pairing='half'`` pairs ``(p, p + d_r/2)`` (the ``rotate_half`` convention
 of transformers' LLaMA). Frequencies:
@@ -13,7 +13,7 @@ of transformers' LLaMA). Frequencies:
   table);
 * 1-D: ``d_r/2`` frequencies ``w_k = theta ** (-2k / d_r)``, pair angle ``p w_k``.
 
-AS2DRoPE (spec §2.2): with an ``anchor`` grid, positions are multiplied by ``anchor / grid``
+AS2DRoPE (paper §3.3): with an ``anchor`` grid, positions are multiplied by ``anchor / grid``
 (``scale_axes='xy'``: per axis, Eq. 4; ``'y'``: both axes by ``anchor_h / H``, what the released
 pyramid seg/det code computes). With the grid equal to the anchor this is plain 2D RoPE.
 
@@ -144,7 +144,7 @@ class RotaryEmbedding(nn.Module):
         anchor: 2-D only: token grid ``(H, W)`` (or one int) of the training resolution; if given,
             positions are scaled towards it (AS2DRoPE). ``None``: no scaling.
         scale_axes: ``'xy'``: ``s_x = anchor_w / W``, ``s_y = anchor_h / H``; ``'y'``: both axes
-            by ``anchor_h / H`` (the released pyramid seg/det code, spec Q6).
+            by ``anchor_h / H`` (the released pyramid seg/det code).
         cache_size: Tables kept (least recently used dropped first).
 
     ``forward(h, w, prefix=())`` (2-D) is :meth:`grid`; ``forward(n, offset=0)`` (1-D) is
@@ -267,7 +267,7 @@ class RotaryEmbedding(nn.Module):
                 unscaled ``(x, y)`` position (scaled like the grid), or ``None`` for the identity
                 rotation (cos 1, sin 0).
             scaled: Apply the AS2DRoPE scale; ``False`` for grids that are never scaled
-                (LSA / ViTDet windows, spec §2.2).
+                (LSA / ViTDet windows, as in the official code).
             device: Device of the table (default: the module's).
 
         Returns:

@@ -1,4 +1,4 @@
-"""Row-sparse convolution pieces for FCMAE (spec ``convnextv2.md`` §2.1, §4.4).
+"""Row-sparse convolution pieces for FCMAE.
 
 FCMAE masks whole cells of the last-stage grid (32x32 pixels at stride 32) and every sample keeps
 the same number ``n`` of them. So the visible part of a stage-``k`` feature map is a *regular*
@@ -14,8 +14,8 @@ tensor of rows ``(B, n, s, s, C)``: the ``n`` kept cells of each sample (in rast
   oneDNN); ``'gather'`` sums the 49 shifted neighbour rows (index maps with a zero row for masked
   or outside sites), computing at visible sites only (exact, the sparse reference).
 
-No library fits (spec §4.5: spconv and mmcv.ops have no depth-wise sparse conv and no CPU
-backward; MinkowskiEngine's depth-wise conv lives in a CUDA-only fork), hence this module.
+No library fits (spconv and mmcv.ops have no depth-wise sparse conv and no CPU backward;
+MinkowskiEngine's depth-wise conv lives in a CUDA-only fork), hence this module.
 """
 from typing import Optional, Tuple
 
@@ -158,7 +158,7 @@ def rows_grn(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: floa
 
     ``batch_stat=False``: each sample's L2 norm over its visible positions (the paper's JAX
     definition, which equals the dense GRN on the masked map). ``True``: one norm over every row of
-    the batch, as the official PyTorch ``MinkowskiGRN`` computes it (spec §2.2).
+    the batch, as the official PyTorch ``MinkowskiGRN`` (``utils.py``) computes it.
     """
     return grn_channels_last(x, gamma, beta, eps, dims=(0, 1, 2, 3) if batch_stat else (1, 2, 3))
 

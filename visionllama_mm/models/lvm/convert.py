@@ -1,4 +1,4 @@
-"""Read the released LVM checkpoints (spec §1.2, §3.2) into this package's layout.
+"""Read the released LVM checkpoints into this package's layout.
 
 * The LLaMA decoder is released in transformers' format (``Emma02/LVM_ckpts``): a directory with
   ``config.json`` and ``model.safetensors`` / ``pytorch_model.bin``, possibly sharded with an

@@ -1,4 +1,4 @@
-"""LVM: next-token prediction over visual sentences (spec §2-§4).
+"""LVM: next-token prediction over visual sentences (Bai et al. 2023).
 
 A visual sentence is a run of images, each turned into ``T = (H/f)(W/f)`` VQ codes by the frozen
 tokenizer (256 for the released 256 px / f16 tokenizer). :class:`LVM` trains a causal
@@ -8,12 +8,12 @@ cross-entropy, scores perplexity and samples new images.
 Inputs ``LVM.forward`` takes (``inputs`` after :class:`LVMDataPreprocessor`):
 
 * token windows ``LongTensor (B, L + 1)`` (pre-tokenized streams, EasyLM's packing: input
-  ``[:, :-1]``, target ``[:, 1:]``, sentences cross rows, no reset, spec §2.3);
+  ``[:, :-1]``, target ``[:, 1:]``, sentences cross rows, no reset);
 * pre-tokenized sentences of different lengths: a list of ``LongTensor`` (right-padded with
   ``pad_id``; padded targets are not scored);
 * image sentences ``FloatTensor (B, N, 3, H, W)`` in [0, 1] (or a list of (N_i, 3, H, W)),
   tokenized on the fly: for training ``[BOS] codes [EOS]`` per sentence (``add_bos_eos``), for
-  perplexity the bare codes as the official evaluation does (no BOS, spec §4.3).
+  perplexity the bare codes as the official evaluation does (no BOS).
 """
 import math
 from typing import Dict, List, Optional, Sequence, Union
@@ -57,7 +57,7 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Sample one id per row of ``logits`` (B, V) -> (B,).
 
-    In the order of transformers' ``generate`` (spec §4.1): ids >= ``allowed`` suppressed (the
+    In the order of transformers' ``generate``: ids >= ``allowed`` suppressed (the
     codes-only constraint), then temperature, top-k, top-p. ``temperature=0`` is greedy.
     """
     logits = logits.float()
@@ -88,10 +88,11 @@ class LVM(BaseModel):
         tokenizer: Optional frozen tokenizer config (``type='VQGANTokenizer'``); needed for image
             inputs and :meth:`generate_images`, not for pre-tokenized streams.
         num_codes: Size of the VQ codebook; ids >= ``num_codes`` are special.
-        bos_id, eos_id, pad_id: Special ids (ours, spec §2.2: 8192 / 8193 / 8194).
-        add_bos_eos: Wrap each image sentence in BOS/EOS for training (spec §2.1).
+        bos_id, eos_id, pad_id: Special ids (our choice: 8192 / 8193 / 8194; the release does not
+            say which reserved ids it used).
+        add_bos_eos: Wrap each image sentence in BOS/EOS for training (as the paper describes).
         loss_norm: ``'token'``: mean over every scored token of the batch (default); ``'row'``:
-            mean within each row, then over rows (EasyLM, the released training, spec §3.3).
+            mean within each row, then over rows (EasyLM, the released training).
         log_accuracy: Also return the next-token accuracy (an extra pass over the logits).
         data_preprocessor: Default :class:`LVMDataPreprocessor`.
         init_cfg: mmengine init config.
@@ -253,7 +254,7 @@ class LVM(BaseModel):
         """Sample exactly ``max_new_tokens`` ids after ``prompt_ids`` (B, S) -> (B, max_new_tokens).
 
         The prompt is run once and every further token reuses the KV cache. No id ends the
-        sampling early (the released generation config's EOS id 2 is a VQ code, spec §4.1);
+        sampling early (the released generation config's EOS id 2 is a VQ code);
         ``codes_only`` suppresses the special ids >= ``num_codes``.
         """
         if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
@@ -276,7 +277,7 @@ class LVM(BaseModel):
     def generate_images(self, prompt_images: torch.Tensor, num_new_images: int = 1,
                         context_images: int = 16, **sampling) -> torch.Tensor:
         """Continue a visual sentence: prompt images (B, N, 3, H, W) in [0, 1] -> the new images
-        (B, num_new_images, 3, H, W), as the official inference does (spec §4.1): no BOS, at
+        (B, num_new_images, 3, H, W), as the official inference does: no BOS, at
         most ``context_images - 1`` images of context, the first call fills the window, each
         further image is sampled alone with a sliding window."""
         if self.tokenizer is None:

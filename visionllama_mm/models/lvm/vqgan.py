@@ -1,4 +1,4 @@
-"""The LVM image tokenizer: the MUSE-style VQGAN the released LVM uses (spec §1.2-§1.3).
+"""The LVM image tokenizer: the MUSE-style VQGAN the released LVM uses.
 
 An image in [0, 1] (no mean/std, no [-1, 1] scaling) goes through a convolutional encoder that
 halves the resolution ``len(channel_mult) - 1`` times (f = 16 for the released config), a 1x1
@@ -22,9 +22,9 @@ Quirks of the official code kept on purpose (they decide what the released weigh
 * the quantizer loss weights the commitment term (gradient to the encoder) by 1 and the codebook
   term by ``commitment_cost``: ``mean((sg(z_q) - z)^2) + beta * mean((z_q - sg(z))^2)``.
 
-:class:`VQGANAutoEncoder` trains the tokenizer (spec §1.5: the official repo has no tokenizer
-training code; our objective is L1 + L2 reconstruction plus the quantizer loss, no perceptual or GAN
-term — an own choice, documented in ``configs/lvm/README.md``).
+:class:`VQGANAutoEncoder` trains the tokenizer (the official repo has no tokenizer training code;
+our objective is L1 + L2 reconstruction plus the quantizer loss, no perceptual or GAN term — an
+own choice, documented in ``configs/lvm/README.md``).
 """
 import json
 import math
@@ -42,7 +42,7 @@ from ...registry import MODELS
 
 __all__ = ['VQGANTokenizer', 'VQGANAutoEncoder', 'load_muse_vqgan', 'MUSE_VQGAN_ARCH']
 
-# the released checkpoint's config.json (spec §1.2); not the MUSE constructor defaults
+# the released checkpoint's config.json; not the MUSE constructor defaults
 MUSE_VQGAN_ARCH = dict(resolution=256, num_channels=3, hidden_channels=128,
                        channel_mult=(1, 2, 2, 4, 6), num_res_blocks=2, attn_resolutions=(),
                        no_attn_mid_block=True, z_channels=64, quantized_embed_dim=64,
@@ -253,7 +253,7 @@ class VectorQuantizer(nn.Module):
 
 @MODELS.register_module()
 class VQGANTokenizer(BaseModule):
-    """MUSE-style VQGAN image tokenizer (spec §1.2).
+    """MUSE-style VQGAN image tokenizer (the released LVM's ``vqvae_muse.py``).
 
     Args:
         arch (str | dict): ``'muse'`` (alias ``'lvm'``: the released tokenizer, 146,244,675
@@ -420,7 +420,8 @@ def load_muse_vqgan(src: str, strict: bool = True) -> Dict[str, torch.Tensor]:
 @MODELS.register_module()
 class VQGANAutoEncoder(BaseModel):
     """Trains a :class:`VQGANTokenizer` (not frozen) with L1 + L2 reconstruction and the
-    quantizer's codebook/commitment loss (our own objective; spec §1.5).
+    quantizer's codebook/commitment loss (our own objective: the LVM release has no tokenizer
+    training code).
 
     ``inputs``: images (B, 3, H, W) in [0, 1] (a data preprocessor with mean 0 / std 255).
     Modes: ``loss`` -> ``{loss_l1, loss_l2, loss_vq}``; ``predict`` -> data samples with

@@ -1,5 +1,5 @@
 """Contrastive image-text training (CLIP, Radford et al. 2021) with Locked-Text Tuning (ViTamin,
-spec ``vitamin.md`` §3) and zero-shot classification, on mmengine.
+Chen et al. 2024) and zero-shot classification, on mmengine.
 
 - :class:`CLIPTextTransformer`: OpenCLIP's text tower (token + learned position embedding, causal
   pre-norm blocks, final LayerNorm, the end-of-text token's features times ``text_projection``)
@@ -112,9 +112,9 @@ class CLIPTextTransformer(BaseModule):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """OpenCLIP's initialisation (spec §3.1): embeddings N(0, .02) / N(0, .01), attention
-        in-projection N(0, W^-1/2), output projections N(0, W^-1/2 (2L)^-1/2), MLP input
-        N(0, (2W)^-1/2), text projection N(0, W^-1/2); biases zero, LayerNorms (1, 0)."""
+        """OpenCLIP's initialisation (its ``transformer.py``): embeddings N(0, .02) / N(0, .01),
+        attention in-projection N(0, W^-1/2), output projections N(0, W^-1/2 (2L)^-1/2), MLP
+        input N(0, (2W)^-1/2), text projection N(0, W^-1/2); biases zero, LayerNorms (1, 0)."""
         w, proj_std = self.width, self.width ** -0.5 * (2 * self.num_layers) ** -0.5
         nn.init.normal_(self.token_embedding.weight, std=.02)
         nn.init.normal_(self.positional_embedding, std=.01)

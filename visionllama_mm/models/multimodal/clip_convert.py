@@ -1,6 +1,6 @@
 """OpenCLIP checkpoint keys -> :class:`ContrastiveCLIP` keys.
 
-OpenCLIP writes two layouts (spec ``vitamin.md`` §2.2): ``CustomTextCLIP`` (every released
+OpenCLIP writes two layouts: ``CustomTextCLIP`` (every released
 ViTamin model) keeps the text tower under ``text.``; plain ``CLIP`` keeps it at the top level
 (``token_embedding``, ``transformer.resblocks``, ``ln_final``, ``text_projection``). The image
 tower of a timm-backed model is ``visual.trunk.<timm name>`` with the bias-free projection

@@ -1,4 +1,4 @@
-"""Simple feature pyramid of ViTDet (Li et al. 2022) for plain backbones (spec §6.3)."""
+"""Simple feature pyramid of ViTDet (Li et al. 2022) for plain backbones."""
 from typing import List, Sequence, Tuple
 
 import torch

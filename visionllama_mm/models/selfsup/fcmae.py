@@ -1,5 +1,5 @@
-"""FCMAE: fully convolutional masked auto-encoder pre-training of ConvNeXt V2 (spec
-``convnextv2.md`` §2), with an encoder that computes at visible positions only.
+"""FCMAE: fully convolutional masked auto-encoder pre-training of ConvNeXt V2 (Woo et al.
+2023), with an encoder that computes at visible positions only.
 
     image (B, 3, H, W), mask (B, L) on the 32-px cell grid (L = H/32 * W/32, 1 = masked)
       -> SparseConvNeXtV2: stem on the visible 32x32 cells -> rows (B, n, 8, 8, C0)
@@ -18,10 +18,10 @@ path.
 
 GRN in the encoder is per sample over the visible positions (``grn_batch_stat=False``, the
 paper's JAX definition, equal to the dense GRN on the masked map). The official PyTorch code
-computes one statistic over all visible positions of the batch (``MinkowskiGRN``, spec §2.2,
-upstream issue #86); ``grn_batch_stat=True`` reproduces it.
+computes one statistic over all visible positions of the batch (``MinkowskiGRN``, upstream
+issue #86); ``grn_batch_stat=True`` reproduces it.
 
-Initialisation (spec §2.2): the official ``FCMAE._init_weights`` calls timm's ``trunc_normal_``
+Initialisation: the official ``FCMAE._init_weights`` calls timm's ``trunc_normal_``
 without ``std`` (i.e. std 1.0) on every conv and sparse Linear, which looks unintended and which
 mmpretrain's and SparK's FCMAE-style models do not do. Here every conv / Linear gets a truncated
 normal with std .02 and zero bias, LayerNorms 1 / 0, the mask token N(0, .02), GRN zero.
@@ -188,8 +188,9 @@ class SparseConvNeXtV2(ConvNeXtV2):
 
 @MODELS.register_module()
 class FCMAEDecoder(BaseModule):
-    """FCMAE decoder (spec §2.3): ``proj`` (1x1 conv to ``embed_dims``), ``mask_token`` at the
-    masked cells, ``depth`` ConvNeXt V2 blocks, ``pred`` (1x1 conv to ``patch_size**2 * 3``).
+    """FCMAE decoder (the official ``fcmae.py``): ``proj`` (1x1 conv to ``embed_dims``),
+    ``mask_token`` at the masked cells, ``depth`` ConvNeXt V2 blocks, ``pred`` (1x1 conv to
+    ``patch_size**2 * 3``).
 
     ``forward(x (B, C3, Hc, Wc), mask (B, Hc * Wc))`` -> (B, Hc * Wc, patch_size**2 * 3), the
     layout ``MAEPretrainHead`` compares with its ``patchify`` target ((p, q, c) per cell).

@@ -1,18 +1,18 @@
-"""MAE pre-training with a VisionLLaMA encoder (spec §1.3, §5).
+"""MAE pre-training with a VisionLLaMA encoder (the official mmpretrain fork's ``mae.py``).
 
 Reuses mmpretrain's ``MAE`` algorithm, ``MAEPretrainDecoder`` and ``MAEPretrainHead`` unchanged. The
 encoder keeps 25% of the patch tokens per sample and rotates each kept token by its **original**
 grid position: the cos/sin rows of the full grid are gathered with the kept indices, giving a
-per-sample (B, N_keep, d_r/2) table (spec §5.3). As in the official fork, the class token does not
-go through the encoder: it is prepended after the last block, only because the stock decoder drops
-a leading token (``MAEPretrainDecoder`` treats position 0 as the class token), then the final
-LayerNorm ``ln1`` is applied.
+per-sample (B, N_keep, d_r/2) table (as the fork's ``mae.py:294-405`` does). As in the official
+fork, the class token does not go through the encoder: it is prepended after the last block, only
+because the stock decoder drops a leading token (``MAEPretrainDecoder`` treats position 0 as the
+class token), then the final LayerNorm ``ln1`` is applied.
 
     image (B, 3, H, W) -> patch tokens (B, N, C) -> keep N/4 (random per sample)
       -> blocks with RoPE at the kept tokens' grid positions -> [cls] + tokens -> ln1
       -> (latent (B, 1 + N/4, C), mask (B, N) with 1 = removed, ids_restore (B, N))
 
-FFN width (spec Q1). The fork computes the SwiGLU hidden width as
+FFN width. The fork computes the SwiGLU hidden width as
 ``round_up(int(feedforward_channels * 8/3), 256)`` from ViT's 4x ``feedforward_channels``
 (3072 / 4096), i.e. **8192 (B) / 11008 (L)**, four times the LLaMA rule. The released checkpoints
 and the paper's MAE numbers use it. Here the width is chosen by ``arch`` (the names are
@@ -23,7 +23,7 @@ and the paper's MAE numbers use it. Here the width is chosen by ``arch`` (the na
     'base' / 'large'        LLaMA rule, hidden 2048 / 2816    parameter-matched (~85.7M for B)
 
 (or any dict with ``feedforward_channels`` = the hidden width itself). The fork's FFN Linears have
-biases (``ffn_bias=True``) and no drop path (``ffn_drop_path=False``, spec Q3).
+biases (``ffn_bias=True``) and no drop path (``ffn_drop_path=False``).
 """
 from typing import Optional, Union
 
@@ -42,11 +42,11 @@ class MAEVisionLLaMA(VisionLLaMA):
 
     Args:
         arch: As :class:`VisionLLaMA`: the released MAE widths ``'mae-base'``/``'mae-b'`` and
-            ``'mae-large'``/``'mae-l'`` (SwiGLU hidden 8192 / 11008, spec Q1); ``'base'`` and
+            ``'mae-large'``/``'mae-l'`` (SwiGLU hidden 8192 / 11008); ``'base'`` and
             ``'large'`` follow the LLaMA rule (hidden 2048 / 2816). See the module docstring.
         mask_ratio: Fraction of patch tokens removed, per sample.
         ffn_bias: Biases in the SwiGLU Linears (True in the fork).
-        ffn_drop_path: Stochastic depth on the FFN branch (False in the fork, spec Q3).
+        ffn_drop_path: Stochastic depth on the FFN branch (False in the fork).
         out_type: Output of the unmasked forward (``mask=None``); ``'raw'`` as in the fork.
         with_cls_token: Must stay True: the stock decoder expects a leading token, and the
             released checkpoints have ``backbone.cls_token``.
@@ -58,7 +58,7 @@ class MAEVisionLLaMA(VisionLLaMA):
 
     ``forward(x, mask=True)`` returns ``(latent, mask, ids_restore)`` like mmpretrain's ``MAEViT``;
     ``forward(x, mask=None)`` (or ``False``) is the plain backbone on any input size, with the
-    class token going through the blocks (the fork crashes there, spec Q8).
+    class token going through the blocks (the fork crashes there: its RoPE table has no row for it).
     """
 
     def __init__(self,
@@ -90,7 +90,7 @@ class MAEVisionLLaMA(VisionLLaMA):
         pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
         if pretrained:
             return
-        # the fork's per-layer FFN re-init (spec §1.3): Xavier weights, biases N(0, 1e-6)
+        # the fork's per-layer FFN re-init: Xavier weights, biases N(0, 1e-6)
         for layer in self.layers:
             for m in layer.ffn.modules():
                 if isinstance(m, nn.Linear):
@@ -162,6 +162,6 @@ def convert_official_mae(state_dict):
     The fork's names already match ours (``backbone.cls_token``, ``backbone.patch_embed.
     projection``, ``backbone.layers.i.{ln1, attn.qkv, attn.proj, ln2, ffn.w12, ffn.w3}``,
     ``backbone.ln1``/``ln2``, ``neck.*``, ``head.*``); its ``backbone.pos_embed`` is a frozen
-    parameter that is never added (spec §1.3, Q12) and is dropped. Nothing else is touched.
+    parameter that is never added and is dropped. Nothing else is touched.
     """
     return {k: v for k, v in state_dict.items() if k != 'backbone.pos_embed'}
