@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-__all__ = ['build_model_from_cfg', 'default_input_shape', 'count_complexity', 'benchmark_models',
+__all__ = ['build_model_from_cfg', 'build_model_on_meta', 'default_input_shape', 'count_complexity', 'benchmark_models',
            'build_references', 'format_benchmark', 'load_reference_file', 'variant_config',
            'benchmark_causal_lm', 'build_hf_llama', 'format_causal_lm_benchmark']
 
@@ -34,6 +34,24 @@ def build_model_from_cfg(cfg: Config, init: bool = True) -> nn.Module:
     if init and hasattr(model, 'init_weights'):
         model.init_weights()
     return model
+
+
+def build_model_on_meta(cfg: Config) -> Tuple[nn.Module, str]:
+    """``cfg.model`` built on the meta device (no memory, no weights read) in its toolbox's scope,
+    which is restored afterwards; returns ``(model, scope)``.
+
+    A ``ClassConditionalDiffusion`` is built with a random-weights VAE: its frozen SD VAE holds
+    no parameter of the model, and its weights folder need not exist.
+    """
+    from mmengine.registry import DefaultScope
+
+    from .engine.launch import toolbox_of
+    scope = toolbox_of(cfg)
+    model_cfg = cfg.model.copy()
+    if model_cfg.get('type') == 'ClassConditionalDiffusion' and model_cfg.get('vae'):
+        model_cfg.vae = dict(model_cfg.vae, path=None)
+    with DefaultScope.overwrite_default_scope(scope), torch.device('meta'):
+        return importlib.import_module(f'{scope}.registry').MODELS.build(model_cfg), scope
 
 
 def default_input_shape(cfg: Config) -> tuple:

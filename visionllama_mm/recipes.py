@@ -178,14 +178,16 @@ def _total_batch(cfg) -> int:
 
 def _precision(cfg) -> str:
     wrapper = cfg.get('optim_wrapper') or {}
-    if wrapper.get('type') != 'AmpOptimWrapper':
+    if wrapper.get('type') == 'AmpOptimWrapper':
+        dtype = wrapper.get('dtype') or 'float16'
+    else:  # FSDP configs keep their mixed precision in the strategy
         strategy = cfg.get('strategy') or {}
         mp = (strategy.get('model_wrapper') or {}).get('mixed_precision') or {}
         dtype = mp.get('param_dtype') if isinstance(mp, dict) else None
-        return {None: 'fp32', 'float16': 'fp16', 'bfloat16': 'bf16'}.get(
-            str(dtype).replace('torch.', '') if dtype else None, str(dtype))
-    dtype = str(wrapper.get('dtype') or 'float16').replace('torch.', '')
-    return {'float16': 'fp16', 'bfloat16': 'bf16'}.get(dtype, dtype)
+        if not dtype:
+            return 'fp32'
+    name = str(dtype).replace('torch.', '')
+    return {'float16': 'fp16', 'bfloat16': 'bf16'}.get(name, name)
 
 
 def _max_grad_norm(cfg):
@@ -238,19 +240,6 @@ def _split(path: str) -> List[str]:
 
 
 # ----------------------------------------------------------------------- the built optimizer
-def _build_model_meta(cfg: Config):
-    import torch
-    from mmengine.registry import DefaultScope
-
-    from .engine.launch import toolbox_of
-    scope = toolbox_of(cfg)
-    model_cfg = cfg.model.copy()
-    if model_cfg.get('type') == 'ClassConditionalDiffusion' and model_cfg.get('vae'):
-        model_cfg.vae = dict(model_cfg.vae, path=None)  # the frozen VAE holds no parameter
-    with DefaultScope.overwrite_default_scope(scope), torch.device('meta'):
-        return importlib.import_module(f'{scope}.registry').MODELS.build(model_cfg), scope
-
-
 def effective_param_settings(cfg: Config, names=None) -> Dict[str, Dict[str, float]]:
     """For each parameter (or those in ``names``): its lr multiplier and weight decay in the
     optimizer that the config's ``optim_wrapper`` builds (its constructor and ``paramwise_cfg``).
@@ -261,7 +250,9 @@ def effective_param_settings(cfg: Config, names=None) -> Dict[str, Dict[str, flo
     ``weight_decay`` 0, whatever group holds it: the optimizer never updates or decays it.
     """
     from mmengine.registry import DefaultScope
-    model, scope = _build_model_meta(cfg)
+
+    from .analysis import build_model_on_meta
+    model, scope = build_model_on_meta(cfg)
     wrapper_cfg = cfg.optim_wrapper.copy()
     # as mmengine's build_optim_wrapper: the constructor's own keys are not the wrapper's
     constructor_type = wrapper_cfg.pop('constructor', 'DefaultOptimWrapperConstructor')
