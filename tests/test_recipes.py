@@ -87,3 +87,28 @@ def test_the_check_catches_undeclared_stale_and_unexplained_differences(tmp_path
     assert 'undeclared' in rows['optim_wrapper.optimizer.lr']['note']
     assert 'equal to the official' in rows['model.backbone.drop_path_rate']['note']
     assert 'do not contain' in rows['train_cfg.max_epochs']['note']
+
+
+def test_bad_records_and_cli_arguments_are_refused(tmp_path, monkeypatch, capsys):
+    """A malformed recipes.yml names the file and what is wrong; an unknown family names the file
+    the tool looked for."""
+    import importlib.util
+    path = tmp_path / 'recipes.yml'
+    path.write_text(yaml.safe_dump(dict(rows=[], extras={})))
+    with pytest.raises(ValueError, match=r'recipes\.yml: expected a mapping .* got \[\'extras\'\]'):
+        load_records(str(path))
+    path.write_text(yaml.safe_dump(dict(rows=[dict(row='no config')])))
+    with pytest.raises(ValueError, match=r'entry 0 needs "config"'):
+        load_records(str(path))
+    path.write_text(yaml.safe_dump(dict(rows=[dict(config='a_8xb2_x.py', fields={},
+                                                   deviations={'lr': dict(ours=1)})])))
+    with pytest.raises(ValueError, match=r"a_8xb2_x\.py: deviation 'lr' is not a field"):
+        load_records(str(path))
+    spec = importlib.util.spec_from_file_location(
+        'check_recipe', f'{REPO}/tools/analysis_tools/check_recipe.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr('sys.argv', ['check_recipe.py', 'visionlama'])
+    with pytest.raises(SystemExit, match=r'visionlama: no such recipes file .*configs/visionlama/'
+                                         r'recipes\.yml'):
+        tool.main()
