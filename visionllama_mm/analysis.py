@@ -15,7 +15,8 @@ from mmengine.config import Config
 
 __all__ = ['build_model_from_cfg', 'build_model_on_meta', 'default_input_shape', 'count_complexity', 'benchmark_models',
            'build_references', 'format_benchmark', 'load_reference_file', 'variant_config',
-           'benchmark_causal_lm', 'build_hf_llama', 'format_causal_lm_benchmark']
+           'benchmark_causal_lm', 'build_hf_llama', 'format_causal_lm_benchmark', 'add_compiled',
+           'ratio_lines']
 
 
 def build_model_from_cfg(cfg: Config, init: bool = True) -> nn.Module:
@@ -169,6 +170,39 @@ def best_times(runners, precisions: Sequence[str], iters: int, warmup: int, repe
     return best
 
 
+def add_compiled(models: Sequence[Tuple[str, nn.Module]], options: Optional[dict] = None,
+                 part=None) -> List[Tuple[str, nn.Module]]:
+    """``models`` followed by a compiled twin of each, named ``'<name> compiled'``: a deep copy
+    (same weights) whose ``__call__`` is ``torch.compile``-d in place (``nn.Module.compile``), so
+    attribute access and methods behave as on the eager model. ``part(model)`` picks the
+    sub-module to compile (e.g. the decoder under a sampling loop); default the model itself."""
+    twins = []
+    for name, model in models:
+        twin = copy.deepcopy(model)
+        (part(twin) if part is not None else twin).compile(**(options or {}))
+        twins.append((f'{name} compiled', twin))
+    return [*models, *twins]
+
+
+def ratio_lines(rows: List[Dict], cols: Sequence[str], width: int) -> List[str]:
+    """Ratio lines of a benchmark table whose first row is ours: ours / each reference (eager to
+    eager, compiled to compiled), then compiled / eager of every model that has a twin."""
+    names = [r['name'] for r in rows]
+    compiled = {n for n in names if n.endswith(' compiled') and n[:-9] in names}
+    by_name = {r['name']: r for r in rows}
+    ours = rows[0]['name']
+    pairs = [(ours, n) for n in names[1:] if n not in compiled]
+    if f'{ours} compiled' in compiled:
+        pairs += [(f'{ours} compiled', n) for n in names if n in compiled and n[:-9] != ours]
+    lines = [f'{a.replace(ours, "ours", 1) + " / " + b:{width + 10}s} '
+             + ' '.join(f'{by_name[a][c] / by_name[b][c]:12.3f}x' for c in cols)
+             for a, b in pairs]
+    lines += [f'{"compiled / eager " + n[:-9]:{width + 10}s} '
+              + ' '.join(f'{by_name[n][c] / by_name[n[:-9]][c]:12.3f}x' for c in cols)
+              for n in names if n in compiled]
+    return lines
+
+
 def load_reference_file(path: str):
     """Import a user's python file of model factories (e.g. an official repository's
     ``models.py``) as a module.
@@ -254,8 +288,8 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
                      batch_size: int = 32, shape=None, iters: int = 10, warmup: int = 3,
                      repeats: int = 3, precisions: Sequence[str] = ('fp32', 'bf16'),
                      channels_last: bool = False, device: Optional[str] = None,
-                     memory: bool = False, memory_cfgs: Optional[Dict[str, Config]] = None
-                     ) -> List[Dict]:
+                     memory: bool = False, memory_cfgs: Optional[Dict[str, Config]] = None,
+                     compile: Optional[dict] = None) -> List[Dict]:
     """Images/s of forward (no grad) and forward+backward of ``cfg.model`` and reference models
     (``(name, model)`` pairs, see :func:`build_references`), in each precision (``'fp32'``, or
     autocast ``'bf16'`` / ``'fp16'``).
@@ -263,6 +297,9 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
     Every model sees the same input and the same warm-up; then, for ``repeats`` rounds, each
     (precision, mode) is timed for every model in turn (so a slow-down of a shared machine hits
     all of them alike), and the best round is kept.
+
+    ``compile`` (a dict of ``torch.compile`` options, ``{}`` for the defaults) adds a compiled
+    twin of every model (:func:`add_compiled`), measured in the same rounds.
 
     ``memory=True`` adds the peak memory of one forward+backward step per model and precision,
     ``'{precision} peak MiB'``: on CUDA the allocator's peak; on CPU the growth of the resident
@@ -280,6 +317,8 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
     h, w = _shape(cfg, shape)
     models = [(cfg.model.get('backbone', {}).get('type', cfg.model['type']),
                build_model_from_cfg(cfg, init=False)), *references]
+    if compile is not None:
+        models = add_compiled(models, compile)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
 
@@ -383,10 +422,7 @@ def format_benchmark(rows: List[Dict], precisions: Sequence[str]) -> str:
     for r in rows:
         lines.append(f'{r["name"]:{width}s} {r["params"] / 1e6:9.2f} '
                      + ' '.join(f'{r[c]:13.2f}' for c in cols))
-    ours = rows[0]
-    for ref in rows[1:]:
-        lines.append(f'{"ours / " + ref["name"]:{width + 10}s} '
-                     + ' '.join(f'{ours[c] / ref[c]:12.3f}x' for c in cols))
+    lines += ratio_lines(rows, cols, width)
     if any('peak MiB' in c for c in cols):
         lines.append('(throughput ratios > 1 and peak-memory ratios < 1 favour ours)')
     others = [p for p in precisions if p != 'fp32']
@@ -418,7 +454,8 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
                         gen_batch: int = 1, gen_prompt: int = 256, gen_new: int = 256,
                         iters: int = 3, warmup: int = 1, repeats: int = 3,
                         precisions: Sequence[str] = ('fp32', 'bf16'),
-                        device: Optional[str] = None, reference: bool = True) -> List[Dict]:
+                        device: Optional[str] = None, reference: bool = True,
+                        compile: Optional[dict] = None) -> List[Dict]:
     """Tokens/s of an LVM config's training step and KV-cache sampling, beside transformers'
     ``LlamaForCausalLM`` (SDPA) with the same dims and weights, measured alternately.
 
@@ -427,6 +464,9 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
     * ``generate``: ``gen_new`` sampled tokens after a ``gen_prompt``-token prompt (ours:
       :meth:`LVM.generate`; transformers: ``generate`` with the same top-k 50, the special ids
       suppressed and exactly ``gen_new`` tokens), ``gen_batch * gen_new`` tokens per call.
+
+    ``compile`` (``torch.compile`` options) adds a compiled twin of each model whose decoder
+    (ours: ``backbone``; transformers: ``model``) is compiled, so sampling calls it compiled too.
 
     Returns one dict per model (ours first): ``name``, ``params`` and ``'{precision} train'`` /
     ``'{precision} generate'`` tokens/s.
@@ -437,6 +477,9 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
     models = [('LVM', model)]
     if reference:
         models.append(('LlamaForCausalLM', build_hf_llama(model.backbone).to(device)))
+    if compile is not None:
+        models = add_compiled(models, compile,
+                              part=lambda m: m.backbone if hasattr(m, 'backbone') else m.model)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, codes, (batch_size, seq_len + 1), generator=g).to(device)
     prompt = torch.randint(0, codes, (gen_batch, gen_prompt), generator=g).to(device)
@@ -447,7 +490,7 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
         def train():
             m.train()
             with torch.autocast(**ac):
-                if name == 'LVM':
+                if name.startswith('LVM'):
                     loss = m(ids, mode='loss')['loss']
                 else:
                     loss = m(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
@@ -457,7 +500,7 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
         def generate():
             m.eval()
             with torch.no_grad(), torch.autocast(**ac):
-                if name == 'LVM':
+                if name.startswith('LVM'):
                     m.generate(prompt, gen_new, top_k=50)
                 else:
                     m.generate(prompt, do_sample=True, top_k=50, max_new_tokens=gen_new,
@@ -497,7 +540,5 @@ def format_causal_lm_benchmark(rows: List[Dict], precisions: Sequence[str]) -> s
     for r in rows:
         lines.append(f'{r["name"]:{width}s} {r["params"] / 1e6:9.2f} '
                      + ' '.join(f'{r[c]:14.1f}' for c in cols))
-    for ref in rows[1:]:
-        lines.append(f'{"ours / " + ref["name"]:{width + 10}s} '
-                     + ' '.join(f'{rows[0][c] / ref[c]:13.3f}x' for c in cols))
+    lines += ratio_lines(rows, cols, width)
     return '\n'.join(lines)

@@ -5,7 +5,7 @@ side with reference models in the same run.
         [--reference-file path/to/models.py --reference-model NAME ...]
         [--precisions fp32 bf16] [--batch-size 32] [--shape 224] [--iters 10] [--warmup 3]
         [--repeats 3] [--channels-last] [--device cuda|cpu] [--cfg-options k=v ...]
-        [--variant NAME k=v ...] [--memory]
+        [--variant NAME k=v ...] [--memory] [--compile [--compile-mode MODE]]
 
 References are timm models (``--timm``) or model factories defined in any python file
 (``--reference-file`` with one or more ``--reference-model`` function names, each called with
@@ -18,7 +18,10 @@ FCMAE's masked-dense encoder beside the sparse one:
     python tools/analysis_tools/benchmark.py configs/convnextv2/fcmae_convnextv2-atto_...py \
         --variant masked-dense model.backbone.impl=masked_dense --precisions fp32 --memory
 
-``--memory`` adds each model's peak memory of one forward+backward step.
+``--memory`` adds each model's peak memory of one forward+backward step. ``--compile`` adds a
+``torch.compile``-d twin of every model (ours, references and variants alike), measured in the
+same alternating rounds after the warm-up has compiled it; the table then also gives ours / each
+reference compiled against compiled, and compiled / eager for every model.
 
 Causal LMs over visual tokens (an ``LVM`` config) are measured in tokens/s instead: the training
 step (forward+backward of the loss) and KV-cache sampling, beside transformers'
@@ -71,6 +74,13 @@ def parse_args():
     parser.add_argument('--variant', nargs='+', action='append', default=[],
                         metavar='NAME_OR_KEY=VALUE',
                         help='a reference: NAME then key=value overrides of the config')
+    parser.add_argument('--compile', action='store_true',
+                        help='also measure a torch.compile-d twin of every model (same weights), '
+                        'alternating with the eager ones; ratios compiled/compiled and '
+                        'compiled/eager')
+    parser.add_argument('--compile-mode', default=None,
+                        choices=['default', 'reduce-overhead', 'max-autotune'],
+                        help='torch.compile mode (with --compile)')
     parser.add_argument('--memory', action='store_true',
                         help='also report the peak memory of one forward+backward step')
     lm = parser.add_argument_group('causal LMs (LVM configs), in tokens/s')
@@ -170,7 +180,7 @@ def main_diffusion(args, cfg: Config, variants) -> None:
     """The denoiser of a diffusion config beside reference factories and config variants."""
     import os.path as osp
 
-    from visionllama_mm.analysis import format_benchmark, load_reference_file
+    from visionllama_mm.analysis import add_compiled, format_benchmark, load_reference_file
     unsupported = [flag for flag, on in (('--timm', args.timm), ('--memory', args.memory),
                                          ('--channels-last', args.channels_last)) if on]
     if unsupported:
@@ -196,6 +206,8 @@ def main_diffusion(args, cfg: Config, variants) -> None:
                              f'{_trainable(ours):,}: not the same denoiser size')
     models += [(name, build_denoiser(cfg, options)) for name, options in variants]
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if args.compile:
+        models = add_compiled(models, compile_options(args))
     rows = benchmark_denoisers(models, args.batch_size, size, ours.in_channels,
                                kwargs['num_classes'], args.iters, args.warmup, args.repeats,
                                args.precisions, device)
@@ -206,8 +218,15 @@ def main_diffusion(args, cfg: Config, variants) -> None:
     print(format_benchmark(rows, args.precisions))
 
 
+def compile_options(args) -> dict:
+    """``torch.compile`` keyword arguments of ``--compile-mode``."""
+    return {} if args.compile_mode in (None, 'default') else dict(mode=args.compile_mode)
+
+
 def main():
     args = parse_args()
+    if args.compile_mode and not args.compile:
+        raise SystemExit('--compile-mode needs --compile')
     import visionllama_mm  # noqa: F401
     from visionllama_mm.analysis import (benchmark_models, build_references, format_benchmark,
                                          variant_config)
@@ -230,7 +249,8 @@ def main():
             cfg, batch_size=args.batch_size, seq_len=args.seq_len, gen_batch=args.gen_batch,
             gen_prompt=args.gen_prompt, gen_new=args.gen_new, iters=args.iters,
             warmup=args.warmup, repeats=args.repeats, precisions=args.precisions,
-            device=args.device, reference=not args.no_reference)
+            device=args.device, reference=not args.no_reference,
+            compile=compile_options(args) if args.compile else None)
         print(f'tokens/s, train: batch {args.batch_size} x {args.seq_len}; generate: batch '
               f'{args.gen_batch}, {args.gen_new} new after {args.gen_prompt}; best of '
               f'{args.repeats} rounds x {args.iters} iterations, torch {torch.__version__}, '
@@ -245,7 +265,8 @@ def main():
                             repeats=args.repeats, precisions=args.precisions,
                             channels_last=args.channels_last, device=args.device,
                             memory=args.memory,
-                            memory_cfgs={n: variant_config(cfg, o) for n, o in variants})
+                            memory_cfgs={n: variant_config(cfg, o) for n, o in variants},
+                            compile=compile_options(args) if args.compile else None)
     print(f'images/s, batch {args.batch_size}, best of {args.repeats} rounds x {args.iters} '
           f'iterations, torch {torch.__version__}, {torch.get_num_threads()} threads')
     print(format_benchmark(rows, args.precisions))

@@ -172,26 +172,3 @@ def test_bad_arguments_are_refused():
         RotaryEmbedding(head_dim=8, ndim=3)
     with pytest.raises(ValueError, match='2-D grids only'):
         RotaryEmbedding(head_dim=8, ndim=1, anchor=4)
-
-
-@pytest.mark.parametrize('ratio', [1.0, 0.5])
-def test_complex_rotation_equals_real_form_values_and_gradients(ratio):
-    """The complex-multiply path and the real-arithmetic fallback (taken when the channels are
-    not unit-stride pairs) agree in values and gradients, for fused q/k layouts and partial
-    rotation."""
-    torch.manual_seed(0)
-    rope = RotaryEmbedding(head_dim=16, ratio=ratio)
-    table = rope(3, 4)
-    qk = torch.randn(2, 12, 2, 3, 16, requires_grad=True)  # (B, N, q/k, heads, D)
-    # a channel-strided copy of the same values: view_as_complex cannot take it
-    strided = qk.detach().transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_()
-    assert strided.stride(-1) != 1
-    a = apply_rope(qk, table, inner_dims=2)
-    b = apply_rope(strided, table, inner_dims=2)
-    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-    w = torch.randn_like(a)
-    ga, = torch.autograd.grad((a * w).sum(), qk)
-    gb, = torch.autograd.grad((b * w).sum(), strided)
-    torch.testing.assert_close(ga, gb, rtol=1e-6, atol=1e-6)
-    if ratio < 1:
-        assert torch.equal(a[..., 8:], qk[..., 8:])

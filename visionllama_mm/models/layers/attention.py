@@ -6,7 +6,6 @@ values from a strided-conv summary, ``sr_ratio``), causal attention (``is_causal
 decoding (:class:`KVCache`). ``layout='llama'`` names the projections as transformers' LLaMA does
 (``q_proj``/``k_proj``/``v_proj``/``o_proj``), so HF-format LLaMA checkpoints load as they are.
 """
-from contextlib import nullcontext
 from typing import Optional, Tuple
 
 import torch
@@ -16,28 +15,6 @@ import torch.nn.functional as F
 from .rope import RopeTable, apply_rope
 
 __all__ = ['Attention', 'KVCache']
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _sdpa_dtype(t: torch.Tensor, q_len: int, kv_len: int) -> Optional[torch.dtype]:
-    """float32 for a half-precision CPU training step on short sequences or narrow heads, else
-    ``None`` (keep ``t.dtype``).
-
-    torch's CPU flash attention is slower forward+backward in bf16 than in fp32 for short
-    sequences and narrow heads (ms, 2 threads with AMX: 12.4 vs 9.4 at 8x6x197x64, 77.5 vs 21.5
-    for 512 windows of 49 tokens, 15.8 vs 10.4 for 3136 queries on 49 GSA keys, 6.1 vs 4.2 at
-    4x4x256x32 causal) and faster for long ones with heads of 64+ channels (27.6 vs 55.6 at
-    1x8x1024x128 causal, the LVM-300M shape; 9.0 vs 11.5 at 2x4x512x64); so a CPU step that will
-    be differentiated attends in fp32 (RoPE output kept in fp32 for it) unless both the query and
-    the key sequences have >= 512 tokens and the heads >= 64 channels. Inference stays in the
-    autocast dtype; GPUs are left alone.
-    """
-    if (t.dtype in _HALF and t.device.type == 'cpu' and torch.is_grad_enabled()
-            and t.requires_grad and (t.shape[-1] < 64 or min(q_len, kv_len) < 512)):
-        return torch.float32
-    return None
-
 
 class KVCache:
     """Keys and values of the positions seen so far, for one attention layer.
@@ -155,17 +132,15 @@ class Attention(nn.Module):
         h, d = self.num_heads, self.head_dim
         if self.layout == 'llama':
             q, k, v = (p(x).view(B, N, h, d) for p in (self.q_proj, self.k_proj, self.v_proj))
-            dtype = _sdpa_dtype(q, N, N)
             if rope is not None:
-                q = apply_rope(q, rope, inner_dims=1, out_dtype=dtype)
-                k = apply_rope(k, rope, inner_dims=1, out_dtype=dtype)
+                q = apply_rope(q, rope, inner_dims=1)
+                k = apply_rope(k, rope, inner_dims=1)
         elif self.sr_ratio is None:
             qkv = self.qkv(x).view(B, N, 3, h, d)
-            dtype = _sdpa_dtype(qkv, N, N)
             # split, not slicing: its backward is one cat instead of zero-filled full buffers
             qk, v = qkv.split((2, 1), dim=2)
             if rope is not None:  # q and k rotated in one call
-                qk = apply_rope(qk, rope, inner_dims=2, out_dtype=dtype)
+                qk = apply_rope(qk, rope, inner_dims=2)
             q, k = qk.unbind(2)
             v = v.squeeze(2)
         else:
@@ -176,14 +151,10 @@ class Attention(nn.Module):
                 H, W = hw
                 x = self.sr(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
                 x = self.norm(x)
-            dtype = _sdpa_dtype(q, N, x.shape[1])
             k, v = self.kv(x).view(B, x.shape[1], 2, h, d).unbind(2)
             if rope is not None:
-                q = apply_rope(q, rope, inner_dims=1, out_dtype=dtype)
-                k = apply_rope(k, key_rope if key_rope is not None else rope, inner_dims=1,
-                               out_dtype=dtype)
-        if dtype is not None:
-            q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+                q = apply_rope(q, rope, inner_dims=1)
+                k = apply_rope(k, key_rope if key_rope is not None else rope, inner_dims=1)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def forward(self, x: torch.Tensor, rope: Optional[RopeTable] = None,
@@ -204,13 +175,9 @@ class Attention(nn.Module):
                 is_causal = False
             elif is_causal and past:
                 is_causal = False  # one new query attends to every stored position
-        # CPU autocast would cast an fp32 attention (see _sdpa_dtype) back to bf16
-        fp32_on_cpu = q.is_cpu and q.dtype == torch.float32 and torch.is_autocast_enabled('cpu')
-        with torch.autocast('cpu', enabled=False) if fp32_on_cpu else nullcontext():
-            x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                dropout_p=self.attn_drop if self.training else 0.)
-        # back to the Linear's dtype after an fp32 attention (under autocast it casts for itself)
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+            dropout_p=self.attn_drop if self.training else 0.)
+        x = x.transpose(1, 2).reshape(B, N, C)
         proj = getattr(self, self._out_name)
-        x = x.transpose(1, 2).reshape(B, N, C).to(proj.weight.dtype)
         return self.proj_drop(proj(x))

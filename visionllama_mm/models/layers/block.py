@@ -4,6 +4,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.utils import LayerScale
 
 from .window import window_partition, window_unpartition
@@ -26,7 +27,7 @@ class TransformerBlock(nn.Module):
             hidden_dims=1024)``).
         norm_layer: ``norm_layer(embed_dims) -> nn.Module``; LayerNorm(eps=1e-6) by default.
         layer_scale_init_value: LayerScale init (mmpretrain's ``LayerScale``); 0 disables it.
-        drop_path_rate: Stochastic depth of this block.
+        drop_path_rate: Stochastic depth of this block (mmcv's ``DropPath``).
         ffn_drop_path: Apply drop path to the FFN branch too (the official MAE fork does not).
         window_size: If > 0, attention runs inside ws x ws windows (ViTDet, pyramid LSA): the
             normalised tokens are zero-padded to multiples of ws (no mask) and cropped back.
@@ -68,29 +69,13 @@ class TransformerBlock(nn.Module):
                              f'got {drop_path_rate!r}.')
         self.drop_path_rate = float(drop_path_rate)
         self.ffn_drop_path_rate = self.drop_path_rate if ffn_drop_path else 0.
+        self.drop_path1 = DropPath(self.drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.drop_path2 = (DropPath(self.ffn_drop_path_rate) if self.ffn_drop_path_rate > 0
+                           else nn.Identity())
 
     def extra_repr(self) -> str:
         return (f'drop_path_rate={self.drop_path_rate}, '
                 f'ffn_drop_path_rate={self.ffn_drop_path_rate}, window_size={self.window_size}')
-
-    def residual(self, x: torch.Tensor, y: torch.Tensor, ls: nn.Module,
-                 drop_path_rate: float) -> torch.Tensor:
-        """``x + drop_path(ls(y))`` in one ``addcmul``.
-
-        Written out instead of mmcv's ``DropPath`` and mmpretrain's ``LayerScale.forward``
-        (whose parameters are kept): those cost three full passes over the tokens (scale,
-        divide-and-mask, add); here the LayerScale weight and the per-sample keep factor (0 or
-        1/keep, drawn as mmcv draws it) fold into one (B|1, 1, C) multiplier.
-        """
-        scale = ls.weight if isinstance(ls, LayerScale) else None
-        if self.training and drop_path_rate > 0:
-            keep = 1. - drop_path_rate
-            shape = (x.shape[0], ) + (1, ) * (x.dim() - 1)
-            mask = (keep + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_().div_(keep)
-            scale = mask if scale is None else mask * scale
-        if scale is None:
-            return x + y
-        return torch.addcmul(x, y, scale)
 
     def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None,
                 **attn_kwargs) -> torch.Tensor:
@@ -102,8 +87,8 @@ class TransformerBlock(nn.Module):
             y = window_unpartition(y, hw, padded_hw, self.window_size)
         else:
             y = attn(y, hw=hw, **attn_kwargs)
-        x = self.residual(x, y, self.ls1, self.drop_path_rate)
-        return self.residual(x, ffn(ln2(x)), self.ls2, self.ffn_drop_path_rate)
+        x = x + self.drop_path1(self.ls1(y))
+        return x + self.drop_path2(self.ls2(ffn(ln2(x))))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before LayerScale became mmpretrain's: ``ls{1,2}.gamma`` -> ``.weight``

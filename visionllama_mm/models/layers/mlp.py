@@ -17,41 +17,6 @@ def llama_hidden_dims(embed_dims: int, ratio: float = 4., multiple_of: int = 256
     return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
-_ACT_GRADS = {
-    'silu': lambda g, x, out: torch.ops.aten.silu_backward.grad_input(g, x, grad_input=out),
-    'gelu': lambda g, x, out: torch.ops.aten.gelu_backward.grad_input(g, x, grad_input=out),
-}
-
-
-class _GatedActivation(torch.autograd.Function):
-    """``act(gate) * up`` of a fused (..., 2h) projection, whose backward writes the gradients
-    of both halves straight into one (..., 2h) buffer.
-
-    Autograd of ``chunk`` + ``act`` + ``mul`` ends with a ``cat`` of the two half gradients (a
-    full extra pass over the largest activation of the block); this saves the same tensors as
-    autograd would (``gate``, ``up``, ``act(gate)``, as views of ``h`` and one result).
-    """
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, act: str) -> torch.Tensor:
-        gate, up = h.chunk(2, dim=-1)
-        a = GatedFFN._ACTS[act](gate)
-        ctx.act = act
-        ctx.save_for_backward(h, a)
-        return a * up
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g: torch.Tensor):
-        h, a = ctx.saved_tensors
-        gate, up = h.chunk(2, dim=-1)
-        grad = torch.empty_like(h)
-        grad_gate, grad_up = grad.chunk(2, dim=-1)
-        torch.mul(g, a, out=grad_up)
-        _ACT_GRADS[ctx.act](g * up, gate, grad_gate)
-        return grad, None
-
-
 class GatedFFN(nn.Module):
     """``w3(act(x W_gate) * (x W_up))`` with the gate and up projections fused in ``w12``
     (``layout='fused'``), or as transformers' LLaMA MLP names them: ``down_proj(act(gate_proj(x)) *
@@ -104,8 +69,8 @@ class GatedFFN(nn.Module):
             x = self.norm(x)
             h = self._ACTS[self.act](self.gate_proj(x)) * self.up_proj(x)
             return self.drop(self.down_proj(self.drop(h)))
-        x = self.w12(self.norm(x))
-        return self.drop(self.w3(self.drop(_GatedActivation.apply(x, self.act))))
+        gate, up = self.w12(self.norm(x)).chunk(2, dim=-1)
+        return self.drop(self.w3(self.drop(self._ACTS[self.act](gate) * up)))
 
 
 class SwiGLUFFN(GatedFFN):

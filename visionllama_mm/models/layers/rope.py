@@ -19,49 +19,36 @@ pyramid seg/det code computes). With the grid equal to the anchor this is plain 
 
 Tables are float32 ``(cos, sin)`` pairs of shape (N, d_r/2), built once per shape and kept in a
 bounded LRU cache (``cache_size`` entries) keyed by the shape, the extra rows, the device and
-whether inference mode is on (inference tensors cannot be saved for backward later).
+whether inference mode is on (inference tensors cannot be saved for backward later). Inside a
+``torch.compile`` graph the cache is bypassed: the table is computed in the graph, where it fuses.
 """
 from collections import OrderedDict
-from typing import Callable, Hashable, Optional, Sequence, Tuple, Union
+from typing import Callable, Hashable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-__all__ = ['RotaryEmbedding', 'RopeTable', 'apply_rope', 'grid_positions']
+__all__ = ['RotaryEmbedding', 'RopeTable', 'HalfRopeTable', 'apply_rope', 'grid_positions']
 
 
-class RopeTable(tuple):
-    """``(cos, sin)`` of the rotation angles, each (..., N, d_r/2) float32; unpacks like a pair
-    and carries the channel pairing in ``interleaved``. ``cis`` is the same table as one complex
-    tensor ``cos + i sin`` (built on first use and kept with the table)."""
+class RopeTable(NamedTuple):
+    """``(cos, sin)`` of the rotation angles, each (..., N, d_r/2) float32, for interleaved
+    channel pairs; :class:`HalfRopeTable` is the same for ``rotate_half`` pairs."""
 
-    def __new__(cls, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool = True):
-        table = super().__new__(cls, (cos, sin))
-        table.interleaved = interleaved
-        table._cis = None
-        return table
-
-    @property
-    def cos(self) -> torch.Tensor:
-        return self[0]
-
-    @property
-    def sin(self) -> torch.Tensor:
-        return self[1]
-
-    @property
-    def cis(self) -> torch.Tensor:
-        """``torch.complex(cos, sin)``: (..., N, d_r/2) complex64."""
-        if self._cis is None:
-            self._cis = torch.complex(self.cos, self.sin)
-        return self._cis
+    cos: torch.Tensor
+    sin: torch.Tensor
+    interleaved = True  # the pairing, a class attribute (not a tuple field)
 
     def rows(self, index: torch.Tensor) -> 'RopeTable':
         """The rows ``index`` (any integer shape, e.g. (B, N_keep)) -> (*index.shape, d_r/2)."""
-        table = RopeTable(self.cos[index], self.sin[index], self.interleaved)
-        if self._cis is not None:
-            table._cis = self._cis[index]
-        return table
+        return type(self)(self.cos[index], self.sin[index])
+
+
+class HalfRopeTable(RopeTable):
+    """A :class:`RopeTable` for channel pairs ``(p, p + d_r/2)``."""
+
+    __slots__ = ()
+    interleaved = False
 
 
 def grid_positions(height: int, width: int, device=None) -> torch.Tensor:
@@ -77,14 +64,8 @@ def grid_positions(height: int, width: int, device=None) -> torch.Tensor:
     return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
 
 
-def _complex_view_ok(x: torch.Tensor) -> bool:
-    """``view_as_complex`` needs unit stride in the pairs and even strides/offset elsewhere."""
-    return (x.dtype == torch.float32 and x.stride(-1) == 1 and x.storage_offset() % 2 == 0
-            and all(s % 2 == 0 for s in x.stride()[:-1]))
-
-
 def apply_rope(x: torch.Tensor, rope: Union[RopeTable, Tuple[torch.Tensor, torch.Tensor]],
-               inner_dims: int = 0, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+               inner_dims: int = 0) -> torch.Tensor:
     """Rotate the leading ``d_r`` channels of ``x`` by a RoPE table.
 
     Args:
@@ -94,41 +75,30 @@ def apply_rope(x: torch.Tensor, rope: Union[RopeTable, Tuple[torch.Tensor, torch
         rope: ``(cos, sin)`` of shape (N, d_r/2) or (B, N, d_r/2) (per-sample positions, e.g.
             the visible tokens of MAE); a plain 2-tuple means interleaved pairing.
         inner_dims: Number of axes between the token axis and the channels.
-        out_dtype: dtype of the result (default: that of ``x``); float32 keeps the rotation's
-            full precision for a consumer that computes in float32 anyway.
 
     Returns:
-        Tensor of the same shape as ``x``; channels past ``d_r`` are unchanged. The rotation runs
-        in float32 for half-precision inputs.
-
-    Interleaved pairs are rotated as one complex multiplication (a single element-wise kernel
-    forward and backward, ~4x faster than the real-arithmetic form, which is kept for layouts a
-    complex view cannot take).
+        Tensor of the same shape and dtype as ``x``; channels past ``d_r`` are unchanged. The
+        rotation itself is computed in float32 (the tables are float32; a half-precision ``x``
+        is upcast for it and the result cast back), in plain element-wise ops that
+        ``torch.compile`` fuses into one kernel.
     """
     if not isinstance(rope, RopeTable):
-        rope = RopeTable(rope[0], rope[1])
+        rope = RopeTable(*rope)
     half = rope.cos.shape[-1]
     d_r = 2 * half
     view = (*rope.cos.shape[:-1], *([1] * inner_dims), half)
-    rot = x[..., :d_r]
-    if rot.dtype in (torch.float16, torch.bfloat16):
-        rot = rot.float()
-    if rope.interleaved and _complex_view_ok(rot):
-        pairs = torch.view_as_complex(rot.unflatten(-1, (half, 2)))
-        out = torch.view_as_real(pairs * rope.cis.view(view)).flatten(-2)
+    cos, sin = rope.cos.view(view), rope.sin.view(view)
+    rot = x[..., :d_r].float()
+    if rope.interleaved:
+        a, b = rot.unflatten(-1, (half, 2)).unbind(-1)
+        out = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
     else:
-        cos, sin = rope.cos.view(view), rope.sin.view(view)
-        if rope.interleaved:
-            a, b = rot.unflatten(-1, (half, 2)).unbind(-1)
-            out = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
-        else:
-            a, b = rot[..., :half], rot[..., half:]
-            out = torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
-    out_dtype = out_dtype or x.dtype
-    out = out.to(out_dtype)
+        a, b = rot[..., :half], rot[..., half:]
+        out = torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+    out = out.to(x.dtype)
     if d_r == x.shape[-1]:
         return out
-    return torch.cat([out, x[..., d_r:].to(out_dtype)], dim=-1)
+    return torch.cat([out, x[..., d_r:]], dim=-1)
 
 
 class RotaryEmbedding(nn.Module):
@@ -224,7 +194,8 @@ class RotaryEmbedding(nn.Module):
         """Uncached table for arbitrary (already scaled) positions of shape (..., ndim)."""
         with torch.autocast(device_type=positions.device.type, enabled=False):
             ang = self.angles(positions)
-            return RopeTable(ang.cos(), ang.sin(), self.pairing == 'interleaved')
+            cls = RopeTable if self.pairing == 'interleaved' else HalfRopeTable
+            return cls(ang.cos(), ang.sin())
 
     # ---------------------------------------------------------------------------------- cache
     def cached(self, key: Hashable, make: Callable[[torch.device], RopeTable],
@@ -235,6 +206,10 @@ class RotaryEmbedding(nn.Module):
         ``torch.inference_mode()`` is never handed to a later training forward.
         """
         device = torch.device(device) if device is not None else self.freqs.device
+        if torch.compiler.is_compiling():
+            # inside a compiled graph the table is a few fused element-wise ops on constants;
+            # a Python-side cache there would only add guards (and a recompile per new entry)
+            return make(device)
         full_key = (key, device, torch.is_inference_mode_enabled())
         table = self._cache.get(full_key)
         if table is not None:
@@ -305,10 +280,7 @@ class RotaryEmbedding(nn.Module):
             return self.table(torch.arange(capacity, dtype=torch.float32, device=dev)[:, None])
 
         t = self.cached(('sequence', capacity), make, device)
-        out = RopeTable(t.cos[offset:end], t.sin[offset:end], t.interleaved)
-        if t.interleaved:
-            out._cis = t.cis[offset:end]  # the complex form is built once, with the table
-        return out
+        return type(t)(t.cos[offset:end], t.sin[offset:end])
 
     def forward(self, *size: int, **kwargs) -> RopeTable:
         """``forward(h, w, prefix=(), device=None)`` for grids, ``forward(n, offset=0,
