@@ -1,6 +1,6 @@
 """Train a model from a config of mmpretrain, mmseg or mmdet (picked by the config's default_scope).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--compile] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG NUM_PROCESSES [same flags]
 
 Flags mean what they mean in the stock toolboxes' tools/train.py. On a machine without CUDA the
@@ -20,6 +20,9 @@ def parse_args():
                         help='resume from CKPT, or from the latest checkpoint of the work dir '
                         'when no path is given')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the training step (sets compile=True; a config\'s '
+                        'own compile=dict(...) options are kept)')
     parser.add_argument('--no-validate', action='store_true', help='skip validation')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by the actual batch size (needs auto_scale_lr)')

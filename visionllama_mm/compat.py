@@ -26,6 +26,14 @@ Nothing else in the package touches stock code. They are applied once, by ``impo
    when test images are padded (the ViTDet LSJ pipeline pads to 1024x1024, and mmcv's ``Pad`` then
    reports the padded size, so predicted boxes may lie in the padding). Such boxes paste nothing,
    as on the GPU path, which samples the whole image.
+5. ``compile_model_forward``: mmengine 0.10.7's ``compile=True`` wraps ``model.train_step`` in
+   ``torch.compile``, so dynamo also traces the optimizer wrapper and the optimizer's ``step``.
+   Under torch 2.14 that fails at the first iteration (dynamo cannot index mmengine's parameter
+   groups: ``'UserDefinedDictVariable' object has no attribute 'items'``), and a compiled step
+   would recompile whenever a scheduler changes the Python-float lr. We compile the model's
+   forward instead (``nn.Module.compile`` on the unwrapped model, with the config's options):
+   the loss forward and its backward run compiled; data preprocessing, the loss scaler and the
+   optimizer stay eager, as in timm's and transformers' training scripts.
 """
 import os.path as osp
 import pickle
@@ -260,6 +268,38 @@ def _patch_cpu_mask_paste() -> None:
     _APPLIED.append('cpu_mask_paste')
 
 
+# --------------------------------------------------------------------------------------------------
+# 5. compile=True compiles the model's forward, not the whole train_step
+# --------------------------------------------------------------------------------------------------
+def _patch_runner_compile() -> None:
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner import Runner
+
+    stock = Runner._maybe_compile
+    if getattr(stock, '_visionllama_mm_shim', False):
+        return
+
+    def _maybe_compile(self, target: str) -> None:
+        options = self.cfg.get('compile', None)
+        if target != 'train_step' or options is None or options is False:
+            return stock(self, target)
+        if options is True:
+            options = {}
+        if not isinstance(options, dict):
+            raise TypeError(f'compile: True, False or a dict of torch.compile options, got '
+                            f'{options!r}')
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        model.compile(**dict(options))
+        self.logger.info(f'compile: torch.compile-d the forward of {type(model).__name__} '
+                         f'(options {dict(options)}); the first iterations compile it.')
+
+    _maybe_compile._visionllama_mm_shim = True
+    _maybe_compile.__doc__ = (stock.__doc__ or '') + (
+        '\n    [visionllama_mm shim] compiles the model forward, not the optimizer step.')
+    Runner._maybe_compile = _maybe_compile
+    _APPLIED.append('compile_model_forward')
+
+
 def apply_all() -> None:
     """Apply every shim once (idempotent)."""
     if _APPLIED:
@@ -268,4 +308,5 @@ def apply_all() -> None:
     _patch_weights_only_loader()
     _patch_cpu_half_ops()
     _patch_cpu_mask_paste()
+    _patch_runner_compile()
 

@@ -87,6 +87,8 @@ def merge_train_args(cfg: Config, args) -> Config:
     if getattr(args, 'cfg_options', None):
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'compile', False) and not cfg.get('compile'):
+        cfg.compile = True  # options given in the config or --cfg-options compile.x=... are kept
     unshard_single_process(cfg)
     make_randomness_resumable(cfg)  # exact resume: keyed augmentation, per-iteration seeding
     use_atomic_checkpoint_hook(cfg)  # a crash while saving leaves a loadable last_checkpoint
@@ -112,6 +114,8 @@ def merge_test_args(cfg: Config, args) -> Config:
     if getattr(args, 'cfg_options', None):
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'compile', False) and not cfg.get('compile'):
+        cfg.compile = True  # options given in the config or --cfg-options compile.x=... are kept
     unshard_single_process(cfg)
     _default_sample_dirs(cfg)
     if args.show or args.show_dir:
