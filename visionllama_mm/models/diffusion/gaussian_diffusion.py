@@ -94,11 +94,19 @@ class _Chain:
 
     def gather(self, name: str, index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``tables[name][index]`` for (B,) indices, cast to ``like``'s dtype and shaped
-        (B, 1, ..., 1) to broadcast against ``like`` (B, ...)."""
-        if index.device not in self._on_device:
-            self._on_device[index.device] = {k: v.to(index.device) for k, v in self.tables.items()}
-        value = self._on_device[index.device][name][index].to(like.dtype)
-        return value.view(-1, *([1] * (like.dim() - 1)))
+        (B, 1, ..., 1) to broadcast against ``like`` (B, ...).
+
+        Eager calls copy the tables once to each device they are needed on. Inside a compiled
+        graph the (K,) table is read from its CPU copy instead (no copy on the CPU): filling the
+        per-device cache there would make the second call recompile."""
+        if torch.compiler.is_compiling():
+            table = self.tables[name].to(index.device)
+        else:
+            if index.device not in self._on_device:
+                self._on_device[index.device] = {k: v.to(index.device)
+                                                 for k, v in self.tables.items()}
+            table = self._on_device[index.device][name]
+        return table[index].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
 @MODELS.register_module()

@@ -206,10 +206,33 @@ class ClassConditionalDiffusion(BaseModel):
                 mode: str = 'tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            labels = self._labels(data_samples, inputs.device)
-            return self.generate(labels, self.sample_seed + self._first_index(data_samples))
+        if mode in ('predict', 'tensor'):
+            return self._sample(inputs, data_samples, mode)
         raise ValueError(f'ClassConditionalDiffusion: invalid mode {mode!r}; expected "loss", '
                          '"predict" or "tensor".')
+
+    @torch.compiler.disable
+    def _sample(self, inputs, data_samples: List[DataSample], mode: str):
+        """``mode='predict'`` / ``'tensor'``. Never traced by ``torch.compile``: the sampling
+        loop runs in Python (a traced loop would unroll every step into one graph); under
+        :meth:`compile` the denoiser it calls is compiled by itself."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        labels = self._labels(data_samples, inputs.device)
+        return self.generate(labels, self.sample_seed + self._first_index(data_samples))
+
+    def compile(self, *args, **kwargs) -> None:
+        """``torch.compile`` for training and sampling; mmengine's ``compile=True`` (and
+        ``tools/train.py --compile``) calls it with the config's options.
+
+        Training: the loss forward (``mode='loss'``: the VAE encoding if there is one, the
+        objective's random timesteps and noise, the denoiser and the loss terms) becomes one
+        graph, as with :meth:`torch.nn.Module.compile`. Sampling (``mode='predict'`` /
+        ``'tensor'``, :meth:`generate`): the loop stays in Python and calls the denoiser, which is
+        compiled by itself; the timesteps reach it as tensors, so all steps share one graph per
+        batch shape (no recompilation per step). The guidance arithmetic, the sampler's update
+        and the VAE decoding run eagerly. Random ops inside the compiled loss draw from
+        inductor's own generator unless ``options={'fallback_random': True}``.
+        """
+        super().compile(*args, **kwargs)
+        self.denoiser.compile(*args, **kwargs)
