@@ -5,6 +5,8 @@
 * :func:`compiled_frames`: how many frames dynamo compiled while a callable ran over several
   inputs (a counting backend that runs the graphs eagerly, so it is cheap): equal frame counts
   after the first and the last step mean no recompilation.
+* :func:`assert_one_graph_no_recompile`: both at the cost of one trace per step: one frame after
+  the first step (no break) and no new frame after the others; on failure the break reasons.
 * :func:`train_losses`: the per-iteration losses of ``tools/train.py`` on a config (eager, or
   with ``--compile``), read from the run's ``scalars.json``.
 """
@@ -51,6 +53,14 @@ def compiled_frames(fn: Callable, inputs: Sequence[tuple], backward: bool = Fals
     finally:
         torch._dynamo.reset()
     return counts
+
+
+def assert_one_graph_no_recompile(fn: Callable, inputs: Sequence[tuple], backward: bool = False):
+    """``fn`` compiles to one graph at the first step and never again over ``inputs``."""
+    frames = compiled_frames(fn, inputs, backward=backward)
+    if frames[0] != 1:
+        assert_no_graph_breaks(fn, *inputs[0])  # fails with the reasons
+    assert frames == [1] * len(inputs), f'compiled frames after each step: {frames}'
 
 
 def train_losses(python: str, config: str, work_dir: str, *options: str,

@@ -171,3 +171,46 @@ def test_layer_depth():
     assert m.get_layer_depth('backbone.stages.2.3.ffn.w3.weight', 'backbone.') == (8, 20)
     assert m.get_layer_depth('backbone.patch_embeds.3.norm.weight', 'backbone.') == (14, 20)
     assert m.get_layer_depth('backbone.out_norms.0.weight', 'backbone.') == (19, 20)
+
+
+@pytest.mark.parametrize('kwargs,size', [(dict(), 64), (dict(auto_scale=True, with_cp=True), 72)])
+def test_training_forward_compiles_without_graph_breaks_or_recompiles(kwargs, size):
+    """One graph for the training forward (LSA windows padded at 72 px, GSA sub-sampled keys with
+    their own RoPE rows, drop path, LayerScale, checkpointing), no recompilation over 3 steps."""
+    from ...compile_checks import assert_one_graph_no_recompile
+    torch.manual_seed(0)
+    m = PyramidVisionLLaMA(arch=TINY, img_size=64, drop_path_rate=0.1, **kwargs).train()
+
+    def step(x):
+        return sum(o.float().mean() for o in m(x))
+
+    assert_one_graph_no_recompile(step, [(torch.randn(2, 3, size, size), ) for _ in range(3)],
+                                  backward=True)
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float16, 5e-3), (torch.bfloat16, 3e-2)])
+def test_half_precision_autocast_with_large_activations_and_grid(dtype, tol):
+    """fp16 / bf16 autocast at 448 px (a 112x112 first-stage grid: 12,544 GSA queries) with a
+    residual stream of hundreds: outputs and (loss-scaled) gradients finite and close to fp32."""
+    torch.manual_seed(0)
+    m = PyramidVisionLLaMA(arch=TINY, img_size=224, auto_scale=True, layer_scale_init_value=1.,
+                           out_indices=(0, 3))
+    with torch.no_grad():
+        m.patch_embeds[0].projection.weight.mul_(100.)
+    x = torch.randn(1, 3, 448, 448)
+
+    def run(autocast):
+        m.zero_grad()
+        with torch.autocast('cpu', dtype=dtype, enabled=autocast):
+            outs = m(x)
+        torch.manual_seed(1)
+        loss = sum((o.float() * torch.randn(o.shape)).mean() for o in outs)
+        (loss * 2.**16).backward()  # as AmpOptimWrapper's loss scaler
+        grads = torch.cat([p.grad.flatten() / 2.**16 for p in m.parameters() if p.grad is not None])
+        return torch.cat([o.float().flatten() for o in outs]), grads
+
+    ref, ref_grad = run(False)
+    out, grad = run(True)
+    assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+    assert (out - ref).norm() / ref.norm() < tol
+    assert (grad - ref_grad).norm() / ref_grad.norm() < 4 * tol

@@ -181,3 +181,57 @@ def test_dense_featmap_pads_inputs_not_divisible_by_the_patch():
     assert out.shape == (1, 64, 3, 4)  # ceil(36/16) x ceil(50/16)
     padded = torch.nn.functional.pad(x, (0, 14, 0, 12))
     assert torch.allclose(out, m(padded)[0], atol=1e-6)  # zero padding, right and bottom
+
+
+TINY_COMPILE = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+
+
+@pytest.mark.parametrize('kwargs,size', [
+    (dict(), 32),  # class token, AS2DRoPE
+    (dict(with_cls_token=False, out_type='featmap', window_size=3, global_attn_indexes=[1]), 40),
+    (dict(with_cp=True, out_type='avg_featmap'), 32),
+])
+def test_training_forward_compiles_without_graph_breaks_or_recompiles(kwargs, size):
+    """One graph for the training forward (drop path and LayerScale on; ViTDet windows that pad
+    5x5 tokens to 6x6; activation checkpointing), and no recompilation over 3 steps."""
+    from ...compile_checks import assert_one_graph_no_recompile
+    torch.manual_seed(0)
+    m = VisionLLaMA(arch=TINY_COMPILE, img_size=size, patch_size=8, auto_scale=True,
+                    drop_path_rate=0.1, layer_scale_init_value=1e-4, **kwargs).train()
+
+    def step(x):
+        return m(x)[-1].float().mean()
+
+    assert_one_graph_no_recompile(step, [(torch.randn(2, 3, size, size), ) for _ in range(3)],
+                                  backward=True)
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float16, 5e-3), (torch.bfloat16, 3e-2)])
+def test_half_precision_autocast_with_large_activations_and_grid(dtype, tol):
+    """fp16 / bf16 autocast on a 64x64 token grid (ViTDet's 1024 px / 16) with a residual stream
+    of hundreds: outputs and gradients (of a loss scaled as the AMP loss scaler does) finite and
+    close to fp32 (relative L2 error)."""
+    torch.manual_seed(0)
+    m = VisionLLaMA(arch=TINY_COMPILE, img_size=256, patch_size=4, out_type='featmap',
+                    with_cls_token=False, auto_scale=True, layer_scale_init_value=1.)
+    with torch.no_grad():
+        m.patch_embed.projection.weight.mul_(100.)  # tokens of magnitude ~hundreds
+    x = torch.randn(1, 3, 256, 256)
+    probe = torch.randn(1, 32, 64, 64)  # a loss whose gradient reaches every weight
+    weight = m.layers[0].attn.qkv.weight
+
+    def run(autocast):
+        m.zero_grad()
+        with torch.autocast('cpu', dtype=dtype, enabled=autocast):
+            tokens = m.patch_embed(x)[0]
+            out = m(x)[0]
+        # fp16 training scales the loss (AmpOptimWrapper's dynamic scaler starts at 2**16)
+        ((out.float() * probe).mean() * 2.**16).backward()
+        return tokens, out.float(), weight.grad / 2.**16
+
+    tokens, ref, ref_grad = run(False)
+    assert tokens.abs().max() > 100
+    _, out, grad = run(True)
+    assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+    assert (out - ref).norm() / ref.norm() < tol
+    assert (grad - ref_grad).norm() / ref_grad.norm() < 4 * tol

@@ -129,3 +129,54 @@ def test_block_residual_is_layer_scale_then_mmcv_drop_path(ls, ffn_drop_path):
     with pytest.raises(ValueError, match='drop_path_rate'):
         TransformerBlock(16, partial(Attention, num_heads=2), partial(SwiGLUFFN, hidden_dims=32),
                          drop_path_rate=1.0)
+
+
+@pytest.mark.parametrize('layout,sr_ratio,window', [('fused', None, 0), ('fused', None, 3),
+                                                     ('fused', 2, 0), ('llama', None, 0)])
+def test_blocks_compile_to_one_graph_without_recompiles(layout, sr_ratio, window):
+    """A training block of each attention layout (fused q/k RoPE, ViTDet windows padding 4x4 to
+    6x6, GSA sub-sampled keys with their own table, LLaMA names with causal masking) is one
+    graph, reused over 3 steps; the RoPE tables are built inside the graph, not cached."""
+    from ...compile_checks import assert_one_graph_no_recompile
+    torch.manual_seed(0)
+    rope = RotaryEmbedding(head_dim=8, ndim=2)
+    block = TransformerBlock(16, partial(Attention, num_heads=2, sr_ratio=sr_ratio, layout=layout),
+                             partial(SwiGLUFFN, hidden_dims=32), layer_scale_init_value=0.1,
+                             drop_path_rate=0.1, window_size=window).train()
+
+    def step(x):
+        kwargs = dict(rope=rope(3, 3) if window else rope(4, 4))
+        if sr_ratio:
+            kwargs['key_rope'] = rope(2, 2)
+        if layout == 'llama':
+            kwargs['is_causal'] = True
+        return block(x, hw=(4, 4), **kwargs).square().mean()
+
+    assert_one_graph_no_recompile(step, [(torch.randn(2, 16, 16), ) for _ in range(3)],
+                                  backward=True)
+    assert rope.cached_keys() == []
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_attention_with_large_logits_is_finite(dtype):
+    """Logits up to ~170 (exp() of them overflows fp16, and fp32 too): SDPA's softmax subtracts
+    the row maximum and accumulates in float32, so attention under fp16 / bf16 autocast is finite
+    and close to fp32. Gradients: fp16 within 5%; bf16's 8-bit mantissa rounds such logits by
+    ~0.5, which moves the sharp softmax, so its gradients are only within 30%."""
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=2)
+    rope = RotaryEmbedding(head_dim=16, ndim=2)(8, 8)
+    x = 10 * torch.randn(2, 64, 32, requires_grad=True)
+
+    def run(autocast):
+        with torch.autocast('cpu', dtype=dtype, enabled=autocast):
+            out = attn(x, rope=rope)
+        g, = torch.autograd.grad(out.float().square().mean(), x)
+        return out.float(), g
+
+    ref, ref_g = run(False)
+    out, g = run(True)
+    assert torch.isfinite(out).all() and torch.isfinite(g).all()
+    fp16 = dtype == torch.float16
+    assert (out - ref).norm() / ref.norm() < (1e-2 if fp16 else 5e-2)
+    assert (g - ref_g).norm() / ref_g.norm() < (5e-2 if fp16 else 0.3)

@@ -172,3 +172,39 @@ def test_bad_arguments_are_refused():
         RotaryEmbedding(head_dim=8, ndim=3)
     with pytest.raises(ValueError, match='2-D grids only'):
         RotaryEmbedding(head_dim=8, ndim=1, anchor=4)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_tables_are_float32_at_the_largest_positions_under_autocast(dtype):
+    """Tables built under half-precision autocast stay float32 and match a float64 computation
+    at the largest positions the configs reach: a 208x336 grid (the pyramid's first stage on
+    an 832x1344 COCO crop, scaled by AS2DRoPE) and 4,096 sequence positions (LVM). In fp16 the
+    angle of position 4,095 would be off by up to 2 rad (its spacing there)."""
+    grid_rope = RotaryEmbedding(head_dim=64, ndim=2, anchor=56)
+    seq_rope = RotaryEmbedding(head_dim=64, ndim=1)
+    with torch.autocast('cpu', dtype=dtype):
+        grid = grid_rope.grid(208, 336)
+        seq = seq_rope.sequence(4096)
+    sx, sy = grid_rope.scale(208, 336)
+    pos = grid_positions(208, 336).double() * torch.tensor([sx, sy], dtype=torch.float64)
+    freqs = grid_rope.freqs.double()
+    ang = torch.stack([pos[:, :1] * freqs, pos[:, 1:] * freqs], dim=-1).flatten(-2)
+    seq_ang = torch.arange(4096, dtype=torch.float64)[:, None] * seq_rope.freqs.double()
+    for table, ref in ((grid, ang), (seq, seq_ang)):
+        assert table.cos.dtype == table.sin.dtype == torch.float32
+        assert torch.allclose(table.cos.double(), ref.cos(), atol=5e-4)
+        assert torch.allclose(table.sin.double(), ref.sin(), atol=5e-4)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_rotation_of_half_inputs_is_computed_in_float32(dtype):
+    """A half-precision q/k is rotated in float32 and rounded once: the result equals the float64
+    rotation of the same half values to the output dtype's rounding, at position 4,095."""
+    rope = RotaryEmbedding(head_dim=32, ndim=1)
+    table = rope.sequence(8, offset=4088)
+    x = (100 * torch.randn(2, 8, 3, 32)).to(dtype)
+    out = apply_rope(x, table, inner_dims=1)
+    ref = apply_rope(x.double(), (table.cos.double(), table.sin.double()), inner_dims=1)
+    assert out.dtype == dtype
+    eps = torch.finfo(dtype).eps
+    assert ((out.double() - ref).abs() <= eps * ref.abs() + 1e-3).all()

@@ -353,3 +353,17 @@ def test_pretrained_encoder_loads_into_downstream_configs(name, tmp_path):
     assert set(theirs) - set(mine) == {'cls_token', 'ln1.weight', 'ln1.bias'}
     assert set(mine) - set(theirs) == {'ln2.weight', 'ln2.bias'}
     assert all(torch.equal(mine[k], theirs[k]) for k in mine if k in theirs)
+
+
+def test_mae_loss_compiles_without_graph_breaks_or_recompiles():
+    """The pre-training loss (per-sample random masking, visible-token RoPE rows, decoder, pixel
+    loss) is one graph with fixed shapes: no recompilation over 3 steps of new masks."""
+    from ...compile_checks import assert_one_graph_no_recompile
+    torch.manual_seed(0)
+    model = _mae().train()
+
+    def step(x):
+        return model.loss(x, None)['loss']
+
+    assert_one_graph_no_recompile(step, [(torch.randn(2, 3, 32, 32), ) for _ in range(3)],
+                                  backward=True)

@@ -88,7 +88,7 @@ def apply_rope(x: torch.Tensor, rope: Union[RopeTable, Tuple[torch.Tensor, torch
     d_r = 2 * half
     view = (*rope.cos.shape[:-1], *([1] * inner_dims), half)
     cos, sin = rope.cos.view(view), rope.sin.view(view)
-    rot = x[..., :d_r].float()
+    rot = x[..., :d_r].to(torch.promote_types(x.dtype, torch.float32))
     if rope.interleaved:
         a, b = rot.unflatten(-1, (half, 2)).unbind(-1)
         out = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
@@ -262,17 +262,29 @@ class RotaryEmbedding(nn.Module):
 
         return self.cached(('grid', height, width, prefix, scaled), make, device)
 
-    def sequence(self, length: int, offset: int = 0, device=None) -> RopeTable:
+    def sequence(self, length: int, offset: Union[int, torch.Tensor] = 0,
+                 device=None) -> RopeTable:
         """Table of 1-D positions ``offset .. offset + length - 1`` -> (length, d_r/2).
 
-        One table per power-of-two capacity is cached and sliced, so KV-cache decoding (one new
-        position per step) does not fill the cache.
+        With an int ``offset``, one table per power-of-two capacity is cached and sliced, so
+        KV-cache decoding (one new position per step) does not fill the cache. A 0-dim integer
+        tensor ``offset`` (a :class:`KVCache`'s ``position``) gives the same rows computed for
+        those positions alone, with no Python int taken from the tensor: a compiled decoding step
+        is then one graph for every position instead of one per offset.
         """
         if self.ndim != 1:
             raise ValueError('RotaryEmbedding.sequence needs ndim=1; use grid() for ndim=2.')
-        if length < 0 or offset < 0:
-            raise ValueError(f'RotaryEmbedding.sequence: length {length} and offset {offset} '
-                             'must be >= 0.')
+        if length < 0:
+            raise ValueError(f'RotaryEmbedding.sequence: length {length} must be >= 0.')
+        if isinstance(offset, torch.Tensor):
+            if offset.dim() != 0 or offset.is_floating_point():
+                raise ValueError(f'RotaryEmbedding.sequence: a tensor offset must be a 0-dim '
+                                 f'integer tensor, got {offset.dtype} of shape '
+                                 f'{tuple(offset.shape)}.')
+            pos = offset + torch.arange(length, device=offset.device)
+            return self.table(pos[:, None].to(device if device is not None else offset.device))
+        if offset < 0:
+            raise ValueError(f'RotaryEmbedding.sequence: offset {offset} must be >= 0.')
         end = offset + length
         capacity = 1 << max(end - 1, 1).bit_length()
 
