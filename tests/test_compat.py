@@ -13,7 +13,8 @@ from visionllama_mm import compat
 
 
 def test_shims_applied_once():
-    shims = ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops', 'cpu_mask_paste']
+    shims = ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops', 'cpu_mask_paste',
+             'compile_model_forward']
     assert compat.applied() == shims
     compat.apply_all()
     assert compat.applied() == shims
@@ -133,3 +134,40 @@ def test_cpu_mask_paste_of_boxes_beyond_the_image():
     inside = torch.tensor([[10., 20., 200., 300.], [300., 400., 400., 600.]])
     pasted, (ys, xs) = fcn_mask_head._do_paste_mask(masks, inside, 683, 1024, skip_empty=True)
     assert pasted.shape == (2, ys.stop - ys.start, xs.stop - xs.start) and pasted.max() > 0
+
+
+def test_compile_true_compiles_the_model_forward_not_the_optimizer(tmp_path):
+    """``compile=dict(...)``: the Runner trains with the model's forward compiled (one graph,
+    the config's options passed on) while ``train_step`` and the optimizer stay eager."""
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+    from torch._dynamo.testing import CompileCounter
+
+    class Toy(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 1)
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            out = self.linear(torch.stack(inputs) if isinstance(inputs, list) else inputs)
+            return dict(loss=out.square().mean()) if mode == 'loss' else out
+
+    counter = CompileCounter()
+    backend = f'visionllama_mm_counter_{os.getpid()}'
+    if backend not in torch._dynamo.list_backends(exclude_tags=()):
+        torch._dynamo.register_backend(counter, name=backend)
+    data = [dict(inputs=torch.randn(4)) for _ in range(8)]
+    runner = Runner(model=Toy(), work_dir=str(tmp_path), cfg=dict(compile=dict(backend=backend)),
+                    train_dataloader=dict(dataset=data, batch_size=2, sampler=dict(
+                        type='DefaultSampler', shuffle=False), collate_fn=dict(type='default_collate')),
+                    optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.1)),
+                    train_cfg=dict(by_epoch=False, max_iters=3), default_hooks=dict(
+                        checkpoint=dict(type='CheckpointHook', interval=100)))
+    before = runner.model.linear.weight.detach().clone()
+    runner.train()
+    torch._dynamo.reset()
+    assert counter.frame_count == 1  # the loss forward, compiled once for the 3 iterations
+    assert runner.model._compiled_call_impl is not None
+    assert 'train_step' not in vars(runner.model)  # the stock wrapper would have replaced it
+    assert not torch.equal(runner.model.linear.weight, before)  # the eager optimizer stepped

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ..conftest import run_tool
+from ..conftest import run_python, run_tool
 
 QUICKSTART = 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'
 
@@ -152,6 +152,29 @@ def test_benchmark_side_by_side_with_timm_and_a_reference_file(python, tmp_path)
     for ref_name in ('timm:vit_tiny_patch16_224', 'my_models.py:tiny_mlp'):
         assert re.search(rf'ours / {re.escape(ref_name)}( +[\d.]+x){{4}}', out), out
     assert re.search(r'VisionLLaMA +bf16/fp32 fwd [\d.]+x, bf16/fp32 fwd\+bwd [\d.]+x', out), out
+
+
+def test_benchmark_compiled_twins_beside_eager(python, tmp_path):
+    """--compile measures a compiled copy of ours and of each reference in the same rounds and
+    adds the compiled/compiled and compiled/eager ratios (here with the aot_eager backend, which
+    traces as inductor does but generates no kernels; the README's numbers use inductor)."""
+    ref = tmp_path / 'mlp.py'
+    ref.write_text('import torch.nn as nn\n\n\ndef tiny_mlp(num_classes=1000, **kwargs):\n'
+                   '    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, num_classes))\n')
+    out = run_tool([python, 'tools/analysis_tools/benchmark.py', QUICKSTART, '--reference-file',
+                    str(ref), '--reference-model', 'tiny_mlp', '--batch-size', '2', '--iters', '1',
+                    '--warmup', '1', '--repeats', '1', '--shape', '32', '--precisions', 'fp32',
+                    '--compile', 'aot_eager'])
+    for row in ('VisionLLaMA', 'mlp.py:tiny_mlp', 'VisionLLaMA compiled', 'mlp.py:tiny_mlp compiled'):
+        assert re.search(rf'^{re.escape(row)} +[\d.]+( +[\d.]+){{2}}$', out, re.M), out
+    for ratio in ('ours / mlp.py:tiny_mlp', 'ours compiled / mlp.py:tiny_mlp compiled',
+                  'compiled / eager VisionLLaMA', 'compiled / eager mlp.py:tiny_mlp'):
+        assert re.search(rf'^{re.escape(ratio)} +[\d.]+x +[\d.]+x$', out, re.M), out
+    proc = run_python([python, 'tools/analysis_tools/benchmark.py', QUICKSTART,
+                       '--compile-mode', 'max-autotune'])
+    assert proc.returncode != 0 and '--compile-mode needs --compile' in proc.stdout
+    proc = run_python([python, 'tools/analysis_tools/benchmark.py', QUICKSTART, '--compile', 'tvm2'])
+    assert proc.returncode != 0 and '--compile tvm2: not a torch.compile backend' in proc.stdout
 
 
 def test_stock_mmpretrain_tools_run_our_config(tmp_path, python, digits_root):

@@ -5,7 +5,7 @@ side with reference models in the same run.
         [--reference-file path/to/models.py --reference-model NAME ...]
         [--precisions fp32 bf16] [--batch-size 32] [--shape 224] [--iters 10] [--warmup 3]
         [--repeats 3] [--channels-last] [--device cuda|cpu] [--cfg-options k=v ...]
-        [--variant NAME k=v ...] [--memory] [--compile [--compile-mode MODE]]
+        [--variant NAME k=v ...] [--memory] [--compile [BACKEND] [--compile-mode MODE]]
 
 References are timm models (``--timm``) or model factories defined in any python file
 (``--reference-file`` with one or more ``--reference-model`` function names, each called with
@@ -19,7 +19,8 @@ FCMAE's masked-dense encoder beside the sparse one:
         --variant masked-dense model.backbone.impl=masked_dense --precisions fp32 --memory
 
 ``--memory`` adds each model's peak memory of one forward+backward step. ``--compile`` adds a
-``torch.compile``-d twin of every model (ours, references and variants alike), measured in the
+``torch.compile``-d twin of every model (ours, references and variants alike; inductor unless a
+backend is named, e.g. ``--compile aot_eager``), measured in the
 same alternating rounds after the warm-up has compiled it; the table then also gives ours / each
 reference compiled against compiled, and compiled / eager for every model.
 
@@ -74,10 +75,11 @@ def parse_args():
     parser.add_argument('--variant', nargs='+', action='append', default=[],
                         metavar='NAME_OR_KEY=VALUE',
                         help='a reference: NAME then key=value overrides of the config')
-    parser.add_argument('--compile', action='store_true',
+    parser.add_argument('--compile', nargs='?', const='inductor', default=None,
+                        metavar='BACKEND',
                         help='also measure a torch.compile-d twin of every model (same weights), '
                         'alternating with the eager ones; ratios compiled/compiled and '
-                        'compiled/eager')
+                        'compiled/eager. BACKEND: a torch.compile backend (default inductor)')
     parser.add_argument('--compile-mode', default=None,
                         choices=['default', 'reduce-overhead', 'max-autotune'],
                         help='torch.compile mode (with --compile)')
@@ -220,13 +222,19 @@ def main_diffusion(args, cfg: Config, variants) -> None:
 
 def compile_options(args) -> dict:
     """``torch.compile`` keyword arguments of ``--compile-mode``."""
-    return {} if args.compile_mode in (None, 'default') else dict(mode=args.compile_mode)
+    options = dict(backend=args.compile)
+    if args.compile_mode not in (None, 'default'):
+        options['mode'] = args.compile_mode
+    return options
 
 
 def main():
     args = parse_args()
     if args.compile_mode and not args.compile:
         raise SystemExit('--compile-mode needs --compile')
+    if args.compile and args.compile not in torch._dynamo.list_backends(exclude_tags=()):
+        raise SystemExit(f'--compile {args.compile}: not a torch.compile backend; one of '
+                         f'{", ".join(torch._dynamo.list_backends(exclude_tags=()))}')
     import visionllama_mm  # noqa: F401
     from visionllama_mm.analysis import (benchmark_models, build_references, format_benchmark,
                                          variant_config)
