@@ -64,18 +64,22 @@ def assert_one_graph_no_recompile(fn: Callable, inputs: Sequence[tuple], backwar
 
 
 def train_losses(python: str, config: str, work_dir: str, *options: str,
-                 compile=False, timeout: int = 900) -> List[float]:
+                 compile=False, backend: str = 'inductor', timeout: int = 900) -> List[float]:
     """``tools/train.py config --work-dir work_dir --no-validate [--compile] --cfg-options
     *options`` (the logger at every iteration) -> the logged ``loss`` of each iteration.
 
     ``compile``: False, True (``--compile``) or a dict of inductor options added as
     ``compile.options.<k>=<v>`` (e.g. ``{'fallback_random': True}``: random ops inside the
-    compiled forward then draw eager's numbers, so losses can be compared)."""
+    compiled forward then draw eager's numbers, so losses can be compared). ``backend``: the
+    ``torch.compile`` backend (``compile.backend=``) when compiling."""
     args = [python, 'tools/train.py', config, '--work-dir', work_dir, '--no-validate']
     if compile:
         args.append('--compile')
-    extra = [f'compile.options.{k}={v}' for k, v in compile.items()] \
-        if isinstance(compile, dict) else []
+    extra = []
+    if compile and backend != 'inductor':  # other backends run eager kernels: eager's numbers
+        extra.append(f'compile.backend={backend}')
+    elif isinstance(compile, dict):
+        extra = [f'compile.options.{k}={v}' for k, v in compile.items()]
     run_tool([*args, '--cfg-options', 'default_hooks.logger.interval=1', *extra, *options],
              cwd=REPO, timeout=timeout)
     scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
