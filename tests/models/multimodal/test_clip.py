@@ -1,5 +1,7 @@
 """ContrastiveCLIP and its text tower: InfoNCE, the logit-scale clamp, Locked-Text Tuning, the
-zero-shot classifier, the cross-rank gather (2 gloo processes) and clear errors."""
+zero-shot classifier, the cross-rank gather (2 gloo processes) and clear errors; torch.compile
+(one graph, no recompilation) and fp16 / bf16 autocast (fp32 logits and loss, activations of
+hundreds)."""
 import math
 import os
 
@@ -12,6 +14,8 @@ from mmpretrain.structures import DataSample
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.multimodal import CLIPTokenizer
+
+from ...compile_checks import assert_one_graph_no_recompile
 
 TINY_VISION = dict(type='ViTamin', img_size=32, arch=dict(
     stem_channels=8, channels=(8, 16), depths=(1, 1), embed_dims=32, num_layers=1, num_heads=2))
@@ -177,6 +181,102 @@ def test_bf16_autocast_loss():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ------------------------------------------------------------------------------ torch.compile
+@pytest.mark.parametrize('lock_text', [False, True], ids=['clip', 'ltt'])
+def test_loss_forward_is_one_graph_without_recompilation(lock_text):
+    """The training loss forward of both towers (what ``compile=True`` compiles: tokens from the
+    data samples, image and text towers, the logit-scale clamp, InfoNCE), with the text tower
+    trained or locked (LTT: run without autograd, in eval mode), traces into one graph with no
+    break, and three steps of fresh same-shape batches compile it once."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='ContrastiveCLIP', vision_backbone=TINY_VISION,
+                              text_encoder=tiny_text(), context_length=16,
+                              lock_text=lock_text)).train()  # LTT's checkpoint not needed here
+    ds = samples()
+
+    def loss(x):
+        return model(x, ds, mode='loss')['loss']
+
+    assert_one_graph_no_recompile(loss, [(torch.randn(4, 3, 32, 32), ) for _ in range(3)],
+                                  backward=True)
+    assert all(p.grad is None for p in model.text.parameters()) == lock_text
+
+
+# --------------------------------------------------------------------------- mixed precision
+def _loud(model):
+    """Activations of hundreds in both towers, as trained models reach: the image tower's
+    LayerNorms scale by 20 (as in the ViTamin tests), the token and position embeddings are of
+    hundreds."""
+    with torch.no_grad():
+        for name, p in model.visual.named_parameters():
+            if name.endswith('.weight') and ('norm' in name or '.ln' in name) \
+                    and not name.startswith('fc_norm'):
+                p.fill_(20.)
+        model.text.token_embedding.weight.mul_(300 / model.text.token_embedding.weight.std())
+        model.text.positional_embedding.mul_(100 / model.text.positional_embedding.std())
+    return model
+
+
+def test_logits_and_loss_are_fp32_under_fp16_autocast():
+    """With exp(logit_scale) = 100 (the clamp, where trained CLIP models sit) the logits
+    ``100 * cos`` need more than fp16's 11 bits (an fp16 logit near 100 is a multiple of
+    0.0625). Under fp16 autocast the features are normalised in fp32 and the logits and the
+    cross-entropy are computed in fp32: the loss equals the fp64 loss of the same features, while
+    the same product under autocast would be an fp16 matmul."""
+    model = build().train()
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100))
+    x, ds = torch.randn(4, 3, 32, 32), samples()
+    tokens = torch.stack([torch.as_tensor(d.text_tokens) for d in ds])
+    with torch.autocast('cpu', dtype=torch.float16):
+        loss = model.loss(x, ds)['loss']
+        img, txt = model.extract_image_feat(x), model.extract_text_feat(tokens)
+        naive = 100. * img @ txt.t()
+    assert img.dtype == txt.dtype == loss.dtype == torch.float32
+    assert naive.dtype == torch.float16  # what autocast would do to the product
+    logits = 100. * img.double() @ txt.double().t()
+    labels = torch.arange(4)
+    ref = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    # and the fp16 model's loss is close to the fp32 model's (the towers' rounding only)
+    ref32 = model.loss(x, ds)['loss']
+    assert loss.item() == pytest.approx(ref32.item(), rel=1e-2)
+
+
+# (dtype, max relative error of the loss, of all gradients together, min cosine per tensor):
+# about 10x the measured errors (loss fp16 6.3e-4, bf16 7.0e-3; the worst single gradient
+# tensor, a LayerNorm bias, fp16 3.2e-2 / cosine 0.9995, bf16 0.16 / 0.990)
+CLIP_AMP = [(torch.float16, 1e-2, 5e-2, 0.99), (torch.bfloat16, 5e-2, 0.3, 0.9)]
+
+
+@pytest.mark.parametrize('dtype, loss_tol, grad_tol, min_cos', CLIP_AMP)
+def test_autocast_fp16_bf16_stays_finite_and_close_to_fp32(dtype, loss_tol, grad_tol, min_cos):
+    """Both towers with activations of hundreds and exp(logit_scale) ~ 100: the loss and every
+    gradient (``logit_scale``'s included) finite and close to fp32 under fp16 and bf16
+    autocast."""
+    model = _loud(build()).train()
+    with torch.no_grad():  # just below the clamp, where logit_scale still has a gradient
+        model.logit_scale.fill_(math.log(99.9))
+    x, ds = torch.randn(4, 3, 64, 64), samples()
+
+    def step(dtype):
+        model.zero_grad()
+        with torch.autocast('cpu', dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = model.loss(x, ds)['loss']
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ref, ref_grads = step(None)
+    loss, grads = step(dtype)
+    assert math.isfinite(loss) and all(torch.isfinite(v).all() for v in grads.values())
+    assert loss == pytest.approx(ref, rel=loss_tol)
+    flat = torch.cat([grads[n].flatten() for n in ref_grads])
+    ref_flat = torch.cat([v.flatten() for v in ref_grads.values()])
+    assert ((flat - ref_flat).norm() / ref_flat.norm()).item() < grad_tol
+    for n, v in ref_grads.items():
+        assert F.cosine_similarity(grads[n].flatten(), v.flatten(), dim=0) > min_cos, n
 
 
 def _rank(rank, world, init_file, x, tokens, out_dir, kwargs=None):

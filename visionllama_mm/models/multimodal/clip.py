@@ -349,13 +349,14 @@ class ContrastiveCLIP(BaseModel):
 
     # ------------------------------------------------------------------------------ features
     def extract_image_feat(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> L2-normalised (B, E)."""
-        return F.normalize(self.visual_proj(self.visual(images)[-1]), dim=-1)
+        """(B, 3, H, W) -> L2-normalised (B, E), fp32 (normalised in fp32 under autocast too)."""
+        return F.normalize(self.visual_proj(self.visual(images)[-1]).float(), dim=-1)
 
     def extract_text_feat(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, L) token ids -> L2-normalised (B, E)."""
+        """(B, L) token ids -> L2-normalised (B, E), fp32 (normalised in fp32 under autocast
+        too)."""
         with torch.no_grad() if self.lock_text else nullcontext():
-            return F.normalize(self.text(tokens), dim=-1)
+            return F.normalize(self.text(tokens).float(), dim=-1)
 
     def _tokens(self, data_samples: Sequence[DataSample], device) -> torch.Tensor:
         first = data_samples[0]
@@ -399,16 +400,19 @@ class ContrastiveCLIP(BaseModel):
         all_image = _gather(image, self.gather_with_grad)
         all_text = _gather(text, self.gather_with_grad)
         scale = self.scale()
-        if self.local_loss:
-            rank = get_dist_info()[0]
-            per_image = scale * image.float() @ all_text.float().t()
-            per_text = scale * text.float() @ all_image.float().t()
-            labels = torch.arange(image.shape[0], device=image.device) + rank * image.shape[0]
-        else:
-            per_image = scale * all_image.float() @ all_text.float().t()
-            per_text = per_image.t()
-            labels = torch.arange(per_image.shape[0], device=per_image.device)
-        loss = (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
+        # logits and cross-entropy in fp32 whatever the autocast: at exp(logit_scale) = 100 an
+        # fp16 logit would be a multiple of 0.0625
+        with torch.autocast(image.device.type, enabled=False):
+            if self.local_loss:
+                rank = get_dist_info()[0]
+                per_image = scale * image @ all_text.t()
+                per_text = scale * text @ all_image.t()
+                labels = torch.arange(image.shape[0], device=image.device) + rank * image.shape[0]
+            else:
+                per_image = scale * all_image @ all_text.t()
+                per_text = per_image.t()
+                labels = torch.arange(per_image.shape[0], device=per_image.device)
+            loss = (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
         return dict(loss=loss, logit_scale=scale.detach())
 
     @torch.no_grad()
@@ -433,7 +437,8 @@ class ContrastiveCLIP(BaseModel):
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
         image = self.extract_image_feat(inputs)
-        logits = self.scale() * image.float() @ self.class_embeddings(inputs.device).float()
+        with torch.autocast(inputs.device.type, enabled=False):
+            logits = self.scale() * image @ self.class_embeddings(inputs.device).float()
         scores = logits.softmax(dim=-1)
         labels = scores.argmax(dim=-1, keepdim=True)
         if data_samples is None:
