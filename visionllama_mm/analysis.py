@@ -466,7 +466,9 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
       suppressed and exactly ``gen_new`` tokens), ``gen_batch * gen_new`` tokens per call.
 
     ``compile`` (``torch.compile`` options) adds a compiled twin of each model whose decoder
-    (ours: ``backbone``; transformers: ``model``) is compiled, so sampling calls it compiled too.
+    (ours: ``backbone``, with its head; transformers: ``model``) is compiled, so sampling calls it
+    compiled too; ours samples with its preallocated KV cache, transformers' compiled twin with
+    its static cache (``cache_implementation='static'``), each decoding step one graph.
 
     Returns one dict per model (ours first): ``name``, ``params`` and ``'{precision} train'`` /
     ``'{precision} generate'`` tokens/s.
@@ -502,10 +504,11 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
             with torch.no_grad(), torch.autocast(**ac):
                 if name.startswith('LVM'):
                     m.generate(prompt, gen_new, top_k=50)
-                else:
+                else:  # transformers; its compiled twin with its static cache
                     m.generate(prompt, do_sample=True, top_k=50, max_new_tokens=gen_new,
                                min_new_tokens=gen_new, suppress_tokens=list(range(codes, vocab)),
-                               pad_token_id=codes)
+                               pad_token_id=codes, cache_implementation=(
+                                   'static' if name.endswith(' compiled') else None))
         return {'train': train, 'generate': generate}
 
     runners = [(n, p, mode, fn) for n, m in models for p in precisions

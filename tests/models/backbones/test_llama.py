@@ -6,7 +6,7 @@ from mmpretrain.registry import MODELS
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.backbones import LLaMADecoder
-from visionllama_mm.models.layers import Attention, RotaryEmbedding, TransformerBlock
+from visionllama_mm.models.layers import Attention, KVCache, RotaryEmbedding, TransformerBlock
 
 TINY = dict(embed_dims=64, hidden_dims=160, num_layers=3, num_heads=4)
 VOCAB = 300
@@ -57,8 +57,7 @@ def test_logits_equal_transformers(pair):
     print(f'LLaMADecoder vs LlamaForCausalLM max |dlogits| = {(out - ref).abs().max():.2e}')
 
 
-@pytest.mark.parametrize('capacity', [None, 40, 25], ids=['growing', 'preallocated',
-                                                          'past_capacity'])
+@pytest.mark.parametrize('capacity', [None, 40], ids=['growing', 'preallocated'])
 def test_kv_cache_decoding_equals_full_recompute(pair, capacity):
     _, ours = pair
     ids = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(2))
@@ -69,6 +68,39 @@ def test_kv_cache_decoding_equals_full_recompute(pair, capacity):
         parts += [ours(ids[:, t:t + 1], caches) for t in range(20, 40)]  # one token at a time
     assert caches[0].length == 40
     assert (torch.cat(parts, 1) - full).abs().max() <= 1e-5
+    if capacity is not None:  # the preallocated buffers are full: one more position is refused
+        assert caches[0].k.shape[-2] == capacity
+        with pytest.raises(IndexError, match='out of bounds'), torch.no_grad():
+            ours(ids[:, :1], caches)
+
+
+def test_kv_cache_position_is_a_tensor(pair):
+    """The stored length is a 0-dim tensor (the RoPE offset of the next token, no Python int in
+    the forward); the prompt must fit the capacity; a cached non-causal query sees every stored
+    key; a mask beside a filled cache is refused."""
+    _, ours = pair
+    caches = ours.new_caches(8)
+    assert caches[0].offset() == 0 and caches[0].length == 0
+    with torch.no_grad():
+        ours(torch.zeros(1, 5, dtype=torch.long), caches)
+        ours(torch.zeros(1, 1, dtype=torch.long), caches)
+    pos = caches[0].offset()
+    assert isinstance(pos, torch.Tensor) and pos.dim() == 0 and pos.dtype == torch.long
+    assert caches[0].length == 6 and caches[0].k.shape == (1, 4, 8, 16)
+    with pytest.raises(ValueError, match='exceed the capacity 8'):
+        ours(torch.zeros(1, 9, dtype=torch.long), ours.new_caches(8))
+    with pytest.raises(ValueError, match='capacity must be None or a positive int'):
+        KVCache(0)
+    attn = ours.model.layers[0].self_attn
+    x = torch.randn(1, 4, 64, generator=torch.Generator().manual_seed(0))
+    for capacity in (None, 6):
+        cache = KVCache(capacity)
+        with torch.no_grad():
+            attn(x[:, :3], cache=cache)
+            last = attn(x[:, 3:], cache=cache)
+            assert torch.allclose(last, attn(x)[:, 3:], atol=1e-6)
+            with pytest.raises(ValueError, match='attn_mask'):
+                attn(x[:, :1], attn_mask=torch.ones(1, 5, dtype=torch.bool), cache=cache)
 
 
 def test_causal(pair):
@@ -82,7 +114,7 @@ def test_causal(pair):
     assert (a[:, 20:] - b[:, 20:]).abs().max() > 1e-3
 
 
-def test_rope_is_cached_per_length_and_bounded(pair):
+def test_rope_cache_is_not_filled_by_decoding(pair):
     _, ours = pair
     ours.rope._cache.clear()
     with torch.no_grad():
@@ -90,8 +122,9 @@ def test_rope_is_cached_per_length_and_bounded(pair):
         ours(torch.zeros(1, 5, dtype=torch.long), caches)
         for _ in range(100):
             ours(torch.zeros(1, 1, dtype=torch.long), caches)
-    # one power-of-two table per capacity: 8, 16, ..., 128 -> 5 tables for 105 positions
-    assert len(ours.rope.cached_keys()) <= 5
+    # the prompt's table (capacity 8); the decoding steps compute their row from the caches'
+    # position tensor, outside the cache
+    assert len(ours.rope.cached_keys()) == 1
 
 
 def test_shared_layers_are_used():

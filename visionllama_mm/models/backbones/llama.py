@@ -59,7 +59,8 @@ class LLaMADecoder(VisionBackbone):
         ``forward(input_ids (B, L), caches=None)`` -> logits (B, L, vocab_size) (hidden states
         (B, L, C) without the head). With ``caches`` (one :class:`KVCache` per block, see
         :meth:`new_caches`) the new tokens continue the cached ones: RoPE positions start at the
-        cache length and the causal mask covers the cached keys.
+        caches' ``position`` (a tensor, so a compiled decoding step serves every position) and
+        the causal mask covers the cached keys.
     """
 
     # hidden, intermediate, layers, heads of EasyLM's LLAMA_STANDARD_CONFIGS
@@ -150,7 +151,8 @@ class LLaMADecoder(VisionBackbone):
     # ----------------------------------------------------------------------------- forward
     def new_caches(self, capacity: Optional[int] = None) -> List[KVCache]:
         """One empty :class:`KVCache` per block, for incremental decoding; ``capacity`` (the
-        final sequence length, if known) preallocates their buffers."""
+        final sequence length, if known) preallocates their buffers, which keeps every decoding
+        step at one shape (what a compiled decoder needs to reuse one graph)."""
         return [KVCache(capacity) for _ in range(self.num_layers)]
 
     def forward(self, input_ids: torch.Tensor,
@@ -164,7 +166,8 @@ class LLaMADecoder(VisionBackbone):
         B, L = input_ids.shape
         if L == 0:
             raise ValueError('LLaMADecoder: got an empty sequence (L = 0).')
-        offset = caches[0].length if caches is not None else 0
+        # a tensor once the caches hold keys: no Python int of the position enters the forward
+        offset = caches[0].offset() if caches is not None else 0
         rope = self.rope(L, offset=offset, device=input_ids.device)
         x = self.model.embed_tokens(input_ids)
         for i, block in enumerate(self.model.layers):

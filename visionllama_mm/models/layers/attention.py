@@ -6,7 +6,7 @@ values from a strided-conv summary, ``sr_ratio``), causal attention (``is_causal
 decoding (:class:`KVCache`). ``layout='llama'`` names the projections as transformers' LLaMA does
 (``q_proj``/``k_proj``/``v_proj``/``o_proj``), so HF-format LLaMA checkpoints load as they are.
 """
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -19,39 +19,67 @@ __all__ = ['Attention', 'KVCache']
 class KVCache:
     """Keys and values of the positions seen so far, for one attention layer.
 
-    ``update(k, v)`` appends (B, heads, L_new, head_dim) keys/values and returns all of them;
-    ``length`` is the number of positions stored (the RoPE offset of the next token). With a
-    ``capacity`` (the final length, when known, as in sampling) one buffer is allocated at the
-    first update and written in place, so step t copies only its own keys instead of the t
-    stored ones (``torch.cat``, what transformers' dynamic cache does); without one, or past it,
-    the stored keys are concatenated.
+    ``update(k, v)`` stores the (B, heads, N, head_dim) keys/values of the next N positions and
+    returns the keys/values to attend over with the positions of the N new queries (``None`` at
+    the first update, where plain causal attention over the new keys is right). The count of
+    stored positions is the 0-dim long tensor ``position``, never a Python int inside the
+    forward, so a compiled decoding step is one graph for every position; ``length`` reads it as
+    an int (a host read, for callers outside the forward).
+
+    With a ``capacity`` (the final length, as in sampling) the buffers (B, heads, capacity,
+    head_dim) are zero-filled at the first update and written in place at ``position``
+    (``index_copy_``), and every step attends over the whole buffer, the not yet written slots
+    masked: the shapes are the same at every step. Writing past the capacity is an error (the
+    index is out of range). Without a capacity the keys are concatenated, so the key length grows
+    by one per step (under ``torch.compile`` the length is then made dynamic after one
+    recompilation).
     """
 
     def __init__(self, capacity: Optional[int] = None):
+        if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
+            raise ValueError(f'KVCache: capacity must be None or a positive int, got {capacity!r}.')
         self.capacity = capacity
         self.k: Optional[torch.Tensor] = None
         self.v: Optional[torch.Tensor] = None
-        self._len = 0
+        self.position: Optional[torch.Tensor] = None
 
     @property
     def length(self) -> int:
-        return self._len
+        """Number of stored positions (reads ``position`` back to the host)."""
+        return 0 if self.position is None else int(self.position)
 
-    def update(self, k: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        end = self._len + k.shape[-2]
-        if self.k is None and self.capacity is not None and self.capacity >= end:
-            shape = (*k.shape[:-2], self.capacity, k.shape[-1])
-            self.k, self.v = k.new_empty(shape), v.new_empty(shape)
-        if self.k is not None and self.k.shape[-2] >= end and self.k.dtype == k.dtype:
-            self.k[..., self._len:end, :] = k
-            self.v[..., self._len:end, :] = v
-        elif self.k is None:
-            self.k, self.v = k, v
+    def offset(self) -> Union[int, torch.Tensor]:
+        """Position of the next token: 0 before the first update, else the tensor ``position``
+        (the RoPE offset, see :meth:`RotaryEmbedding.sequence`)."""
+        return 0 if self.position is None else self.position
+
+    def update(self, k: torch.Tensor, v: torch.Tensor
+               ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Store keys/values (B, heads, N, head_dim) -> (keys, values, query positions (N,) or
+        ``None`` at the first update)."""
+        n = k.shape[-2]
+        if self.position is None:  # the prompt: nothing stored before it
+            if self.capacity is not None:
+                if n > self.capacity:
+                    raise ValueError(f'KVCache: {n} positions exceed the capacity '
+                                     f'{self.capacity}.')
+                shape = (*k.shape[:-2], self.capacity, k.shape[-1])
+                self.k, self.v = k.new_zeros(shape), v.new_zeros(shape)
+                self.k[..., :n, :] = k
+                self.v[..., :n, :] = v
+            else:
+                self.k, self.v = k, v
+            self.position = torch.full((), n, dtype=torch.long, device=k.device)
+            return k, v, None
+        query_pos = self.position + torch.arange(n, device=k.device)
+        if self.capacity is not None:
+            self.k.index_copy_(-2, query_pos, k.to(self.k.dtype))
+            self.v.index_copy_(-2, query_pos, v.to(self.v.dtype))
         else:
-            self.k = torch.cat([self.k[..., :self._len, :], k], dim=-2)
-            self.v = torch.cat([self.v[..., :self._len, :], v], dim=-2)
-        self._len = end
-        return self.k[..., :end, :], self.v[..., :end, :]
+            self.k = torch.cat([self.k, k.to(self.k.dtype)], dim=-2)
+            self.v = torch.cat([self.v, v.to(self.v.dtype)], dim=-2)
+        self.position = self.position + n
+        return self.k, self.v, query_pos
 
 
 class Attention(nn.Module):
@@ -167,14 +195,16 @@ class Attention(nn.Module):
                 and attn_mask.dtype != q.dtype):
             attn_mask = attn_mask.to(q.dtype)  # an additive mask takes the attention's dtype
         if cache is not None:
-            past = cache.length
-            k, v = cache.update(k, v)
-            if is_causal and past and N > 1:
-                # SDPA's is_causal aligns to the top-left; with a cache the queries are the last N
-                attn_mask = torch.ones(N, past + N, dtype=torch.bool, device=x.device).tril(past)
+            k, v, query_pos = cache.update(k, v)
+            if query_pos is not None:
+                # the new queries continue the stored positions: query i (at query_pos[i]) sees
+                # the stored keys up to its own position (causal) or all stored keys
+                if attn_mask is not None:
+                    raise ValueError('Attention: attn_mask cannot be combined with a KVCache '
+                                     'that already holds keys.')
+                key_pos = torch.arange(k.shape[-2], device=x.device)
+                attn_mask = key_pos <= (query_pos[:, None] if is_causal else query_pos[-1:, None])
                 is_causal = False
-            elif is_causal and past:
-                is_causal = False  # one new query attends to every stored position
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal,
             dropout_p=self.attn_drop if self.training else 0.)

@@ -162,7 +162,8 @@ class LVM(BaseModel):
             if inputs.dim() != 2:
                 raise ValueError(f'LVM: expected token windows (B, L + 1), got shape '
                                  f'{tuple(inputs.shape)}.')
-            seqs = list(inputs.long())
+            ids = inputs.long()
+            lengths = [ids.shape[1]] * ids.shape[0]
         else:
             seqs = []
             for x in inputs:
@@ -174,10 +175,10 @@ class LVM(BaseModel):
                     seqs.append(codes)
                 else:
                     seqs.append(x.long().flatten())
-        lengths = [len(s) for s in seqs]
+            lengths = [len(s) for s in seqs]
+            ids = nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
         if min(lengths) < 2:
             raise ValueError('LVM: every sequence needs at least 2 tokens (an input and a target).')
-        ids = nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
         targets = ids[:, 1:]
         scored = targets != self.pad_id
         pos = torch.arange(targets.shape[1], device=ids.device)
@@ -221,8 +222,10 @@ class LVM(BaseModel):
                                                    reduce=not row)
         counts = scored.sum(-1)
         if row:
+            # the mean over rows with a scored token, as a masked sum (no data-dependent shape)
             rows = counts > 0
-            loss = (nll.sum(-1)[rows] / counts[rows]).mean()
+            per_row = nll.sum(-1) / counts.clamp(min=1)
+            loss = (per_row * rows).sum() / rows.sum().clamp(min=1)
         else:
             loss = nll / counts.sum().clamp(min=1)
         losses = dict(loss=loss)

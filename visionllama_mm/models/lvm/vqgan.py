@@ -233,11 +233,17 @@ class VectorQuantizer(nn.Module):
         nn.init.uniform_(self.embedding.weight, -1.0 / num_embeddings, 1.0 / num_embeddings)
 
     def codes(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> ids (B, h*w)."""
-        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
-        e = self.embedding.weight.float()
-        dist = torch.addmm(flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1), flat, e.t(),
-                           alpha=-2.0)
+        """(B, C, h, w) -> ids (B, h*w).
+
+        The distances are computed in float32 whatever the autocast around the call: the squared
+        norms of trained latents (hundreds per channel) overflow float16, and the ``-2 z.e`` term
+        of nearby codes differs by less than a bfloat16 rounding step.
+        """
+        with torch.autocast(z.device.type, enabled=False):
+            flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
+            e = self.embedding.weight.float()
+            dist = torch.addmm(flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1), flat, e.t(),
+                               alpha=-2.0)
         return dist.argmin(1).view(z.shape[0], -1)
 
     def lookup(self, ids: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
@@ -327,6 +333,8 @@ class VQGANTokenizer(BaseModule):
             raise ValueError(f'VQGANTokenizer: expected float images in [0, 1], got '
                              f'{images.dtype} (divide uint8 pixels by 255).')
         self._check_hw(*images.shape[-2:])
+        if torch.compiler.is_compiling():
+            return  # the range check reads values back to the host; a compiled encode skips it
         lo, hi = images.aminmax()
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(f'VQGANTokenizer: pixels must lie in [0, 1] (the released tokenizer '
@@ -342,10 +350,18 @@ class VQGANTokenizer(BaseModule):
         return self.decoder(self.post_quant_conv(z_q), self.with_cp and self.training)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) floats in [0, 1] -> ids (B, (H/f)(W/f)) in raster order."""
+        """(B, 3, H, W) floats in [0, 1] -> ids (B, (H/f)(W/f)) in raster order.
+
+        The ids are data, so they are computed in float32 whatever the autocast around the call
+        (a model trained under AMP then sees the ids ``tools/lvm/tokenize_sentences.py`` writes):
+        with the encoder under bfloat16 autocast about 2% of the ids of a tiny VQGAN changed,
+        even with float32 distances. :meth:`encode_latents` (tokenizer training) follows the
+        autocast; only its distances are float32.
+        """
         self._check_images(images)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            z = self.quant_conv(self.encoder(images, self.with_cp and self.training))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen), \
+                torch.autocast(images.device.type, enabled=False):
+            z = self.quant_conv(self.encoder(images.float(), self.with_cp and self.training))
             return self.quantize.codes(z)
 
     def decode(self, ids: torch.Tensor, hw: Optional[Sequence[int]] = None,
