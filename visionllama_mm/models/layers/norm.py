@@ -6,7 +6,7 @@ response normalisation) are mmpretrain's classes, reused as they are. mmpretrain
 registered there too and ``norm_cfg=dict(type='LN2d')`` works in their heads, as in ViTDet.
 RMSNorm is torch's own ``nn.RMSNorm``. :func:`grn_channels_last` is GRN's formula as a function of
 its parameters, for inputs laid out other than ``GRN.forward`` takes (channels-last maps, FCMAE's
-visible rows) and in one pass instead of three.
+visible rows), with its L2 norms in float32 whatever the activations' dtype.
 """
 import torch
 import torch.nn as nn
@@ -23,12 +23,17 @@ MODELS.register_module(name='LN2d', module=LayerNorm2d, toolboxes=('mmseg', 'mmd
 
 def grn_channels_last(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                       eps: float = 1e-6, dims=(1, 2)) -> torch.Tensor:
-    """GRN of (..., C) features with the L2 norm over ``dims``: ``gamma * (x * N(x)) + beta + x``
-    computed as the single pass ``x * (1 + gamma * N(x)) + beta`` (mmpretrain's ``GRN`` makes
-    three). ``dims=(1, 2)`` is ``GRN(data_format='channel_last')`` on (B, H, W, C)."""
-    gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
-    nx = gx / (gx.mean(dim=-1, keepdim=True) + eps)
-    return torch.addcmul(beta, x, torch.addcmul(torch.ones_like(gamma), gamma, nx))
+    """GRN of (..., C) features: ``gamma * (x * N(x)) + beta + x`` with
+    ``N(x) = G(x) / (mean_C G(x) + eps)`` and ``G(x)`` the L2 norm of each channel over ``dims``.
+    ``dims=(1, 2)`` is ``GRN(data_format='channel_last')`` on (B, H, W, C).
+
+    ``G`` and its channel mean are computed in float32 for any ``x`` (under fp16 autocast the
+    squares of a large map overflow: activations of 300 over a 128x128 map have a norm of 38400,
+    whose square is far beyond fp16's 65504, and at 256x256 the norm itself overflows); ``N(x)``,
+    of order 1, is then cast to ``x``'s dtype. Returns ``x``'s shape."""
+    gx = torch.linalg.vector_norm(x, dim=dims, keepdim=True, dtype=torch.float32)
+    nx = (gx / (gx.mean(dim=-1, keepdim=True) + eps)).to(x.dtype)
+    return gamma * (x * nx) + beta + x
 
 
 def norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,13 @@ import torch.nn.functional as F
 
 from .norm import grn_channels_last
 
-__all__ = ['random_cell_mask', 'CellLayout', 'rows_to_map', 'map_to_rows',
+__all__ = ['cells_kept', 'random_cell_mask', 'CellLayout', 'rows_to_map', 'map_to_rows',
            'submanifold_dwconv', 'rows_grn', 'rows_downsample']
+
+
+def cells_kept(num_cells: int, ratio: float) -> int:
+    """Visible cells per sample of FCMAE's mask: ``int(num_cells * (1 - ratio))``."""
+    return int(num_cells * (1 - ratio))
 
 
 def random_cell_mask(batch: int, grid: Tuple[int, int], ratio: float,
@@ -37,7 +42,7 @@ def random_cell_mask(batch: int, grid: Tuple[int, int], ratio: float,
     argsort of uniform noise (the MAE shuffle); ``generator`` makes it reproducible.
     """
     L = grid[0] * grid[1]
-    keep = int(L * (1 - ratio))
+    keep = cells_kept(L, ratio)
     if keep < 1:
         raise ValueError(f'mask ratio {ratio} leaves no visible cell of the {grid[0]}x{grid[1]} '
                          'grid.')
@@ -55,30 +60,50 @@ class CellLayout:
     Args:
         mask: (B, L) with 1 = masked; every sample must keep the same number of cells.
         grid: (Hc, Wc), the last-stage grid (L = Hc * Wc).
+        n: The number of visible cells of every sample, when the caller knows it (a mask from
+            :func:`random_cell_mask` keeps ``int(L * (1 - ratio))``): the mask is then not read
+            on the host, so the layout traces into one ``torch.compile`` graph with static
+            shapes. ``None``: counted from the mask and checked (a host sync).
 
     Attributes:
+        n: Visible cells per sample.
         ids: (B, n) visible cell indices per sample, ascending (raster order).
         flat: (B * n,) the same as indices into the flattened (B * L) cells.
     """
 
-    def __init__(self, mask: torch.Tensor, grid: Tuple[int, int]):
+    def __init__(self, mask: torch.Tensor, grid: Tuple[int, int], n: Optional[int] = None):
         B, L = mask.shape
         if L != grid[0] * grid[1]:
             raise ValueError(f'mask has {L} cells per sample, the {grid[0]}x{grid[1]} grid has '
                              f'{grid[0] * grid[1]}.')
         visible = mask == 0
-        counts = visible.sum(1)
-        if B and not bool((counts == counts[0]).all()):
-            raise ValueError('every sample must keep the same number of cells, got '
-                             f'{counts.tolist()}.')
-        self.batch, self.grid, self.num_cells = B, tuple(grid), L
-        self.n = int(counts[0]) if B else 0
-        if self.n == 0:
+        if n is None:
+            counts = visible.sum(1)
+            if B and not bool((counts == counts[0]).all()):
+                raise ValueError('every sample must keep the same number of cells, got '
+                                 f'{counts.tolist()}.')
+            n = int(counts[0]) if B else 0
+        if n == 0:
             raise ValueError('the mask hides every cell: nothing to encode.')
+        if not 0 < n <= L:
+            raise ValueError(f'n must be in 1..{L} visible cells, got {n}.')
+        self.batch, self.grid, self.num_cells, self.n = B, tuple(grid), L, n
         # stable sort keeps the visible cells in raster order
-        self.ids = visible.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :self.n]
+        self.ids = visible.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]
         self.flat = (self.ids + torch.arange(B, device=mask.device)[:, None] * L).reshape(-1)
         self._index_maps = {}
+
+    def sites(self, s: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sample, y, x) of every row of a stage with ``s x s`` positions per cell: three
+        (B * n * s * s,) index tensors, in row order."""
+        B, n, Wc = self.batch, self.n, self.grid[1]
+        pos = torch.arange(s, device=self.ids.device)
+        y = (self.ids // Wc * s)[:, :, None, None] + pos[:, None]
+        x = (self.ids % Wc * s)[:, :, None, None] + pos
+        b = torch.arange(B, device=self.ids.device)[:, None, None, None]
+        shape = (B, n, s, s)
+        return (b.expand(shape).reshape(-1), y.expand(shape).reshape(-1),
+                x.expand(shape).reshape(-1))
 
     def index_map(self, s: int) -> torch.Tensor:
         """(B, Hc * s, Wc * s) row number (into the B * n * s * s rows) of each site, -1 where
@@ -135,10 +160,7 @@ def submanifold_dwconv(rows: torch.Tensor, layout: CellLayout, weight: torch.Ten
         raise ValueError(f"dwconv backend must be 'conv' or 'gather', got {backend!r}.")
     r = k // 2
     index = F.pad(layout.index_map(s), (r, r, r, r), value=-1)  # (B, H + 2r, W + 2r)
-    sites = layout.index_map(s) >= 0
-    b, y, x = sites.nonzero(as_tuple=True)  # visible sites in row order (cell-major)
-    order = layout.index_map(s)[b, y, x].argsort()
-    b, y, x = b[order], y[order], x[order]
+    b, y, x = layout.sites(s)  # the visible sites in row order (cell-major)
     flat = torch.cat([rows.reshape(-1, C), rows.new_zeros(1, C)])  # row -1 -> the zero row
     w = weight.view(C, k * k).t()  # (k*k, C)
     out = None

@@ -37,8 +37,9 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 
 from ...registry import MODELS
 from ..backbones.convnextv2 import ConvNeXtV2
-from ..layers.row_sparse import (CellLayout, map_to_rows, random_cell_mask, rows_downsample,
-                                 rows_grn, rows_to_map, submanifold_dwconv)
+from ..layers.norm import grn_channels_last
+from ..layers.row_sparse import (CellLayout, cells_kept, map_to_rows, random_cell_mask,
+                                 rows_downsample, rows_grn, rows_to_map, submanifold_dwconv)
 
 __all__ = ['SparseConvNeXtV2', 'FCMAEDecoder', 'FCMAE']
 
@@ -62,6 +63,9 @@ class SparseConvNeXtV2(ConvNeXtV2):
     ``forward(x, mask=None)``: x (B, 3, H, W) with H, W multiples of 32; ``mask`` (B, L) or
     ``None`` to draw one (``torch``'s global RNG, or ``generator``). Returns
     ``(features (B, C3, H/32, W/32) with zeros at masked cells, mask (B, L) float, 1 = masked)``.
+    A drawn mask keeps ``int(L * (1 - mask_ratio))`` cells per sample, a number the sparse path
+    knows without reading the mask, so the forward is one ``torch.compile`` graph with static
+    shapes; a given mask has its visible cells counted on the host (a graph break there).
     """
 
     def __init__(self,
@@ -108,8 +112,10 @@ class SparseConvNeXtV2(ConvNeXtV2):
                 generator: Optional[torch.Generator] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
         grid = self.check_input(x)
+        num_visible = None  # a given mask: counted on the host by CellLayout
         if mask is None:
             mask = self.random_mask(x, generator)
+            num_visible = cells_kept(grid[0] * grid[1], self.mask_ratio)
         elif mask.shape != (x.shape[0], grid[0] * grid[1]):
             raise ValueError(f'{type(self).__name__}: mask must be (B, L) = '
                              f'{(x.shape[0], grid[0] * grid[1])} for a {tuple(x.shape)} input, '
@@ -117,11 +123,11 @@ class SparseConvNeXtV2(ConvNeXtV2):
         mask = mask.to(x.dtype)
         if self.impl == 'masked_dense':
             return self._forward_masked_dense(x, mask, grid), mask
-        return self._forward_sparse(x, mask, grid), mask
+        return self._forward_sparse(x, mask, grid, num_visible), mask
 
     # -------------------------------------------------------------------------- sparse path
-    def _forward_sparse(self, x, mask, grid):
-        layout = CellLayout(mask, grid)
+    def _forward_sparse(self, x, mask, grid, num_visible=None):
+        layout = CellLayout(mask, grid, num_visible)
         B, n = x.shape[0], layout.n
         stem_conv, stem_norm = self.downsample_layers[0]
         # the stem (4x4 / 4) never crosses a cell: run it on the visible 32x32 cells only
@@ -176,12 +182,8 @@ class SparseConvNeXtV2(ConvNeXtV2):
         y = block.act(block.pointwise_conv1(y))
         k = keep.permute(0, 2, 3, 1)
         y = y * k  # masked sites hold GELU(bias): zero them before the GRN statistic
-        if self.grn_batch_stat:
-            gx = torch.norm(y, p=2, dim=(0, 1, 2), keepdim=True)
-            y = block.grn.gamma * (y * gx / (gx.mean(-1, keepdim=True) + block.grn.eps)) \
-                + block.grn.beta + y
-        else:
-            y = block.grn(y, data_format='channel_last')
+        y = grn_channels_last(y, block.grn.gamma, block.grn.beta, block.grn.eps,
+                              dims=(0, 1, 2) if self.grn_batch_stat else (1, 2))
         y = block.pointwise_conv2(y) * k
         return x + block.drop_path(y.permute(0, 3, 1, 2))
 
