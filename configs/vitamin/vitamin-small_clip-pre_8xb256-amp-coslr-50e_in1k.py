@@ -23,10 +23,14 @@ _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
 
-# OpenAI CLIP normalisation, the statistics ViTamin's CLIP training used (open_clip/constants.py)
+# OpenAI CLIP normalisation, the statistics ViTamin's CLIP training used (open_clip/constants.py).
+# to_onehot: the labels reach the label-smoothing loss as one-hot rows made here, outside the
+# model's forward (the same loss; given class indices, mmpretrain's LabelSmoothLoss makes them
+# itself with a host-side `.item()` check, a graph break under compile=True)
 data_preprocessor = dict(
     mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
-    std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255])
+    std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255],
+    to_onehot=True)
 bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
@@ -40,7 +44,10 @@ model = dict(
         out_type='avg_featmap',
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='visual.')),
-    head=dict(in_channels=384),
+    # the label-smoothing loss is given the class count (the head's 1000; change both together):
+    # left unset, mmpretrain's LabelSmoothLoss sets it at its first call, which makes a
+    # compile=True model recompile at the second iteration
+    head=dict(in_channels=384, loss=dict(num_classes=1000)),
     train_cfg=dict(augments=None),
 )
 

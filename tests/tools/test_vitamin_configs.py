@@ -41,7 +41,8 @@ TRUNK_224 = {'small': (21_877_696, 384), 'base': (87_132_032, 768), 'large': (33
 
 # 64x64 crops; test resize 73 / crop 64 (the shipped 256 / 224 ratio)
 FINETUNE_OPTS = [*TINY_VITAMIN, 'model.backbone.img_size=64', 'model.head.in_channels=32',
-                 'model.head.num_classes=10', 'data_preprocessor.num_classes=10',
+                 'model.head.num_classes=10', 'model.head.loss.num_classes=10',
+                 'data_preprocessor.num_classes=10',
                  'train_dataloader.dataset.pipeline.1.scale=64',
                  'val_dataloader.dataset.pipeline.1.scale=73',
                  'val_dataloader.dataset.pipeline.2.crop_size=64',

@@ -1,15 +1,23 @@
 """ViTamin: exact sizes, timm parity (224 and a resized 256), featmap shapes at any input size,
-position embedding, with_cp, freezing, layer-decay ids, bf16 autocast, registries, classifier."""
+position embedding, with_cp, freezing, layer-decay ids, bf16 autocast, registries, classifier;
+torch.compile (one graph, no recompilation, dynamic shapes under inductor) and fp16 / bf16
+autocast with activations of hundreds."""
 import importlib
+from unittest import mock
 
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.backbones import ViTamin, convert_timm_vitamin
+from visionllama_mm.models.backbones.vitamin import Transition, layer_norm_2d
+from visionllama_mm.models.layers import Attention
 from visionllama_mm.registry import TOOLBOXES
+
+from ...compile_checks import assert_no_graph_breaks
 
 # timm 1.0.31 vitamin_*_224 with its 1000-class head (backbone + Linear(D, 1000))
 TIMM_PARAMS = dict(small=22_262_696, base=87_901_032, large=333_556_616, large2=333_556_616)
@@ -255,23 +263,189 @@ def test_empty_batch_is_refused():
         ViTamin(TINY, img_size=32)(torch.zeros(0, 3, 32, 32))
 
 
-def test_shortcut_pool_equals_avg_pool2d_without_padding_counts():
-    """The MBConv shortcut pool (a ones-kernel depthwise conv over the window counts when
-    differentiated, faster on CPU) equals AvgPool2d(3, 2, 1, count_include_pad=False), values and
-    gradients, on odd sizes and channels-last; also under bf16 autocast (computed in fp32)."""
-    import torch.nn.functional as F
-    from visionllama_mm.models.backbones.vitamin import avg_pool_3x3_s2
+# ------------------------------------------------------------------------------ torch.compile
+def test_dense_forward_is_one_graph():
+    """The dense three-level forward (what UperNet and Mask R-CNN call) at the img_size grid,
+    in training mode with drop path: one graph with no break. (The classifier's training loss
+    forward, one graph compiled once: ``tests/tools/test_vitamin_compile.py``.)"""
+    dense = ViTamin(TINY, img_size=48, out_type='featmap', out_indices=(0, 1, 2),
+                    drop_path_rate=0.1).train()
+    assert_no_graph_breaks(lambda x: sum(o.sum() for o in dense(x)), torch.randn(1, 3, 48, 48))
+
+
+def test_off_grid_position_embedding_compiles_with_dynamic_shapes():
+    """Token grids of a size other than img_size resize the position embedding on the fly; with
+    dynamic shapes (three sizes in a row: the second recompiles with symbolic sizes) torch's
+    antialiased bicubic resize cannot take the symbolic sizes, so it runs outside the graph.
+    Values and gradients equal eager's. (AOT autograd with eager kernels: the failure was in
+    tracing, before inductor.)"""
+    model = _randomize(ViTamin(TINY, img_size=32))
+
+    def tokens_plus_pos(t):  # (B, h, w, D) -> (B, h*w, D)
+        return t.flatten(1, 2) + model.position_embedding(t.shape[1], t.shape[2])
+
+    compiled = torch.compile(tokens_plus_pos, backend='aot_eager')
+    torch._dynamo.reset()
+    try:
+        for h, w in ((3, 3), (4, 5), (6, 4)):
+            t = torch.randn(2, h, w, 32)
+            out = compiled(t)
+            grad, = torch.autograd.grad(out.square().sum(), model.pos_embed)
+            ref = tokens_plus_pos(t)
+            torch.testing.assert_close(out, ref)
+            torch.testing.assert_close(
+                grad, torch.autograd.grad(ref.square().sum(), model.pos_embed)[0])
+    finally:
+        torch._dynamo.reset()
+
+
+def test_inductor_compiles_layer_norm_then_conv_with_dynamic_shapes():
+    """The smallest part that crashed inductor: a LayerNorm over the channels of a channels-last
+    map followed by a conv (``Transition``; also every MBConv block's pre-norm and 1x1 conv).
+    With dynamic shapes (here ``dynamic=True``; before, every recompilation after a graph break
+    inside the model) inductor failed with "cannot determine truth value of Relational" on the
+    permuted view saved for the conv's backward; ``layer_norm_2d`` gives the conv a tensor of its
+    own under compile. Outputs and gradients equal eager's."""
     torch.manual_seed(0)
-    x = torch.randn(2, 8, 15, 14).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_()
-    ours, ref = avg_pool_3x3_s2(x), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
-    assert ours.shape == (2, 8, 8, 7)
-    torch.testing.assert_close(ours, ref)
-    g = torch.randn_like(ref)
-    torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0])
-    with torch.no_grad():
-        torch.testing.assert_close(avg_pool_3x3_s2(x), ref)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = avg_pool_3x3_s2(x)
-    assert out.dtype == torch.float32
+    module = _randomize(Transition(4, 8))
+    x = torch.randn(2, 4, 10, 10).contiguous(memory_format=torch.channels_last)
+    torch._dynamo.reset()
+    try:
+        xc = x.clone().requires_grad_()
+        out = torch.compile(module, dynamic=True)(xc)
+        grads = torch.autograd.grad(out.square().sum(), [xc, *module.parameters()])
+    finally:
+        torch._dynamo.reset()
+    xe = x.clone().requires_grad_()
+    ref = module(xe)
+    ref_grads = torch.autograd.grad(ref.square().sum(), [xe, *module.parameters()])
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_norm_2d_compiled_form_equals_eager():
+    """``layer_norm_2d``'s form under compile (affine after the permute back) equals the fused
+    eager form, values and gradients, and keeps the channels-last layout and the input dtype."""
+    torch.manual_seed(0)
+    norm = _randomize(nn.LayerNorm(6, eps=1e-6))
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ref = layer_norm_2d(norm, x)
+    ref_grads = torch.autograd.grad(ref.square().sum(), [x, *norm.parameters()])
+    with mock.patch('torch.compiler.is_compiling', return_value=True):
+        out = layer_norm_2d(norm, x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = layer_norm_2d(norm, x.bfloat16())
+    grads = torch.autograd.grad(out.square().sum(), [x, *norm.parameters()])
+    assert out.is_contiguous(memory_format=torch.channels_last) and low.dtype == torch.bfloat16
     torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
+
+
+# --------------------------------------------------------------------------- mixed precision
+def _loud(model):
+    """Weights that drive the activations to hundreds, as trained models reach: every LayerNorm
+    before a conv, attention or MLP scales by 20 (MBConv maps up to ~150, attention logits in the
+    hundreds) and the transition conv by 10 (a transformer residual stream of hundreds)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith('.weight') and ('norm' in name or '.ln' in name) \
+                    and not name.startswith('fc_norm'):
+                p.fill_(20.)
+        model.transition.proj.weight.mul_(10.)
+    return model
+
+
+def _step(model, x, dtype):
+    """Output (fp32 copy) and parameter gradients of one forward + backward under
+    ``torch.autocast('cpu', dtype)`` (``None``: fp32)."""
+    model.zero_grad()
+    with torch.autocast('cpu', dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        out = model(x)[0]
+        loss = (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum()
+    loss.backward()
+    return out.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+# (dtype, max relative error of the output, of all gradients together, min cosine per tensor):
+# about 10x the measured errors (fp16 4.0e-4 / 6.8e-4 / 0.99997, bf16 3.5e-3 / 4.9e-3 / 0.998)
+AMP = [(torch.float16, 5e-3, 1e-2, 0.999), (torch.bfloat16, 5e-2, 5e-2, 0.99)]
+
+
+@pytest.mark.parametrize('dtype, out_tol, grad_tol, min_cos', AMP)
+def test_autocast_fp16_bf16_stays_finite_and_close_to_fp32(dtype, out_tol, grad_tol, min_cos):
+    """A 128x128 batch (32x32 MBConv grid, 8x8 tokens) with activations of hundreds: the
+    pooled output and every gradient finite and close to fp32 under fp16 and bf16 autocast."""
+    torch.manual_seed(0)
+    model = ViTamin(TINY, img_size=128)
+    model.init_weights()
+    model = _loud(model).train()
+    peaks = []
+    model.blocks[0].register_forward_hook(lambda m, i, o: peaks.append(o.abs().max().item()))
+    x = torch.randn(2, 3, 128, 128)
+    ref, ref_grads = _step(model, x, None)
+    assert peaks[0] > 100  # as loud as intended
+    out, grads = _step(model, x, dtype)
+    assert torch.isfinite(out).all() and all(torch.isfinite(v).all() for v in grads.values())
+    assert _rel(out, ref) < out_tol
+    flat = torch.cat([grads[n].flatten() for n in ref_grads])
+    assert _rel(flat, torch.cat([v.flatten() for v in ref_grads.values()])) < grad_tol
+    for n, v in ref_grads.items():
+        assert F.cosine_similarity(grads[n].flatten(), v.flatten(), dim=0) > min_cos, n
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_layer_norm_statistics_are_fp32_under_autocast(dtype):
+    """Channels of ~1,000 +- 1 over 384 channels (the sum of squares overflows fp16, and a
+    low-precision variance would cancel): ``layer_norm_2d`` on a map and the transformer's
+    ``F.layer_norm`` give fp32's result under autocast (torch accumulates layer-norm statistics
+    in fp32 for fp16 / bf16 inputs)."""
+    g = torch.Generator().manual_seed(0)
+    x = (1000 + torch.randn(2, 384, 4, 4, generator=g)).to(dtype)
+    norm = nn.LayerNorm(384, eps=1e-6)
+    ref = layer_norm_2d(norm, x.float())
+    with torch.autocast('cpu', dtype=dtype):
+        out = layer_norm_2d(norm, x)
+        rows = norm(x.permute(0, 2, 3, 1))
+    tol = 2 * torch.finfo(dtype).eps * ref.abs().max()
+    assert torch.isfinite(out).all() and (out.float() - ref).abs().max() <= tol
+    assert (rows.float() - ref.permute(0, 2, 3, 1)).abs().max() <= tol
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_attention_with_large_logits_stays_finite(dtype):
+    """ViTamin's attention (SDPA) at the 64x64 token grid of the 1024-pixel dense configs, with
+    queries and keys up to ~80 (logits in the thousands, whose exp() is far beyond fp16): SDPA
+    takes the softmax in fp32, so the output is finite and close to fp32 under fp16 and bf16
+    autocast."""
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=2)
+    x = torch.randn(1, 4096, 32) * 30
+    with torch.no_grad():
+        q, k, _ = attn.qkv(x).view(1, 4096, 3, 2, 16).unbind(2)
+        logits = torch.einsum('bnhd,bmhd->bhnm', q, k) / 4
+        assert logits.abs().max() > 1000  # exp() of 11.1 overflows fp16
+        ref = attn(x)
+        with torch.autocast('cpu', dtype=dtype):
+            out = attn(x)
+    assert torch.isfinite(out).all()
+    # measured 1.0e-2 (fp16) and 7.8e-2 (bf16): the rounding of q and k, not the softmax
+    assert _rel(out.float(), ref) < (3e-2 if dtype == torch.float16 else 0.2)
+
+
+def test_bf16_autocast_runs_the_convolutions_in_bf16():
+    """One code path for every device: under autocast the convolutions (the depthwise ones
+    included) and the shortcut pool run in the autocast dtype."""
+    model = ViTamin(TINY, img_size=32).train()
+    dtypes = {}
+    for name in ('stages.0.0.conv2_kxk', 'stages.0.0.shortcut.pool', 'stages.1.0.conv2_kxk'):
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: dtypes.__setitem__(name, o.dtype))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model(torch.randn(2, 3, 32, 32))[0].float().sum().backward()
+    assert set(dtypes.values()) == {torch.bfloat16}, dtypes

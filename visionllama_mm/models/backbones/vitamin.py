@@ -33,10 +33,30 @@ from mmengine.model.weight_init import trunc_normal_
 from timm.layers import resample_abs_pos_embed
 
 from ...registry import MODELS
-from ..layers import Attention, GeGLUFFN, TransformerBlock, norm_channels
+from ..layers import Attention, GeGLUFFN, TransformerBlock
 from .base import VisionBackbone, drop_path_rates
 
 __all__ = ['ViTamin', 'convert_timm_vitamin']
+
+
+def layer_norm_2d(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm ``norm`` over the channels of a (B, C, H, W) map, kept in its memory format
+    (channels-last in and out): ``F.layer_norm`` on the (B, H, W, C) view, permuted back.
+
+    Under ``torch.compile`` the affine ``weight * y + bias`` is applied after the permute back
+    (inductor fuses it into the same kernel), so that a following convolution gets, and autograd
+    saves, a tensor of its own rather than a permuted view: with dynamic shapes (a recompilation
+    after an input-size change, or ``dynamic=True``) inductor cannot order the strides of such a
+    saved view and fails with "cannot determine truth value of Relational". Eager mode keeps the
+    fused ``F.layer_norm`` (the separate affine's backward is 3-8x slower there).
+    """
+    if not torch.compiler.is_compiling():
+        return F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias,
+                            norm.eps).permute(0, 3, 1, 2)
+    y = F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, None, None,
+                     norm.eps).permute(0, 3, 1, 2)
+    return torch.addcmul(norm.bias.to(y.dtype)[:, None, None], y,
+                         norm.weight.to(y.dtype)[:, None, None])
 
 
 class Stem(nn.Module):
@@ -49,62 +69,23 @@ class Stem(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.gelu(norm_channels(self.norm1, self.conv1(x))))
+        return self.conv2(F.gelu(layer_norm_2d(self.norm1, self.conv1(x))))
 
 
 class Shortcut(nn.Module):
     """MBConv shortcut of a block that changes resolution and/or width: 3x3/2 average pooling
-    (padding not counted, :func:`avg_pool_3x3_s2`) when ``stride == 2``, then a 1x1 conv
-    (``expand``) when the width changes."""
+    with padding 1, padding not counted (``pool``, timm's ``Downsample2d``) when ``stride == 2``,
+    then a 1x1 conv (``expand``) when the width changes."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
-        self.stride = stride
+        self.pool = (nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+                     if stride == 2 else nn.Identity())
         self.expand = (nn.Conv2d(in_channels, out_channels, 1)
                        if in_channels != out_channels else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.expand(avg_pool_3x3_s2(x) if self.stride == 2 else x)
-
-
-def _cpu_bf16_training(x: torch.Tensor) -> bool:
-    """A CPU step under autocast whose result will be differentiated."""
-    return (x.is_cpu and x.requires_grad and torch.is_grad_enabled()
-            and torch.is_autocast_enabled('cpu'))
-
-
-def depthwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)``, in fp32 when a CPU bf16-autocast step will be differentiated.
-
-    torch's CPU depthwise convolution is slower in bf16 than in fp32 forward+backward (ms, 2
-    threads with AMX, 8 x 512 channels, channels-last: 532 vs 120 at stride 2 on 112x112, 94 vs 61
-    at stride 1 on 56x56), so such a step convolves in fp32 (the next 1x1 conv autocasts back).
-    Inference and GPUs keep the autocast dtype.
-    """
-    if _cpu_bf16_training(x):
-        with torch.autocast('cpu', enabled=False):
-            return conv(x.float())
-    return conv(x)
-
-
-def avg_pool_3x3_s2(x: torch.Tensor) -> torch.Tensor:
-    """``AvgPool2d(3, stride=2, padding=1, count_include_pad=False)(x)``, computed as a depthwise
-    conv with a ones kernel divided by each window's count of real pixels (the same values).
-
-    On CPU, ``avg_pool2d``'s backward on a channels-last map copies between layouts: forward +
-    backward of 8 x 128 x 112 x 112 takes 118 ms, this 27 ms (fp32, 2 threads). In a CPU bf16
-    training step it runs in fp32, as :func:`depthwise_conv`. Without gradients ``avg_pool2d``
-    itself is the faster (3 vs 8 ms) and is used.
-    """
-    if not (x.requires_grad and torch.is_grad_enabled()):
-        return F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-    if _cpu_bf16_training(x):
-        with torch.autocast('cpu', enabled=False):
-            return avg_pool_3x3_s2(x.float())
-    C, (H, W) = x.shape[1], x.shape[-2:]
-    total = F.conv2d(x, x.new_ones(C, 1, 3, 3), stride=2, padding=1, groups=C)
-    count = F.conv2d(x.new_ones(1, 1, H, W), x.new_ones(1, 1, 3, 3), stride=2, padding=1)
-    return total / count
+        return self.expand(self.pool(x))
 
 
 class MBConvLN(nn.Module):
@@ -128,8 +109,8 @@ class MBConvLN(nn.Module):
         self.conv3_1x1 = nn.Conv2d(mid, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.gelu(self.conv1_1x1(norm_channels(self.pre_norm, x)))
-        y = self.conv3_1x1(F.gelu(depthwise_conv(self.conv2_kxk, y)))
+        y = F.gelu(self.conv1_1x1(layer_norm_2d(self.pre_norm, x)))
+        y = self.conv3_1x1(F.gelu(self.conv2_kxk(y)))
         return y + self.shortcut(x)
 
 
@@ -143,7 +124,17 @@ class Transition(nn.Module):
         self.proj = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(norm_channels(self.norm, x))
+        return self.proj(layer_norm_2d(self.norm, x))
+
+
+def _resize_pos_embed(pos_embed: torch.Tensor, new_grid: Tuple[int, int],
+                      grid: Tuple[int, int]) -> torch.Tensor:
+    """(1, gh*gw, D) -> (1, h*w, D), bicubic with antialiasing (timm's and the authors' resize)."""
+    return resample_abs_pos_embed(pos_embed, list(new_grid), list(grid),
+                                  num_prefix_tokens=0, interpolation='bicubic', antialias=True)
+
+
+_resize_pos_embed_eager = torch.compiler.disable(_resize_pos_embed)
 
 
 @MODELS.register_module()
@@ -324,12 +315,15 @@ class ViTamin(VisionBackbone):
 
     # ------------------------------------------------------------------------------ forward
     def position_embedding(self, h: int, w: int) -> Optional[torch.Tensor]:
-        """(1, h*w, D) position embedding of an h x w token grid (interpolated from ``grid``)."""
+        """(1, h*w, D) position embedding of an h x w token grid (interpolated from ``grid``).
+
+        Under ``torch.compile`` the interpolation (for inputs of a size other than ``img_size``)
+        runs eagerly, outside the graph (one graph break): torch's antialiased bicubic resize
+        cannot take the symbolic sizes of a dynamic-shape graph."""
         if self.pos_embed is None or (h, w) == self.grid:
             return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, [h, w], list(self.grid),
-                                      num_prefix_tokens=0, interpolation='bicubic',
-                                      antialias=True)
+        resize = _resize_pos_embed_eager if torch.compiler.is_compiling() else _resize_pos_embed
+        return resize(self.pos_embed, (h, w), self.grid)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_batch(x, 'ViTamin')
