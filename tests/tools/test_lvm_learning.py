@@ -95,7 +95,7 @@ def test_held_out_perplexity_below_unigram(trained, python, tmp_path):
     losses = [float(v) for v in re.findall(r'Iter\(train\).*?\sloss: ([\d.]+)', trained['train_log'])]
     print(f'LVM mini, {LVM_ITERS} steps: train loss {losses[0]:.3f} -> {losses[-1]:.3f}; held-out '
           f'perplexity {ppl:.2f} vs unigram {unigram:.2f} ({n} val tokens)')
-    assert ppl < 0.6 * unigram  # measured 9.66 vs 20.75
+    assert ppl < 0.6 * unigram  # measured 10.80 vs 21.68
 
 
 def _digit_classifier(digits):
