@@ -51,6 +51,18 @@ class _Zygote:
 _ZYGOTE = _Zygote()
 
 
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """Give every test the default scope it started with. ``init_default_scope`` and every
+    ``Runner`` (``default_scope='mmengine'`` unless told) register a process-wide
+    ``DefaultScope`` that would otherwise decide which registry the next test's builds search."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
 def run_python(args, cwd=REPO, timeout=600, env=None, merge=True):
     """Run a command (list) with ``PYTHONPATH`` at the repo and one OpenMP thread; returns a
     ``CompletedProcess`` with text output (stderr in stdout when ``merge``).
