@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py flags]
 # Env: GPUS (total, default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS.
-set -x
+source "$(dirname "$0")/_args.sh"
+need_args $# 4 "bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py flags]"
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
@@ -11,7 +12,13 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PY_ARGS=${@:5}
+need_file CONFIG "$CONFIG"
+need_int GPUS "$GPUS" 1
+need_int GPUS_PER_NODE "$GPUS_PER_NODE" 1
+need_int CPUS_PER_TASK "$CPUS_PER_TASK" 1
+if [ -e "$WORK_DIR" ] && [ ! -d "$WORK_DIR" ]; then die "WORK_DIR: '$WORK_DIR' is a file, not a folder"; fi
 source "$(dirname "$0")/_python.sh"
+set -x
 srun -p ${PARTITION} \
     --job-name=${JOB_NAME} \
     --gres=gpu:${GPUS_PER_NODE} \

@@ -11,24 +11,48 @@ import argparse
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
+from visionllama_mm.cli import (checkpoint_file, config_file, non_negative_float, non_negative_int,
+                                output_dir, output_file, positive_int)
 
-def parse_args():
+
+def pickle_file(text):
+    """``--out``: a new .pkl / .pickle file (what mmengine's ``DumpResults`` writes)."""
+    output_file(text)
+    if not text.endswith(('.pkl', '.pickle')):
+        raise argparse.ArgumentTypeError(f'{text!r}: the predictions are dumped as a pickle; '
+                                         'the file name must end with .pkl or .pickle')
+    return text
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a model (mmpretrain / mmseg / mmdet)')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
-    parser.add_argument('--out', help='dump the predictions to this pickle file')
-    parser.add_argument('--show-dir', help='save visualized predictions here')
+    parser.add_argument('config', type=config_file, help='test config file path')
+    parser.add_argument('checkpoint', type=checkpoint_file, help='checkpoint file')
+    parser.add_argument('--work-dir', type=output_dir,
+                        help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', type=pickle_file, help='dump the predictions to this pickle file')
+    parser.add_argument('--show-dir', type=output_dir, help='save visualized predictions here')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
-    parser.add_argument('--interval', type=int, default=1, help='visualize every N samples')
-    parser.add_argument('--wait-time', type=float, default=2, help='display time of --show (s)')
+    parser.add_argument('--interval', type=positive_int, default=None,
+                        help='visualize every N samples (with --show / --show-dir; default 1)')
+    parser.add_argument('--wait-time', type=non_negative_float, default=None,
+                        help='display time of --show in seconds (default 2)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (tta_model)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    parser.add_argument('--local_rank', '--local-rank', type=non_negative_int, default=0)
+    args = parser.parse_args(argv)
+    if args.interval is not None and not (args.show or args.show_dir):
+        parser.error(f'argument --interval: {args.interval} has no effect without --show or '
+                     '--show-dir (it sets how often predictions are drawn)')
+    if args.wait_time is not None and not args.show:
+        parser.error(f'argument --wait-time: {args.wait_time:g} has no effect without --show '
+                     '(it is the display time of the window)')
+    args.interval = 1 if args.interval is None else args.interval
+    args.wait_time = 2. if args.wait_time is None else args.wait_time
+    return args
 
 
 def main():

@@ -5,18 +5,26 @@
 
 Flags mean what they mean in the stock toolboxes' tools/train.py. On a machine without CUDA the
 config is adapted automatically (gloo, CPU DDP, BN for SyncBN, fp32 for AMP); see
-visionllama_mm/engine/launch.py.
+visionllama_mm/engine/launch.py. Every argument is checked before the config is read
+(``visionllama_mm.cli``).
 """
 import argparse
 
 from mmengine.config import Config, DictAction
 
+from visionllama_mm.cli import checkpoint_file, config_file, non_negative_int, output_dir
 
-def parse_args():
+
+def resume_checkpoint(text):
+    """``--resume``'s value: ``auto`` (the work dir's latest checkpoint) or a checkpoint file."""
+    return text if text == 'auto' else checkpoint_file(text)
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model (mmpretrain / mmseg / mmdet)')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+    parser.add_argument('config', type=config_file, help='train config file path')
+    parser.add_argument('--work-dir', type=output_dir, help='the dir to save logs and models')
+    parser.add_argument('--resume', nargs='?', type=resume_checkpoint, const='auto',
                         help='resume from CKPT, or from the latest checkpoint of the work dir '
                         'when no path is given')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
@@ -30,8 +38,8 @@ def parse_args():
                         help='override config entries, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    parser.add_argument('--local_rank', '--local-rank', type=non_negative_int, default=0)
+    return parser.parse_args(argv)
 
 
 def main():

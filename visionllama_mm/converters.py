@@ -20,6 +20,7 @@ those the official training scripts store beside the weights (``argparse.Namespa
 checkpoints, mmengine's logging state in mmpretrain-fork ones).
 """
 import argparse
+import os
 import os.path as osp
 import re
 from typing import Callable, Dict, List, Optional, Tuple
@@ -326,14 +327,25 @@ def convert_file(src: str, dst: str, family: Optional[str] = None) -> str:
     return kind
 
 
+def check_not_source(parser, src: str, dst: str) -> None:
+    """Refuse a converter output path that is its source file: the source would be overwritten."""
+    if osp.exists(dst) and osp.samefile(src, dst):
+        parser.error(f'argument dst: {dst!r} is the source checkpoint itself; converting would '
+                     'overwrite it. Give another output path')
+
+
 def run_cli(family: str, description: str, argv=None) -> None:
     """``tools/model_converters/*_official.py SRC DST`` for one family: convert, print the
     detected format and the output path, or exit with ``error: SRC: ...``."""
     import sys
+    from .cli import existing_file, output_file
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('src', help='released checkpoint')
-    parser.add_argument('dst', help='where to write the converted checkpoint')
+    parser.add_argument('src', type=existing_file, help='released checkpoint')
+    parser.add_argument('dst', type=output_file, help='where to write the converted checkpoint '
+                        '(missing folders are created)')
     args = parser.parse_args(argv)
+    check_not_source(parser, args.src, args.dst)
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     try:
         kind = convert_file(args.src, args.dst, family=family)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:

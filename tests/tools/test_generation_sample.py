@@ -122,8 +122,10 @@ def test_refusals(setup, tmp_path):
         return proc.stdout
 
     assert '--classes [4, 7]: class ids must lie in [0, 4).' in fails('--classes', '1', '4', '7')
-    assert '--per-class must be >= 1.' in fails('--classes', '1', '--per-class', '0')
-    assert '--nrow must be >= 1.' in fails('--classes', '1', '--nrow', '0')
+    assert "sample.py: error: argument --per-class: must be an integer >= 1, got '0'" in \
+        fails('--classes', '1', '--per-class', '0')
+    assert "sample.py: error: argument --nrow: must be an integer >= 1, got '0'" in \
+        fails('--classes', '1', '--nrow', '0')
     # a checkpoint with one renamed key: both names, and the file, in the message
     sd = dict(model.state_dict())
     sd['denoiser.final_layer.lin.weight'] = sd.pop('denoiser.final_layer.linear.weight')

@@ -51,25 +51,32 @@ from typing import Optional
 import torch
 from mmengine.config import Config, DictAction
 
+from visionllama_mm.cli import (config_file, device, existing_file, non_negative_int,
+                                positive_int)
 
-def parse_args():
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Benchmark a model (images/s)')
-    parser.add_argument('config', help='config file path')
+    parser.add_argument('config', type=config_file, help='config file path')
     parser.add_argument('--timm', nargs='+', default=[], metavar='NAME',
                         help='timm model name(s) to measure in the same run')
-    parser.add_argument('--reference-file', help='python file defining reference model factories')
+    parser.add_argument('--reference-file', type=existing_file,
+                        help='python file defining reference model factories')
     parser.add_argument('--reference-model', nargs='+', default=[], metavar='NAME',
                         help='factory function(s) of --reference-file to measure')
     parser.add_argument('--precisions', nargs='+', choices=['fp32', 'bf16', 'fp16'],
                         default=['fp32', 'bf16'], help='fp32 and/or autocast dtypes')
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--shape', type=int, nargs='+', default=None,
+    parser.add_argument('--batch-size', type=positive_int, default=32)
+    parser.add_argument('--shape', type=positive_int, nargs='+', default=None,
                         help='input size: one int (square) or H W; default from the config')
-    parser.add_argument('--iters', type=int, default=10, help='timed iterations per mode')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
-    parser.add_argument('--repeats', type=int, default=3, help='alternating rounds (best is kept)')
+    parser.add_argument('--iters', type=positive_int, default=10, help='timed iterations per mode')
+    parser.add_argument('--warmup', type=non_negative_int, default=3,
+                        help='untimed iterations first')
+    parser.add_argument('--repeats', type=positive_int, default=3,
+                        help='alternating rounds (best is kept)')
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--device', default=None, help='default: cuda if available, else cpu')
+    parser.add_argument('--device', type=device, default=None,
+                        help='default: cuda if available, else cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     parser.add_argument('--variant', nargs='+', action='append', default=[],
@@ -86,13 +93,35 @@ def parse_args():
     parser.add_argument('--memory', action='store_true',
                         help='also report the peak memory of one forward+backward step')
     lm = parser.add_argument_group('causal LMs (LVM configs), in tokens/s')
-    lm.add_argument('--seq-len', type=int, default=512, help='training sequence length')
-    lm.add_argument('--gen-batch', type=int, default=1, help='sequences sampled at once')
-    lm.add_argument('--gen-prompt', type=int, default=256, help='prompt tokens')
-    lm.add_argument('--gen-new', type=int, default=256, help='sampled tokens per call')
+    lm.add_argument('--seq-len', type=positive_int, default=512, help='training sequence length')
+    lm.add_argument('--gen-batch', type=positive_int, default=1, help='sequences sampled at once')
+    lm.add_argument('--gen-prompt', type=positive_int, default=256, help='prompt tokens')
+    lm.add_argument('--gen-new', type=positive_int, default=256, help='sampled tokens per call')
     lm.add_argument('--no-reference', action='store_true',
                     help="skip transformers' LlamaForCausalLM")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.shape and len(args.shape) > 2:
+        parser.error(f'argument --shape: one int (square) or H W, got {len(args.shape)} values '
+                     f'{args.shape}')
+    if bool(args.reference_file) != bool(args.reference_model):
+        parser.error('--reference-file and --reference-model go together: the file defines the '
+                     'factories, --reference-model names the ones to measure')
+    if args.compile_mode and not args.compile:
+        parser.error('--compile-mode needs --compile')
+    if args.compile and args.compile not in torch._dynamo.list_backends(exclude_tags=()):
+        parser.error(f'--compile {args.compile}: not a torch.compile backend; one of '
+                     f'{", ".join(torch._dynamo.list_backends(exclude_tags=()))}')
+    args.variants = []
+    for name, *pairs in args.variant:
+        if '=' in name or not pairs or any('=' not in p for p in pairs):
+            parser.error(f'--variant takes a NAME then key=value overrides, got '
+                         f'{[name, *pairs]}')
+        if name in [n for n, _ in args.variants]:
+            parser.error(f'--variant {name}: the name is given twice; each variant needs its '
+                         'own name (it labels a row of the table)')
+        args.variants.append((name, {k: DictAction._parse_iterable(v)
+                                     for k, v in (p.split('=', 1) for p in pairs)}))
+    return args
 
 
 # ---------------------------------------------------------------- class-conditional diffusion
@@ -230,24 +259,15 @@ def compile_options(args) -> dict:
 
 def main():
     args = parse_args()
-    if args.compile_mode and not args.compile:
-        raise SystemExit('--compile-mode needs --compile')
-    if args.compile and args.compile not in torch._dynamo.list_backends(exclude_tags=()):
-        raise SystemExit(f'--compile {args.compile}: not a torch.compile backend; one of '
-                         f'{", ".join(torch._dynamo.list_backends(exclude_tags=()))}')
     import visionllama_mm  # noqa: F401
     from visionllama_mm.analysis import (benchmark_models, build_references, format_benchmark,
                                          variant_config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
+        from visionllama_mm.engine.checks import check_cfg_options
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
-    variants = []
-    for name, *pairs in args.variant:
-        if '=' in name or not pairs or any('=' not in p for p in pairs):
-            raise SystemExit(f'--variant takes a NAME then key=value overrides, got '
-                             f'{[name, *pairs]}')
-        variants.append((name, {k: DictAction._parse_iterable(v)
-                                for k, v in (p.split('=', 1) for p in pairs)}))
+    variants = args.variants
     if isinstance(cfg.model.get('denoiser'), dict):
         main_diffusion(args, cfg, variants)
         return

@@ -19,7 +19,7 @@ import sys
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Check configs against the official recipes')
     parser.add_argument('recipes', nargs='*',
                         help='recipes.yml files or family names (default: every family)')
@@ -27,7 +27,11 @@ def parse_args():
     parser.add_argument('--verbose', action='store_true', help='print every field')
     parser.add_argument('--markdown', action='store_true',
                         help="print the README table of each family's paper rows")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.markdown and args.verbose:
+        parser.error('--verbose and --markdown exclude each other: --markdown prints the README '
+                     'tables, --verbose the field-by-field check')
+    return args
 
 
 def recipe_files(items):
@@ -52,11 +56,14 @@ def main():
     import visionllama_mm  # noqa: F401
     from visionllama_mm.recipes import check_entry, format_markdown, load_records
     failed = 0
-    for path in recipe_files(args.recipes):
+    files, matched, known = recipe_files(args.recipes), 0, []
+    for path in files:
         entries = load_records(path)
         if args.config:
+            known += [osp.basename(e['config']) for e in entries]
             name = args.config if args.config.endswith('.py') else args.config + '.py'
             entries = [e for e in entries if osp.basename(e['config']) == osp.basename(name)]
+            matched += len(entries)
         if args.markdown:
             print(f'## {osp.relpath(path, REPO)}\n\n{format_markdown(entries)}\n')
             continue
@@ -72,6 +79,14 @@ def main():
                 if args.verbose or row['status'] != 'ok':
                     print(f'  [{row["status"]}] {row["key"]}: official {_short(row["official"])}'
                           f', ours {_short(row["ours"])} -- {row["note"]}')
+    if args.config and not matched:
+        import difflib
+        name = osp.basename(args.config if args.config.endswith('.py') else args.config + '.py')
+        close = difflib.get_close_matches(name, sorted(set(known)), n=3, cutoff=0.5)
+        sys.exit(f'check_recipe.py: --config {args.config}: no entry of '
+                 f'{", ".join(osp.relpath(p, REPO) for p in files)} is for this config '
+                 f'({len(set(known))} configs have records)'
+                 + (f'; did you mean {", ".join(close)}?' if close else ''))
     if failed:
         sys.exit(f'check_recipe.py: {failed} config(s) differ from their recipe record')
 

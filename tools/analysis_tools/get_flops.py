@@ -11,16 +11,22 @@ import argparse
 
 from mmengine.config import Config, DictAction
 
+from visionllama_mm.cli import config_file, positive_int
 
-def parse_args():
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Params and FLOPs of a model')
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('--shape', type=int, nargs='+', default=None,
+    parser.add_argument('config', type=config_file, help='config file path')
+    parser.add_argument('--shape', type=positive_int, nargs='+', default=None,
                         help='input size: one int (square) or H W; default from the config')
-    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--batch-size', type=positive_int, default=1)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.shape and len(args.shape) > 2:
+        parser.error(f'argument --shape: one int (square) or H W, got {len(args.shape)} values '
+                     f'{args.shape}')
+    return args
 
 
 def main():

@@ -16,23 +16,32 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
+from visionllama_mm.cli import (config_file, device, existing_file, float_range,
+                                image_output_file, int_range, positive_int, seed)
 
-def parse_args():
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Sample a class-conditional image grid')
-    p.add_argument('config')
-    p.add_argument('checkpoint')
-    p.add_argument('--classes', type=int, nargs='+', required=True, help='class ids, one per row')
-    p.add_argument('--per-class', type=int, default=1, help='samples per class')
-    p.add_argument('--cfg-scale', type=float, default=None,
-                   help="guidance scale (default: the config's model.cfg_scale)")
-    p.add_argument('--steps', type=int, default=None, help='sampling steps (default: the config)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--nrow', type=int, default=None, help='images per grid row (default per-class)')
-    p.add_argument('--out', default='grid.png')
-    p.add_argument('--device', default=None, help='default: cuda if available, else cpu')
+    p.add_argument('config', type=config_file)
+    p.add_argument('checkpoint', type=existing_file)
+    p.add_argument('--classes', type=int_range(), nargs='+', required=True,
+                   help='class ids, one per row')
+    p.add_argument('--per-class', type=positive_int, default=1, help='samples per class')
+    p.add_argument('--cfg-scale', type=float_range(1), default=None,
+                   help="guidance scale >= 1 (1: no guidance; default: the config's "
+                   'model.cfg_scale)')
+    p.add_argument('--steps', type=int_range(2), default=None,
+                   help='sampling steps, >= 2 (DDPM: at most num_timesteps; default: the config)')
+    p.add_argument('--seed', type=seed, default=0)
+    p.add_argument('--nrow', type=positive_int, default=None,
+                   help='images per grid row (default per-class)')
+    p.add_argument('--out', type=image_output_file, default='grid.png',
+                   help='the grid image (.png, .jpg, ...; missing folders are created)')
+    p.add_argument('--device', type=device, default=None,
+                   help='default: cuda if available, else cpu')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config entries, key=value')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def load_model(cfg, checkpoint: str, device: str):
@@ -63,9 +72,11 @@ def main():
     from torchvision.utils import save_image
 
     import visionllama_mm  # noqa: F401
+    from visionllama_mm.engine.checks import check_cfg_options
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if cfg.get('model', {}).get('type') != 'ClassConditionalDiffusion':
         raise SystemExit(f'{args.config}: sample.py needs a ClassConditionalDiffusion config, '
@@ -75,6 +86,12 @@ def main():
     if args.steps is not None:
         obj = cfg.model.objective
         if obj.type == 'GaussianDiffusion':
+            num_timesteps = obj.get('num_timesteps', 1000)
+            if args.steps > num_timesteps:
+                raise SystemExit(f'--steps {args.steps}: DDPM sampling respaces the '
+                                 f'{num_timesteps} training timesteps (the config\'s '
+                                 f'model.objective.num_timesteps), so it takes 2..{num_timesteps} '
+                                 'steps.')
             obj.sampling_steps = args.steps
         else:  # FlowMatching: the SDE / ODE sampler's grid (its default sampler is the SDE)
             if obj.get('sampler') is None:
@@ -84,10 +101,6 @@ def main():
     bad = [c for c in args.classes if not 0 <= c < num_classes]
     if bad:
         raise SystemExit(f'--classes {bad}: class ids must lie in [0, {num_classes}).')
-    if args.per_class < 1:
-        raise SystemExit('--per-class must be >= 1.')
-    if args.nrow is not None and args.nrow < 1:
-        raise SystemExit('--nrow must be >= 1.')
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = load_model(cfg, args.checkpoint, device)
     labels = torch.tensor(args.classes, device=device).repeat_interleave(args.per_class)

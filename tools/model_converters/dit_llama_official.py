@@ -35,20 +35,35 @@ import sys
 HEADS_OF_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16}
 
 
+def key_prefix(text):
+    """``--prefix``: empty, or a module path ending with a dot (``denoiser.``)."""
+    if text and not text.endswith('.'):
+        raise argparse.ArgumentTypeError(
+            f'{text!r} would be glued to the key names ({text}blocks.0...); a prefix is empty or '
+            f'ends with a dot, e.g. {text + "."!r}')
+    return text
+
+
 def parse_args(argv=None):
+    from visionllama_mm.cli import existing_file, output_file, positive_int
+    from visionllama_mm.converters import check_not_source
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help="official checkpoint ({'model', 'ema', ...} or a state dict)")
-    parser.add_argument('dst', help='output file (.pth)')
+    parser.add_argument('src', type=existing_file,
+                        help="official checkpoint ({'model', 'ema', ...} or a state dict)")
+    parser.add_argument('dst', type=output_file,
+                        help='output file (.pth; missing folders are created)')
     parser.add_argument('--key', choices=['auto', 'ema', 'model'], default='auto',
                         help="weights to convert; auto: 'ema' when present, else 'model'")
-    parser.add_argument('--prefix', default='denoiser.',
+    parser.add_argument('--prefix', type=key_prefix, default='denoiser.',
                         help="prefix of the written keys (default 'denoiser.', the "
                         "ClassConditionalDiffusion denoiser; '' for a bare DiTLLaMA)")
-    parser.add_argument('--num-heads', type=int,
+    parser.add_argument('--num-heads', type=positive_int,
                         help=f'attention heads; needed for widths other than {sorted(HEADS_OF_WIDTH)}')
-    parser.add_argument('--input-size', type=int,
+    parser.add_argument('--input-size', type=positive_int,
                         help='latent side; needed when the checkpoint has no pos_embed')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_not_source(parser, args.src, args.dst)
+    return args
 
 
 def pick_weights(ckpt, key: str):

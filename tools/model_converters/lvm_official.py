@@ -26,11 +26,14 @@ import os
 import os.path as osp
 
 
-def parse_args():
+def parse_args(argv=None):
+    from visionllama_mm.cli import existing_dir, output_file
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='checkpoint directory (config.json + weights)')
-    parser.add_argument('dst', help='output file (.pth)')
-    return parser.parse_args()
+    parser.add_argument('src', type=existing_dir,
+                        help='checkpoint directory (config.json + weights)')
+    parser.add_argument('dst', type=output_file,
+                        help='output file (.pth; missing folders are created)')
+    return parser.parse_args(argv)
 
 
 def detect(src: str) -> str:
@@ -48,8 +51,8 @@ def detect(src: str) -> str:
                      '(num_embeddings, channel_mult, z_channels).')
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     import torch
 
     import visionllama_mm  # noqa: F401

@@ -265,6 +265,10 @@ class LVM(BaseModel):
                              f'{tuple(prompt_ids.shape)}.')
         if max_new_tokens < 1:
             raise ValueError(f'LVM.generate: max_new_tokens must be >= 1, got {max_new_tokens}.')
+        if not (temperature >= 0 and (top_k or 0) >= 0 and 0 < top_p <= 1):
+            raise ValueError(f'LVM.generate: expected temperature >= 0 (0: greedy), top_k >= 0 (0: '
+                             f'no top-k) and top_p in (0, 1]; got temperature={temperature}, '
+                             f'top_k={top_k}, top_p={top_p}.')
         caches = self.backbone.new_caches(capacity=prompt_ids.shape[1] + max_new_tokens)
         logits = self.backbone(prompt_ids.long(), caches)[:, -1]
         allowed = self.num_codes if codes_only else None
@@ -286,6 +290,13 @@ class LVM(BaseModel):
         if self.tokenizer is None:
             raise ValueError('LVM.generate_images needs a tokenizer (model.tokenizer).')
         B, N, _, H, W = prompt_images.shape
+        if context_images < 2:
+            raise ValueError(f'LVM.generate_images: context_images must be >= 2 (the window holds '
+                             f'context_images - 1 prompt images, here of {N}, and the image being '
+                             f'generated), got {context_images}.')
+        if num_new_images < 1:
+            raise ValueError(f'LVM.generate_images: num_new_images must be >= 1, got '
+                             f'{num_new_images}.')
         per_image = self.tokenizer.tokens_per_image((H, W)) if callable(
             getattr(self.tokenizer, 'tokens_per_image', None)) else None
         tokens = self.tokenize(prompt_images)

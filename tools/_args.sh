@@ -1,0 +1,35 @@
+# Sourced by the shell launchers: checks of their positional arguments and environment variables,
+# each failing with one line "<tool>: error: <argument>: <what is wrong>" and exit status 2 (as
+# argparse does), before torchrun or srun start any process.
+_TOOL="$(basename "$0")"
+
+die() {  # die MESSAGE [USAGE]
+    [ -n "${2:-}" ] && echo "usage: $2" >&2
+    echo "$_TOOL: error: $1" >&2
+    exit 2
+}
+
+need_args() {  # need_args COUNT_GIVEN COUNT_NEEDED USAGE
+    if [ "$1" -lt "$2" ]; then
+        die "expected at least $2 arguments, got $1" "$3"
+    fi
+}
+
+need_file() {  # need_file NAME PATH
+    if [ -d "$2" ]; then die "$1: '$2' is a folder, not a file"; fi
+    if [ ! -f "$2" ]; then die "$1: no such file: '$2'"; fi
+}
+
+need_checkpoint() {  # need_checkpoint NAME PATH (a URL is left to mmengine)
+    case "$2" in
+        *://*) ;;
+        *) need_file "$1" "$2" ;;
+    esac
+}
+
+need_int() {  # need_int NAME VALUE MIN [MAX]
+    if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt "$3" ] || { [ -n "${4:-}" ] && [ "$2" -gt "$4" ]; }; then
+        if [ -n "${4:-}" ]; then die "$1 must be an integer in [$3, $4], got '$2'"; fi
+        die "$1 must be an integer >= $3, got '$2'"
+    fi
+}
