@@ -80,9 +80,10 @@ def test_pngs_npz_and_missing_weights_warning(tmp_path, logs):
 
 
 def test_vgg16_prc_missing_file_warning(tmp_path, logs):
-    metric = GenerationMetric(str(tmp_path), metrics=['prc'], prc_features='vgg16',
+    os.makedirs(tmp_path / 'ref')
+    metric = GenerationMetric(str(tmp_path / 'out'), metrics=['prc'], prc_features='vgg16',
                               vgg16_weights=str(tmp_path / 'vgg.pth'), save_npz=False,
-                              save_png=False, reference=str(tmp_path))
+                              save_png=False, reference=str(tmp_path / 'ref'))
     metric.process(None, _samples(_images(3, 1), [0, 1, 2], range(3)))
     assert metric.compute_metrics(metric.results) == dict(num_samples=3)
     (warning, ) = _warnings(logs)
@@ -91,7 +92,7 @@ def test_vgg16_prc_missing_file_warning(tmp_path, logs):
     assert 'https://download.pytorch.org/models/vgg16-397923af.pth' in warning
     assert 'GenerationMetric(vgg16_weights=<path to vgg16-397923af.pth>)' in warning
     # save_png=False: the PNGs (the ranks' hand-over) are gone afterwards, no .npz was asked for
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path / 'out') == []
 
 
 def test_no_reference_and_broken_weights_are_reported(tmp_path, logs):
@@ -216,11 +217,14 @@ def test_metrics_with_weights(tmp_path, inception_weights, logs, monkeypatch):
 
     results = {}
     for name, reference in (('self', tmp_path / 'ref.npz'), ('flat', tmp_path / 'flat')):
-        metric = GenerationMetric(str(tmp_path / name), reference=str(reference),
+        metric = GenerationMetric(str(tmp_path / 'out' / name), reference=str(reference),
                                   inception_weights=inception_weights, save_npz=False)
         metric.process(None, _samples(noise, [0] * n, range(n)))
         results[name] = metric.compute_metrics(metric.results)
-    assert logs == []  # no warning, no error
+    # no error; one warning per run: FID from 6 images is not comparable with published FIDs
+    assert [lv for lv, _ in logs] == [logging.WARNING] * 2
+    assert all('FID from 6 samples and 6 reference images: with fewer than 2048' in m
+               for _, m in logs), logs
     # one torch-fidelity call per run: all three metrics on the local Inception file, no cache
     assert len(calls) == 2
     for call in calls:
@@ -235,3 +239,95 @@ def test_metrics_with_weights(tmp_path, inception_weights, logs, monkeypatch):
     assert same['precision'] == same['recall'] == 1.0
     # 6 samples -> 6 splits of one sample each: every split's IS is exactly 1
     assert same['is_mean'] == pytest.approx(1.0, abs=1e-9) and same['is_std'] < 1e-9
+
+
+def _folder(root, sizes):
+    """Black PNGs of the given (H, W) sizes in ``root/n0/`` (ImageNet layout)."""
+    os.makedirs(root / 'n0')
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(root / 'n0' / f'{i}.png')
+    return str(root)
+
+
+def _square(n, size, seed=8):
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(seed))
+    return [dict(pred_img=images[i], sample_idx=i) for i in range(n)]
+
+
+def test_reference_of_another_size_is_refused_at_the_first_batch(tmp_path):
+    """8x8 samples against 32x32 reference images: refused before any PNG is written."""
+    ref = _folder(tmp_path / 'ref32', [(32, 32)] * 3)
+    metric = GenerationMetric(str(tmp_path / 'out'), reference=ref)
+    with pytest.raises(ValueError) as err:
+        metric.process(None, _square(2, 8))
+    msg = str(err.value)
+    assert msg.startswith(f'GenerationMetric: the samples are 8x8 (HxW) but the reference images '
+                          f'in {ref} are 32x32 (e.g. '), msg
+    assert ('FID and precision/recall between images of different sizes measure the resizing, '
+            'not the model. Set GenerationMetric(resize_to=...) to resize samples and reference '
+            'to one size (e.g. resize_to=8), or use a reference of 8x8 images.') in msg
+    assert not os.listdir(tmp_path / 'out' / 'images')
+    # an ADM .npz reference: only its header is read
+    np.savez(tmp_path / 'ref.npz', np.zeros((2, 16, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match=r'the samples are 8x8 \(HxW\) but the reference images '
+                                         r'in .*ref\.npz are 16x16 \(e\.g\. .*\(arr_0\)\)'):
+        GenerationMetric(str(tmp_path / 'out2'), reference=str(tmp_path / 'ref.npz'),
+                         metrics=['prc']).process(None, _square(2, 8))
+    # a reference folder of two sizes
+    mixed = _folder(tmp_path / 'mixed', [(8, 8), (8, 8), (16, 8)])
+    with pytest.raises(ValueError, match=r'the reference images in .*mixed have 2 sizes \(HxW\): '
+                                         r'8x8 \(e\.g\. .*0\.png\), 16x8 \(e\.g\. .*2\.png\); '
+                                         r'FID and precision/recall need one\. Set '
+                                         r'GenerationMetric\(resize_to=\.\.\.\)'):
+        GenerationMetric(str(tmp_path / 'out3'), reference=mixed).process(None, _square(2, 8))
+    # samples of two sizes
+    metric = GenerationMetric(str(tmp_path / 'out4'))
+    with pytest.raises(ValueError, match=r'sample 1 is 8x4 \(HxW\), sample 0 was 8x8; the samples '
+                                         r'of one evaluation must have one size'):
+        metric.process(None, [_square(1, 8)[0],
+                              dict(pred_img=torch.zeros(3, 8, 4, dtype=torch.uint8), sample_idx=1)])
+    # only the Inception Score asked for: the reference plays no part
+    GenerationMetric(str(tmp_path / 'out5'), reference=ref, metrics=['isc']).process(
+        None, _square(2, 8))
+    with pytest.raises(ValueError, match=r'resize_to must be a positive int or an \(H, W\) pair '
+                                         r'of them, got \(8, 0\)'):
+        GenerationMetric(str(tmp_path), resize_to=(8, 0))
+    # samples written into the reference folder would become reference images
+    with pytest.raises(ValueError, match=r'the samples go to .*ref32/out/images, inside the '
+                                         r'reference folder .*ref32: they would be counted as '
+                                         r'reference images'):
+        GenerationMetric(str(tmp_path / 'ref32' / 'out'), reference=ref)
+
+
+def test_resize_to_empty_reference_and_too_few_images(tmp_path, logs, monkeypatch):
+    calls = []
+    monkeypatch.setattr(generation, 'calculate_metrics',
+                        lambda **kw: calls.append(kw) or {generation.KEY_METRIC_FID: 1.5})
+    weights = tmp_path / 'weights.pth'
+    weights.write_bytes(b'')  # only its existence is checked before torch-fidelity runs
+    ref = _folder(tmp_path / 'ref32', [(32, 32)] * 3)
+    metric = GenerationMetric(str(tmp_path / 'out'), reference=ref, resize_to=8, save_npz=False,
+                              inception_weights=str(weights))
+    metric.process(None, _square(3, 8))
+    assert metric.compute_metrics(metric.results) == dict(num_samples=3, fid=1.5)
+    (call, ) = calls
+    assert (call['isc'], call['fid'], call['prc']) == (True, True, False)
+    assert len(call['input2']) == 3 and call['input2'][0].shape == (3, 8, 8)  # resized 32 -> 8
+    assert call['input1'][0].shape == (3, 8, 8)
+    prc, fid = _warnings(logs)
+    assert prc == ('GenerationMetric: precision/recall not computed: its k=3 nearest neighbours '
+                   'need more than 3 images in each set, got 3 samples and 3 reference images.')
+    assert fid.startswith('GenerationMetric: FID from 3 samples and 3 reference images: with '
+                          'fewer than 2048 (the Inception feature size) the covariance is singular')
+    # an empty reference folder: FID is left out with a warning that says so
+    logs.clear()
+    os.makedirs(tmp_path / 'empty' / 'n0')
+    metric = GenerationMetric(str(tmp_path / 'out2'), reference=str(tmp_path / 'empty'),
+                              metrics=['fid'], save_npz=False, inception_weights=str(weights))
+    metric.process(None, _square(2, 8))
+    assert metric.compute_metrics(metric.results) == dict(num_samples=2)
+    assert _warnings(logs) == [
+        f'GenerationMetric: FID not computed: the reference folder {tmp_path / "empty"} holds no '
+        'images (png, jpg, jpeg files, searched recursively).']
+    assert len(calls) == 1

@@ -5,7 +5,8 @@
   would add it as a new, unused entry.
 * :func:`load_state_dict_checked`: a checkpoint whose weights do not fit the model (missing,
   unexpected or shape-mismatched keys) is refused with the keys named, unless partial loading is
-  asked for with the top-level config key ``load_strict = False``. Used by
+  asked for with the top-level config key ``load_strict = False`` (which still refuses a
+  checkpoint of which not one tensor fits). Used by
   :class:`visionllama_mm.engine.runner.Runner` for ``load_from``, ``tools/test.py CHECKPOINT`` and
   ``--resume``.
 """
@@ -158,7 +159,8 @@ def load_state_dict_checked(model: nn.Module, state_dict: Dict, source: str,
             strips the ``module.`` of DDP checkpoints).
 
     Raises:
-        RuntimeError: ``strict`` and the weights do not fit; the message counts and names the keys.
+        RuntimeError: ``strict`` and the weights do not fit, or not one tensor fits (also with
+            ``strict=False``); the message counts and names the keys.
     """
     from mmengine.logging import print_log
     if 'state_dict' in state_dict and isinstance(state_dict['state_dict'], dict):
@@ -177,6 +179,11 @@ def load_state_dict_checked(model: nn.Module, state_dict: Dict, source: str,
             what + report.summary() + '\nCheck the config and the checkpoint match (arch, '
             'num_classes, converted keys). To load only the matching tensors on purpose, set '
             '`load_strict = False` in the config or pass --cfg-options load_strict=False.')
+    if report.loaded == 0:  # a partial load that loads nothing is never what was meant
+        raise RuntimeError(
+            what + report.summary() + '\nNothing would be loaded, even with load_strict=False: '
+            'the model would keep its initial weights. Check the config and the checkpoint '
+            'match (arch, num_classes, converted keys).')
     print_log('[visionllama_mm] load_strict=False, loading the matching tensors only: ' + what +
               report.summary(), logger=logger or 'current', level=30)
     return report

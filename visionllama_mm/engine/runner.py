@@ -7,8 +7,13 @@ Differences from :class:`mmengine.runner.Runner` (everything else is inherited u
   (:func:`~visionllama_mm.engine.checks.load_state_dict_checked`); mmengine only warns. Partial
   loading is explicit: ``load_strict = False`` in the config (or ``--cfg-options
   load_strict=False``) loads the matching tensors and logs the rest.
-  ``init_cfg=dict(type='Pretrained', ...)`` is partial by design and stays stock (it logs the
-  unmatched keys).
+  A checkpoint of which not one tensor fits is refused even then. ``load_from`` may be an
+  ``http(s)://`` URL: it is downloaded into torch's hub cache and read with ``weights_only=True``;
+  a failed download is one line that names the URL and the fix (pass a local path).
+* **checked ``init_cfg=dict(type='Pretrained', ...)``**: every module of this package loads it
+  through :mod:`visionllama_mm.engine.pretrained` (nothing loaded, or under 90% of the module's
+  tensors, is an error with the key report); ``load_strict = False`` also relaxes those that do
+  not set their own ``strict``.
 * **dataset checks**: an empty annotation file and, for classifiers, labels outside the head's
   ``num_classes`` are errors naming the file and line when the dataloader is built
   (:mod:`visionllama_mm.datasets.checks`), instead of failures inside the first or a later epoch.
@@ -16,10 +21,10 @@ Differences from :class:`mmengine.runner.Runner` (everything else is inherited u
 from typing import Callable, Union
 
 from mmengine.runner import Runner as _StockRunner
-from mmengine.runner.checkpoint import _load_checkpoint
 
 from ..datasets.checks import check_dataset_cfg, check_labels
 from .checks import _unwrap, load_state_dict_checked
+from .pretrained import load_checkpoint_source, partial_pretrained
 
 __all__ = ['Runner']
 
@@ -31,7 +36,8 @@ class Runner(_StockRunner):
                         strict: bool = False, revise_keys: list = [(r'^module\.', '')]):
         """As mmengine's, but a checkpoint that does not fit the model is an error unless the
         config sets ``load_strict = False`` (``strict`` is kept for signature compatibility)."""
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        checkpoint = load_checkpoint_source(filename, map_location=map_location,
+                                            what='load_from')
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         load_state_dict_checked(self.model, checkpoint, source=filename,
                                 strict=strict or self.cfg.get('load_strict', True),
@@ -39,6 +45,12 @@ class Runner(_StockRunner):
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
+
+    def _init_model_weights(self) -> None:
+        """As mmengine's; ``load_strict = False`` also lets ``Pretrained`` init_cfgs that do not
+        set their own ``strict`` load a partial match (see :mod:`.pretrained`)."""
+        with partial_pretrained(not self.cfg.get('load_strict', True)):
+            super()._init_model_weights()
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):

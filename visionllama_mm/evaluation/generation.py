@@ -10,7 +10,7 @@ import os
 import os.path as osp
 import zipfile
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,9 +20,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torch_fidelity import (KEY_METRIC_FID, KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD,
                             KEY_METRIC_PRECISION, KEY_METRIC_RECALL, calculate_metrics)
-from torch_fidelity.datasets import ImagesPathDataset
+from torch_fidelity.datasets import ImagesPathDataset, TransformPILtoRGBTensor
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.utils import glob_samples_paths
 
 from ..registry import METRICS
 
@@ -33,6 +34,13 @@ INCEPTION_WEIGHTS = (osp.basename(URL_INCEPTION_V3), URL_INCEPTION_V3)
 VGG16_WEIGHTS = ('vgg16-397923af.pth', 'https://download.pytorch.org/models/vgg16-397923af.pth')
 _EXTRACTORS = dict(inception='inception-v3-compat', vgg16='vgg16')
 _METRICS = ('fid', 'isc', 'prc')
+#: Image files torch-fidelity finds in a reference folder (searched recursively).
+_IMAGE_EXTS = 'png,jpg,jpeg'
+#: Inception pool features: with fewer samples their covariance is singular and FID is dominated
+#: by the sample count.
+_FID_DIMS = 2048
+#: Neighbours of torch-fidelity's precision / recall (k = 3): each set needs more samples.
+_PRC_K = 3
 
 
 def frechet_distance(feats_a: Union[np.ndarray, torch.Tensor],
@@ -62,18 +70,65 @@ def frechet_distance(feats_a: Union[np.ndarray, torch.Tensor],
     return float(fid_statistics_to_metric(stats[0][2], stats[1][2], False)[KEY_METRIC_FID])
 
 
+class _Resize:
+    """PIL image -> uint8 ``(3, H, W)`` tensor of ``size`` (H, W): PIL's bicubic resize (antialiased
+    when downsampling), then torch-fidelity's own PIL-to-tensor transform."""
+
+    def __init__(self, size: Tuple[int, int]):
+        self.size = size
+        self.to_tensor = TransformPILtoRGBTensor()
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        if img.size != (self.size[1], self.size[0]):
+            img = img.resize((self.size[1], self.size[0]), Image.Resampling.BICUBIC)
+        return self.to_tensor(img)
+
+
 class _ArrayImages(Dataset):
     """uint8 ``(N, H, W, 3)`` images (an ADM reference batch) as torch-fidelity input: item ->
-    uint8 ``(3, H, W)`` tensor."""
+    uint8 ``(3, H, W)`` tensor (resized to ``size`` when given)."""
 
-    def __init__(self, images: np.ndarray):
+    def __init__(self, images: np.ndarray, size: Optional[Tuple[int, int]] = None):
         self.images = images
+        self.resize = _Resize(size) if size is not None else None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        if self.resize is not None:
+            return self.resize(Image.fromarray(self.images[i]))
         return torch.from_numpy(np.ascontiguousarray(self.images[i].transpose(2, 0, 1)))
+
+
+def _npz_images_header(path: str) -> Optional[Tuple[tuple, np.dtype]]:
+    """(shape, dtype) of ``arr_0`` in an ``.npz`` read from its header only, or None without it."""
+    with zipfile.ZipFile(path) as zf:
+        if 'arr_0.npy' not in zf.namelist():
+            return None
+        with zf.open('arr_0.npy') as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if major == 1 else
+                    np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(f)
+    return shape, dtype
+
+
+def _hw(size: Tuple[int, int]) -> str:
+    return f'{size[0]}x{size[1]}'
+
+
+def _check_size(size) -> Optional[Tuple[int, int]]:
+    """``resize_to``: None, an int or an (H, W) pair of positive ints -> (H, W) or None."""
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, int) else tuple(size) if isinstance(
+        size, (list, tuple)) else ()
+    if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                 for s in pair):
+        raise ValueError(f'GenerationMetric: resize_to must be a positive int or an (H, W) pair of '
+                         f'them, got {size!r}.')
+    return pair
 
 
 def _write_adm_npz(path: str, image_paths: Sequence[str], labels: Optional[np.ndarray]):
@@ -127,9 +182,17 @@ class GenerationMetric(BaseMetric):
       ``'vgg16'`` uses VGG-16 fc2 features, torch-fidelity's default (Kynkäänniemi et al.).
 
     ``gen/num_samples`` is always reported. A metric that cannot be computed (a weights file or
-    the reference is missing, too few samples) is left out with one warning that says what to
-    set; a failure inside torch-fidelity is logged as an error and the other metrics are still
-    returned: the samples of a long sampling run are never lost to a missing file.
+    the reference is missing, the reference folder is empty, too few samples) is left out with one
+    warning that says what to set; a failure inside torch-fidelity is logged as an error and the
+    other metrics are still returned: the samples of a long sampling run are never lost to a
+    missing file. FID from fewer than 2048 samples (or reference images) is computed with a
+    warning: the covariance of the 2048-d features is then singular and the number is dominated by
+    the sample count (published FIDs use 50,000).
+
+    Inputs that make FID and precision / recall meaningless are refused at the first batch, before
+    any sampling time is spent: samples of another size than the reference images (FID between 8x8
+    and 32x32 images measures the resizing, not the model), a reference folder of mixed sizes, and
+    samples of different sizes. ``resize_to`` resizes samples and reference to one size instead.
 
     Args:
         out_dir (str): Folder for ``images/`` and the ``.npz``.
@@ -137,8 +200,8 @@ class GenerationMetric(BaseMetric):
             they are always written; False deletes them at the end).
         save_npz (bool): Write the ADM ``.npz``.
         reference (str, optional): The real images for FID and precision / recall: a folder of
-            images (searched recursively; all of one size, torch-fidelity batches them) or an ADM
-            reference batch ``.npz`` whose ``arr_0`` holds uint8 NHWC images (e.g.
+            images (searched recursively; of the samples' size unless ``resize_to`` is set) or an
+            ADM reference batch ``.npz`` whose ``arr_0`` holds uint8 NHWC images (e.g.
             ``VIRTUAL_imagenet256_labeled.npz``).
         metrics (Sequence[str]): Any of ``'fid'``, ``'isc'``, ``'prc'``.
         inception_weights (str, optional): torch-fidelity's Inception-v3 file
@@ -147,6 +210,10 @@ class GenerationMetric(BaseMetric):
         vgg16_weights (str, optional): torchvision's ``vgg16-397923af.pth``, needed by
             precision / recall with ``prc_features='vgg16'``.
         prc_features (str): ``'inception'`` or ``'vgg16'``, see above.
+        resize_to (int | tuple[int, int], optional): Resize samples and reference images to
+            this (H, W) (PIL bicubic, antialiased) before computing features, e.g. to compare 8x8
+            samples with a reference of larger images. The PNGs and the ``.npz`` keep the samples
+            as generated. Default: no resizing; the sizes must match.
         batch_size (int): torch-fidelity's feature-extraction batch size.
         prefix (str): Metric name prefix. Defaults to ``'gen'``.
         collect_device (str): mmengine's result-collection device.
@@ -164,6 +231,7 @@ class GenerationMetric(BaseMetric):
                  vgg16_weights: Optional[str] = None,
                  prc_features: str = 'inception',
                  batch_size: int = 64,
+                 resize_to: Optional[Union[int, Sequence[int]]] = None,
                  prefix: Optional[str] = 'gen',
                  collect_device: str = 'cpu'):
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -180,6 +248,12 @@ class GenerationMetric(BaseMetric):
             raise ValueError(f'GenerationMetric: batch_size must be >= 1, got {batch_size}.')
         self.out_dir = out_dir
         self.image_dir = osp.join(out_dir, 'images')
+        if reference is not None and osp.isdir(reference):
+            ref, images = osp.realpath(reference), osp.realpath(self.image_dir)
+            if images == ref or images.startswith(ref.rstrip(os.sep) + os.sep):
+                raise ValueError(f'GenerationMetric: the samples go to {self.image_dir}, inside the '
+                                 f'reference folder {reference}: they would be counted as '
+                                 f'reference images. Give an out_dir outside the reference.')
         self.save_png = save_png
         self.save_npz = save_npz
         self.reference = reference
@@ -188,6 +262,8 @@ class GenerationMetric(BaseMetric):
         self.vgg16_weights = vgg16_weights
         self.prc_features = prc_features
         self.batch_size = batch_size
+        self.resize_to = _check_size(resize_to)
+        self._sample_size: Optional[tuple] = None  # ((H, W), sample_idx) of the first sample
 
     # ------------------------------------------------------------------ every rank
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -206,6 +282,7 @@ class GenerationMetric(BaseMetric):
             if img.dtype != torch.uint8 or img.dim() != 3 or img.shape[0] != 3:
                 raise ValueError(f'GenerationMetric: pred_img of sample {idx} must be a uint8 '
                                  f'(3, H, W) tensor, got {img.dtype} {tuple(img.shape)}.')
+            self._check_sample_size(tuple(img.shape[1:]), idx)
             label = sample.get('gt_label')
             if label is not None:
                 label = torch.as_tensor(label).reshape(-1)
@@ -216,6 +293,61 @@ class GenerationMetric(BaseMetric):
             path = osp.join(self.image_dir, f'{idx:06d}.png')
             Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
             self.results.append(dict(sample_idx=idx, label=label, path=path))
+
+    def _check_sample_size(self, size: Tuple[int, int], idx: int) -> None:
+        """The first sample fixes the size and is compared with the reference; every later one
+        must have it (the .npz and the unresized metrics hold one size)."""
+        if self._sample_size is None:
+            self._sample_size = (size, idx)
+            self._check_reference_size(size)
+        elif size != self._sample_size[0] and (self.resize_to is None or self.save_npz):
+            first, first_idx = self._sample_size
+            raise ValueError(f'GenerationMetric: sample {idx} is {_hw(size)} (HxW), sample '
+                             f'{first_idx} was {_hw(first)}; the samples of one evaluation must '
+                             f'have one size (the .npz and FID hold one size).')
+
+    def _reference_sizes(self) -> Optional[Dict[Tuple[int, int], str]]:
+        """``{(H, W): an example}`` of the reference images, read from the image headers (a
+        folder) or the ``.npz`` header; None when there is no usable reference (reported when
+        the metrics are computed)."""
+        ref = self.reference
+        if ref is None:
+            return None
+        if osp.isdir(ref):
+            sizes: Dict[Tuple[int, int], str] = {}
+            for p in glob_samples_paths(ref, True, _IMAGE_EXTS, verbose=False):
+                with Image.open(p) as img:
+                    sizes.setdefault((img.height, img.width), p)
+            return sizes or None
+        if osp.isfile(ref) and ref.endswith('.npz'):
+            head = _npz_images_header(ref)
+            if head is None or len(head[0]) != 4:
+                return None
+            return {tuple(head[0][1:3]): f'{ref} (arr_0)'}
+        return None
+
+    def _check_reference_size(self, size: Tuple[int, int]) -> None:
+        """Refuse a reference whose images are of another size than the samples (or of several
+        sizes) when FID or precision / recall are asked for and ``resize_to`` is not set."""
+        if self.resize_to is not None or not {'fid', 'prc'} & set(self.metrics):
+            return
+        sizes = self._reference_sizes()
+        if not sizes:
+            return
+        fix = (f'Set GenerationMetric(resize_to=...) to resize samples and reference to one size '
+               f'(e.g. resize_to={size[0] if size[0] == size[1] else size}), or use a reference '
+               f'of {_hw(size)} images.')
+        if len(sizes) > 1:
+            listed = ', '.join(f'{_hw(s)} (e.g. {p})' for s, p in sorted(sizes.items())[:4])
+            raise ValueError(f'GenerationMetric: the reference images in {self.reference} have '
+                             f'{len(sizes)} sizes (HxW): {listed}; FID and precision/recall need '
+                             f'one. {fix}')
+        (ref_size, example), = sizes.items()
+        if ref_size != size:
+            raise ValueError(
+                f'GenerationMetric: the samples are {_hw(size)} (HxW) but the reference images in '
+                f'{self.reference} are {_hw(ref_size)} (e.g. {example}); FID and precision/recall '
+                f'between images of different sizes measure the resizing, not the model. {fix}')
 
     # ------------------------------------------------------------------ rank 0
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -268,15 +400,22 @@ class GenerationMetric(BaseMetric):
         return None
 
     def _reference(self, what: str):
-        """The reference as torch-fidelity input (a folder path or an in-memory dataset), or None
-        after a warning."""
+        """``(torch-fidelity input, number of images)`` of the reference (a folder path or a
+        dataset, resized to ``resize_to`` when set), or None after a warning."""
         ref = self.reference
         if ref is None:
             self._warn(f'{what} not computed: no reference images; set '
                        f'GenerationMetric(reference=<folder of images or ADM reference .npz>).')
             return None
         if osp.isdir(ref):
-            return ref
+            files = glob_samples_paths(ref, True, _IMAGE_EXTS, verbose=False)
+            if not files:
+                self._warn(f'{what} not computed: the reference folder {ref} holds no images '
+                           f'({_IMAGE_EXTS.replace(",", ", ")} files, searched recursively).')
+                return None
+            if self.resize_to is not None:
+                return ImagesPathDataset(files, transforms=_Resize(self.resize_to)), len(files)
+            return ref, len(files)
         if osp.isfile(ref) and ref.endswith('.npz'):
             with np.load(ref, allow_pickle=False) as f:
                 if 'arr_0' not in f.files:
@@ -287,9 +426,28 @@ class GenerationMetric(BaseMetric):
                 self._warn(f'{what} not computed: arr_0 of reference {ref} must be uint8 '
                            f'(N, H, W, 3) images, got {images.dtype} {images.shape}.')
                 return None
-            return _ArrayImages(images)
+            return _ArrayImages(images, self.resize_to), len(images)
         self._warn(f'{what} not computed: reference {ref} is neither a folder nor an .npz file.')
         return None
+
+    def _enough(self, group: List[str], num_samples: int, num_reference: int) -> List[str]:
+        """Drop (with a warning) the metrics of ``group`` the sample counts cannot support; warn
+        when FID is computed from fewer samples than its feature dimensions."""
+        counts = f'{num_samples} samples and {num_reference} reference images'
+        if 'prc' in group and min(num_samples, num_reference) <= _PRC_K:
+            self._warn(f'precision/recall not computed: its k={_PRC_K} nearest neighbours need '
+                       f'more than {_PRC_K} images in each set, got {counts}.')
+            group = [m for m in group if m != 'prc']
+        if 'fid' in group and num_reference < 2:
+            self._warn(f'FID not computed: it needs at least 2 reference images, got '
+                       f'{num_reference}.')
+            group = [m for m in group if m != 'fid']
+        if 'fid' in group and min(num_samples, num_reference) < _FID_DIMS:
+            self._warn(f'FID from {counts}: with fewer than {_FID_DIMS} (the Inception feature '
+                       f'size) the covariance is singular and the value is dominated by the '
+                       f'sample count; compare it only with FIDs from the same counts (published '
+                       f'FIDs use 50,000 samples).')
+        return group
 
     def _fidelity_metrics(self, paths: List[str]) -> Dict[str, float]:
         """Group the requested metrics by feature extractor and run torch-fidelity once per
@@ -315,18 +473,23 @@ class GenerationMetric(BaseMetric):
                 continue
             reference = None
             if {'fid', 'prc'} & set(group):
-                reference = self._reference(' and '.join(names[m] for m in group
-                                                         if m != 'isc'))
-                if reference is None:
+                found = self._reference(' and '.join(names[m] for m in group if m != 'isc'))
+                if found is None:
                     group = [m for m in group if m == 'isc']
-                    if not group:
-                        continue
+                else:
+                    reference, num_reference = found
+                    group = self._enough(group, len(paths), num_reference)
+                    if not {'fid', 'prc'} & set(group):
+                        reference = None
+                if not group:
+                    continue
             out.update(self._run_fidelity(paths, reference, group, extractor, path))
         return out
 
     def _run_fidelity(self, paths, reference, group, extractor, weights) -> Dict[str, float]:
         kwargs = dict(
-            input1=ImagesPathDataset(paths),
+            input1=ImagesPathDataset(
+                paths, transforms=_Resize(self.resize_to) if self.resize_to else None),
             cuda=torch.cuda.is_available(),
             batch_size=self.batch_size,
             isc='isc' in group,

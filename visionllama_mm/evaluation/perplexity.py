@@ -1,12 +1,27 @@
 """Perplexity of a causal model's predictions (LVM)."""
+import logging
 import math
 from typing import List, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 from ..registry import METRICS
 
 __all__ = ['Perplexity']
+
+
+def _scalar(value, name: str, where: str) -> float:
+    """A python/numpy/one-element-tensor number -> float; anything else is named."""
+    try:
+        if hasattr(value, 'numel') and value.numel() != 1:
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        shape = tuple(getattr(value, 'shape', ()))
+        raise ValueError(f'Perplexity: {name} of {where} must be one number, got '
+                         f'{type(value).__name__}{" of shape " + str(shape) if shape else ""}.'
+                         ) from None
 
 
 @METRICS.register_module()
@@ -22,6 +37,10 @@ class Perplexity(BaseMetric):
       language-model perplexity; equal to ``mean`` when all samples are alike);
     * ``ppl/nll``: that mean NLL in nats.
 
+    Samples without a scored token are left out of all three, with a warning that counts them;
+    a non-finite or negative NLL or a negative token count (a diverged model, a broken data
+    sample) is an error naming the sample, never folded into a NaN average.
+
     Args:
         collect_device: ``'cpu'`` or ``'gpu'``, as every mmengine metric.
         prefix: Key prefix (default ``'ppl'``).
@@ -33,17 +52,38 @@ class Perplexity(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for sample in data_samples:
+        for i, sample in enumerate(data_samples):
             if 'nll' not in sample or 'num_tokens' not in sample:
                 raise KeyError('Perplexity: a predicted sample has no "nll"/"num_tokens"; the '
                                'model must be LVM (or return them) in predict mode.')
-            if sample['num_tokens'] > 0:
-                self.results.append((float(sample['nll']), int(sample['num_tokens'])))
+            idx = sample.get('sample_idx')
+            where = f'sample {idx}' if idx is not None else f'sample {i} of the batch'
+            nll = _scalar(sample['nll'], 'nll', where)
+            num = _scalar(sample['num_tokens'], 'num_tokens', where)
+            if num < 0 or num != int(num):
+                raise ValueError(f'Perplexity: num_tokens of {where} must be a count >= 0, got '
+                                 f'{num:g}.')
+            num = int(num)
+            if num > 0 and (not math.isfinite(nll) or nll < -1e-4 * num):
+                raise ValueError(f'Perplexity: {where} has nll={nll:g} over {num} tokens; a '
+                                 f'negative log-likelihood must be finite and >= 0 (a NaN or '
+                                 f'inf comes from non-finite logits: the model diverged).')
+            self.results.append((max(nll, 0.), num))
 
     def compute_metrics(self, results: List[tuple]) -> dict:
-        if not results:
-            raise ValueError('Perplexity: no sample had a scored token.')
-        total = sum(n for _, n in results)
-        nll = sum(v for v, _ in results) / total
-        mean = sum(math.exp(v / n) for v, n in results) / len(results)
-        return dict(mean=mean, token=math.exp(nll), nll=nll)
+        scored = [(v, n) for v, n in results if n > 0]
+        if not scored:
+            raise ValueError(f'Perplexity: none of the {len(results)} samples had a scored '
+                             'token (num_tokens 0 everywhere); there is nothing to average.')
+        if len(scored) < len(results):
+            print_log(f'Perplexity: {len(results) - len(scored)} of {len(results)} samples had no '
+                      'scored token and are left out of the averages.', logger='current',
+                      level=logging.WARNING)
+        total = sum(n for _, n in scored)
+        nll = sum(v for v, _ in scored) / total
+
+        def exp(x: float) -> float:  # a perplexity beyond float range is inf, not an error
+            return math.exp(x) if x < 709 else math.inf
+
+        mean = sum(exp(v / n) for v, n in scored) / len(scored)
+        return dict(mean=mean, token=exp(nll), nll=nll)

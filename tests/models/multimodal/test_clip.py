@@ -158,6 +158,42 @@ def test_zero_shot_classifier_averages_normalised_prompts():
     assert prompts[0](names[0]) == 'a bad photo of a tench.'
 
 
+def test_zero_shot_refuses_prompts_that_lose_the_class_name():
+    """A template longer than the context length cuts every prompt before its class name: the
+    classes tokenise identically, which is an error; a template cut after the name warns."""
+    import io
+    import logging
+
+    from mmengine.logging import MMLogger
+    long = 'a blurry low resolution photo taken at night in the rain of a small {}.'
+    late = 'a photo of a {} taken at night in the rain with a very old and blurry camera.'
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        model = build(zero_shot=dict(classes=['cat', 'dog', 'car'], templates=[long])).eval()
+        with pytest.raises(ValueError, match=r"ContrastiveCLIP zero-shot: the prompts of classes "
+                                             r"\['cat', 'dog', 'car'\] tokenise identically under "
+                                             r"every template at context_length 16, so their "
+                                             r"scores are equal and the accuracy meaningless\. "
+                                             r"Templates: \['a blurry"):
+            model.class_embeddings('cpu')
+        model = build(zero_shot=dict(classes=['cat', 'dog'], templates=[late, 'a {}.'])).eval()
+        W = model.class_embeddings('cpu')
+    finally:
+        logger.removeHandler(handler)
+    out = buf.getvalue()
+    assert (f'ContrastiveCLIP zero-shot: template {long!r} does not fit context_length 16: 3 of 3 '
+            'class prompts are cut at the end') in out, out
+    assert f'template {late!r} does not fit context_length 16: 2 of 2 class prompts' in out, out
+    assert "template 'a {}.'" not in out
+    assert W.shape == (24, 2)
+    with pytest.raises(ValueError, match=r"classes \['dog', 'dog'\] tokenise identically"):
+        build(zero_shot=dict(classes=['cat', 'dog', 'dog'], templates=['a {}.'])).class_embeddings(
+            'cpu')
+
+
 def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match='exactly one {}'):
         build(zero_shot=dict(classes=['a'], templates=['no placeholder']))

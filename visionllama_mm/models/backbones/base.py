@@ -12,6 +12,8 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from ...engine.pretrained import PretrainedInitMixin
+
 __all__ = ['VisionBackbone', 'drop_path_rates']
 
 
@@ -28,7 +30,7 @@ def drop_path_rates(rate: float, depth: int, schedule: str = 'linear') -> List[f
     raise ValueError(f'drop_path_schedule must be "linear" or "uniform", got {schedule!r}.')
 
 
-class VisionBackbone(BaseBackbone):
+class VisionBackbone(PretrainedInitMixin, BaseBackbone):
     """mmpretrain's ``BaseBackbone`` plus the concerns every backbone here shares.
 
     Attributes set by subclasses:

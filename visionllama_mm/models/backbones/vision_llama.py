@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
+from ...engine.pretrained import split_pretrained
 from ...registry import MODELS
 from ..layers import Attention, PatchEmbed, RotaryEmbedding, SwiGLUFFN, TransformerBlock
 from .base import VisionBackbone, drop_path_rates
@@ -189,7 +190,7 @@ class VisionLLaMA(VisionBackbone):
 
     def init_weights(self):
         super().init_weights()
-        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+        pretrained = bool(split_pretrained(self.init_cfg)[0])  # any Pretrained entry
         if not pretrained and self.cls_token is not None:
             trunc_normal_(self.cls_token, std=.02)
 

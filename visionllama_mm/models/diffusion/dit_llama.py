@@ -21,6 +21,7 @@ from mmengine.model import BaseModule
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from timm.layers import Mlp
 
+from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
 from ..layers import Attention, RotaryEmbedding, SwiGLUFFN
 
@@ -117,7 +118,7 @@ class FinalLayer(nn.Module):
 
 
 @MODELS.register_module()
-class DiTLLaMA(BaseModule):
+class DiTLLaMA(PretrainedInitMixin, BaseModule):
     """DiT-LLaMA denoiser (``block_type='llama'``) or the original DiT (``'dit'``).
 
     Args:

@@ -23,6 +23,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
+from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
 
 __all__ = ['ClassConditionalDiffusion', 'GenerationDataPreprocessor']
@@ -68,7 +69,7 @@ def _build(cfg: Union[dict, nn.Module, object]):
 
 
 @MODELS.register_module()
-class ClassConditionalDiffusion(BaseModel):
+class ClassConditionalDiffusion(PretrainedInitMixin, BaseModel):
     """A class-conditional diffusion / flow model (DiT, DiT-LLaMA, SiT, SiT-LLaMA).
 
     Args:

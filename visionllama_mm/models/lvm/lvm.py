@@ -25,6 +25,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
+from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
 
 __all__ = ['LVM', 'LVMDataPreprocessor', 'sample_next_token']
@@ -80,7 +81,7 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
 
 
 @MODELS.register_module()
-class LVM(BaseModel):
+class LVM(PretrainedInitMixin, BaseModel):
     """Large Vision Model: a causal LLaMA over visual tokens.
 
     Args:

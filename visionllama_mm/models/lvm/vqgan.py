@@ -38,6 +38,7 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModel, BaseModule
 from mmengine.structures import BaseDataElement
 
+from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
 
 __all__ = ['VQGANTokenizer', 'VQGANAutoEncoder', 'load_muse_vqgan', 'MUSE_VQGAN_ARCH']
@@ -258,7 +259,7 @@ class VectorQuantizer(nn.Module):
 
 
 @MODELS.register_module()
-class VQGANTokenizer(BaseModule):
+class VQGANTokenizer(PretrainedInitMixin, BaseModule):
     """MUSE-style VQGAN image tokenizer (the released LVM's ``vqvae_muse.py``).
 
     Args:
@@ -434,7 +435,7 @@ def load_muse_vqgan(src: str, strict: bool = True) -> Dict[str, torch.Tensor]:
 
 
 @MODELS.register_module()
-class VQGANAutoEncoder(BaseModel):
+class VQGANAutoEncoder(PretrainedInitMixin, BaseModel):
     """Trains a :class:`VQGANTokenizer` (not frozen) with L1 + L2 reconstruction and the
     quantizer's codebook/commitment loss (our own objective: the LVM release has no tokenizer
     training code).

@@ -35,6 +35,7 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 from timm.layers import Mlp, QuickGELU
 
+from ...engine.pretrained import PretrainedInitMixin, load_checkpoint_source, split_pretrained
 from ...registry import MODELS
 from ..layers import Attention, TransformerBlock
 
@@ -62,9 +63,14 @@ class CLIPTokenizer:
             texts = [texts]
         return self._tokenizer(list(texts), context_length=self.context_length)
 
+    def num_tokens(self, texts: Sequence[str]) -> List[int]:
+        """Untruncated lengths (start-of-text and end-of-text included): a text longer than
+        ``context_length`` loses its last tokens in :meth:`__call__`."""
+        return [len(self._tokenizer.encode(t)) + 2 for t in texts]
+
 
 @MODELS.register_module()
-class CLIPTextTransformer(BaseModule):
+class CLIPTextTransformer(PretrainedInitMixin, BaseModule):
     """OpenCLIP's text encoder on the package's shared blocks.
 
     Args:
@@ -195,7 +201,7 @@ def _gather(x: torch.Tensor, with_grad: bool) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class ContrastiveCLIP(BaseModel):
+class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
     """CLIP trained contrastively, optionally against a locked text tower (LTT).
 
     Args:
@@ -301,7 +307,8 @@ class ContrastiveCLIP(BaseModel):
 
     def init_weights(self):
         super().init_weights()
-        nn.init.normal_(self.visual_proj.weight, std=self.visual_proj.in_features ** -0.5)
+        if not split_pretrained(self.init_cfg)[0]:  # a Pretrained init_cfg loaded it already
+            nn.init.normal_(self.visual_proj.weight, std=self.visual_proj.in_features ** -0.5)
         if self.text_checkpoint is not None:
             self.load_text_tower(self.text_checkpoint)
         elif self.lock_text and self.init_cfg is None:
@@ -312,9 +319,10 @@ class ContrastiveCLIP(BaseModel):
     def load_text_tower(self, filename: str) -> None:
         """Load ``text.*`` and ``logit_scale`` from ``filename`` (read with
         ``weights_only=True``); any other text key mismatch is an error naming the keys."""
-        from ...compat import load_checkpoint_file
         from .clip_convert import text_state_dict
-        state = text_state_dict(load_checkpoint_file(filename, map_location='cpu'), filename)
+        checkpoint = load_checkpoint_source(filename, map_location='cpu',
+                                            what='ContrastiveCLIP text_checkpoint')
+        state = text_state_dict(checkpoint, filename)
         own = self.text.state_dict()
         proj = state.get('text_projection')
         if proj is not None and proj.shape != own['text_projection'].shape:
@@ -418,20 +426,57 @@ class ContrastiveCLIP(BaseModel):
     @torch.no_grad()
     def class_embeddings(self, device) -> torch.Tensor:
         """(E, num_classes) zero-shot classifier: per class, the mean of its normalised prompt
-        embeddings, re-normalised (OpenAI / OpenCLIP). Cached until the next training step."""
+        embeddings, re-normalised (OpenAI / OpenCLIP). Cached until the next training step.
+
+        Prompts cut at ``context_length`` are warned about (naming the template); classes whose
+        prompts are identical under every template (cut before the class name, or the same name
+        twice) are an error: their scores would be equal and the accuracy meaningless."""
         if self.zero_shot is None:
             raise RuntimeError('ContrastiveCLIP: predict mode needs zero_shot=dict(classes=..., '
                                'templates=...) in the model config.')
         if self._class_embeds is None or self._class_embeds.device != torch.device(device):
             classes, templates = self.zero_shot['classes'], self.zero_shot['templates']
             prompts = [t(c) for c in classes for t in templates]
+            tokens = self.tokenizer(prompts)
+            self._check_prompts(classes, templates, prompts, tokens)
             bs = self.zero_shot['batch_size']
             feats = torch.cat([
-                self.extract_text_feat(self.tokenizer(prompts[i:i + bs]).to(device))
+                self.extract_text_feat(tokens[i:i + bs].to(device))
                 for i in range(0, len(prompts), bs)])
             feats = F.normalize(feats.view(len(classes), len(templates), -1).mean(1), dim=-1)
             self._class_embeds = feats.t().contiguous()
         return self._class_embeds
+
+    def _check_prompts(self, classes: Sequence[str], templates: Sequence, prompts: List[str],
+                       tokens: torch.Tensor) -> None:
+        """Warn about templates whose prompts do not fit ``context_length``; refuse classes
+        whose token ids are identical under every template."""
+        n_t, ctx = len(templates), self.context_length
+        text = [getattr(t, '__self__', t) for t in templates]  # str.format -> the template
+        lengths = self.tokenizer.num_tokens(prompts)
+        for j, template in enumerate(text):
+            cut = [i for i in range(j, len(prompts), n_t) if lengths[i] > ctx]
+            if cut:
+                longest = max(cut, key=lambda i: lengths[i])
+                MMLogger.get_current_instance().warning(
+                    f'ContrastiveCLIP zero-shot: template {template!r} does not fit '
+                    f'context_length {ctx}: {len(cut)} of {len(classes)} class prompts are cut at '
+                    f'the end (e.g. {prompts[longest]!r}: {lengths[longest]} tokens with start '
+                    f'and end of text), and what is cut may be the class name.')
+        _, inverse, counts = torch.unique(tokens.view(len(classes), -1), dim=0,
+                                          return_inverse=True, return_counts=True)
+        if len(counts) < len(classes):
+            groups: Dict[int, List[str]] = {}
+            for c, g in zip(classes, inverse.tolist()):
+                groups.setdefault(g, []).append(c)
+            same = [names for names in groups.values() if len(names) > 1]
+            raise ValueError(
+                f'ContrastiveCLIP zero-shot: the prompts of classes {same[0]!r}'
+                f'{f" (and {len(same) - 1} more groups)" if len(same) > 1 else ""} tokenise '
+                f'identically under every template at '
+                f'context_length {ctx}, so their scores are equal and the accuracy meaningless. '
+                f'Templates: {text[:3]}{" ..." if n_t > 3 else ""}. Use distinct class names and '
+                f'templates that fit (the class name early), or a larger context_length.')
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor,

@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
 from ..layers import LayerNorm2d
 
@@ -13,7 +14,7 @@ __all__ = ['SimpleFPN']
 
 
 @MODELS.register_module()
-class SimpleFPN(BaseModule):
+class SimpleFPN(PretrainedInitMixin, BaseModule):
     """Build strides 4/8/16/32 (and a max-pooled 64) from the single stride-16 map of a plain ViT.
 
     4x: deconv 2x2 -> LN2d -> GELU -> deconv 2x2; 2x: deconv 2x2; 1x: identity; 0.5x: max-pool.

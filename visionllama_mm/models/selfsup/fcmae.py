@@ -35,6 +35,7 @@ from mmengine.model import BaseModule
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 
+from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
 from ..backbones.convnextv2 import ConvNeXtV2
 from ..layers.norm import grn_channels_last
@@ -189,7 +190,7 @@ class SparseConvNeXtV2(ConvNeXtV2):
 
 
 @MODELS.register_module()
-class FCMAEDecoder(BaseModule):
+class FCMAEDecoder(PretrainedInitMixin, BaseModule):
     """FCMAE decoder (the official ``fcmae.py``): ``proj`` (1x1 conv to ``embed_dims``),
     ``mask_token`` at the masked cells, ``depth`` ConvNeXt V2 blocks, ``pred`` (1x1 conv to
     ``patch_size**2 * 3``).
@@ -224,7 +225,7 @@ class FCMAEDecoder(BaseModule):
 
 
 @MODELS.register_module()
-class FCMAE(BaseSelfSupervisor):
+class FCMAE(PretrainedInitMixin, BaseSelfSupervisor):
     """FCMAE pre-training: ``backbone`` (a :class:`SparseConvNeXtV2`) -> ``neck``
     (:class:`FCMAEDecoder`) -> ``head`` (``MAEPretrainHead(norm_pix=True, patch_size=32)``)."""
 

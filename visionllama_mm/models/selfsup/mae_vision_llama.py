@@ -30,6 +30,7 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
+from ...engine.pretrained import split_pretrained
 from ...registry import MODELS
 from ..backbones.vision_llama import VisionLLaMA
 
@@ -87,7 +88,7 @@ class MAEVisionLLaMA(VisionLLaMA):
 
     def init_weights(self):
         super().init_weights()
-        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+        pretrained = bool(split_pretrained(self.init_cfg)[0])  # any Pretrained entry
         if pretrained:
             return
         # the fork's per-layer FFN re-init: Xavier weights, biases N(0, 1e-6)
