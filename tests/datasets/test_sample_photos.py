@@ -17,3 +17,15 @@ def test_sample_photo_tiles(tmp_path):
     assert all(int(n.split('_')[2][:2]) % 5 == 4 for n in names)
     tile = np.asarray(Image.open(train.get_data_info(0)['img_path']))
     assert tile.shape == (32, 32, 3) and tile.std() > 5  # a real photo region, not a blank
+
+
+def test_tiles_of_another_size_are_refused(tmp_path):
+    import pytest
+    root = str(tmp_path / 'big')
+    assert len(SamplePhotoTiles(data_root=root, split='val', tile_size=128)) == 6
+    with pytest.raises(ValueError, match=rf'SamplePhotoTiles: data_root {root} was written for '
+                                         r'other inputs: tile_size: 128 \(then\) -> 32 \(now\)'):
+        SamplePhotoTiles(data_root=root)
+    with pytest.raises(ValueError, match=r'tile_size must be an int in \[1, 427\] \(the photos '
+                                         r'are 427x640\), got 0'):
+        SamplePhotoTiles(data_root=str(tmp_path / 'none'), tile_size=0)

@@ -298,7 +298,7 @@ def test_build_sentences_cli(root, tmp_path):
 
     def lines(*argv):
         out = str(tmp_path / 'out.jsonl')
-        tool.main([out, '--data-root', root, '--seed', '3', *argv])
+        tool.main([out, '--data-root', root, '--seed', '3', '--overwrite', *argv])
         with open(out) as f:
             return [json.loads(line) for line in f]
 

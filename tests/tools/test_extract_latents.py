@@ -121,7 +121,9 @@ def test_extract_matches_the_vae_resumes_and_loads(setup, tmp_path):
     # changed settings are refused on resume (here: no flipped view)
     (part / 'meta.json').write_text(json.dumps(dict(meta, complete=False)))
     proc = run_python(argv(part)[:-3] + ['--device', 'cpu'])
-    assert proc.returncode != 0 and "other settings {'views': (2, 1)" in proc.stdout
+    assert proc.returncode != 0
+    assert f'{part} (meta.json) was extracted for other inputs: views: 2 (then) -> 1 (now)' \
+        in proc.stdout and 'pass --overwrite to start over, or use another folder' in proc.stdout
 
     # the folder through mmengine's Runner: each item one of its two views, labels in order
     init_default_scope('mmpretrain')
@@ -154,5 +156,89 @@ def test_refusals(setup, tmp_path):
     assert 'huggingface-cli download' in msg and 'nowhere' in msg
     (tmp_path / 'd').mkdir()
     (tmp_path / 'd' / 'mine.txt').write_text('x')
-    assert 'is not empty and has no meta.json' in fails(config, tmp_path / 'd')
+    assert f'{tmp_path / "d"} is not empty and holds files this tool does not write ' \
+        '(mine.txt)' in fails(config, tmp_path / 'd')
     assert 'has no val_dataloader.dataset' in fails(config, tmp_path / 'e', '--split', 'val')
+
+
+def load_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('extract_latents', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def other_digits(digits_root, root):
+    """Another CustomDataset of COUNT digits (training images COUNT..2*COUNT-1 of the first)."""
+    import shutil
+    lines = open(osp.join(digits_root, 'meta', 'train.txt')).read().split('\n')[COUNT:2 * COUNT]
+    for line in lines:
+        rel = line.split()[0]
+        (root / osp.dirname(rel)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(osp.join(digits_root, rel), root / rel)
+    (root / 'meta').mkdir()
+    (root / 'meta' / 'train.txt').write_text('\n'.join(lines) + '\n')
+    return str(root)
+
+
+def test_resume_never_mixes_two_datasets(setup, tmp_path, capsys):
+    """A folder that a run over another dataset of the same size left incomplete (or complete)
+    is refused, naming the dataset fields; --overwrite starts over; only the tool's files go."""
+    root, config, digits_root = setup
+    other = write_config(tmp_path / 'other.py', other_digits(digits_root, tmp_path / 'digits2'),
+                         str(root / 'vae'))
+    tool, out = load_tool(), tmp_path / 'out'
+
+    def argv(cfg, *extra):
+        return [cfg, str(out), '--batch-size', '4', '--num-workers', '0', '--device', 'cpu',
+                *extra]
+
+    tool.main(argv(config, '--max-samples', '4'))  # the first dataset, left incomplete
+    for finished in (False, True):
+        with pytest.raises(SystemExit) as err:
+            tool.main(argv(other))
+        msg = str(err.value)
+        assert msg.startswith(f'{out} (meta.json) was extracted for other inputs: ')
+        assert f"source.data_root: '{digits_root}' (then) -> '{tmp_path / 'digits2'}' (now)" \
+            in msg and 'source.samples: ' in msg and 'source.config' not in msg
+        assert msg.endswith('Refusing to mix or reuse it; pass --overwrite to start over, or '
+                            'use another folder.')
+        if not finished:
+            tool.main(argv(config))  # the same dataset resumes
+    first = np.load(out / 'latents.npy')
+    meta = json.loads((out / 'meta.json').read_text())
+    assert meta['complete'] and meta['source']['data_root'] == digits_root
+    assert meta['source']['ann_file'] == 'meta/train.txt'
+    assert meta['source']['samples'].startswith(f'{COUNT}:')
+
+    (out / 'notes.txt').write_text('mine')
+    with pytest.raises(SystemExit, match=r'holds files this tool does not write \(notes.txt\)'):
+        tool.main(argv(other, '--overwrite'))
+    assert (out / 'latents.npy').exists()
+    (out / 'notes.txt').unlink()
+    capsys.readouterr()
+    tool.main(argv(other, '--overwrite'))
+    log = capsys.readouterr().out
+    assert f'--overwrite: deleted meta.json, latents.npy, labels.npy from {out}.' in log
+    assert '0 done before, 10 to encode now' in log
+    meta = json.loads((out / 'meta.json').read_text())
+    assert meta['complete'] and meta['source']['data_root'] == str(tmp_path / 'digits2')
+    latents = np.load(out / 'latents.npy')
+    assert all(not np.allclose(latents[0, i], first[0, i], atol=1e-2) for i in range(COUNT))
+    assert len(LatentDataset(str(out))) == COUNT
+
+
+def test_cli_checks(setup, tmp_path, capsys):
+    root, config, _ = setup
+    tool = load_tool()
+    for argv, message in (([config, 'o', '--batch-size', '0'], '--batch-size must be >= 1'),
+                          ([config, 'o', '--num-workers', '-1'], '--num-workers must be >= 0'),
+                          ([str(tmp_path / 'no.py'), 'o'], f'config {tmp_path / "no.py"} does '
+                           'not exist'),
+                          ([config, config], f'OUT_DIR {config} is a file, not a folder'),
+                          ([config, 'o', '--device', 'gpu'], "--device must be cpu, cuda or "
+                           "cuda:N, got 'gpu'")):
+        with pytest.raises(SystemExit):
+            tool.parse_args(argv)
+        assert message in capsys.readouterr().err

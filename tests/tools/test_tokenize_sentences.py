@@ -4,6 +4,7 @@ The shard holds exactly the tokenizer's codes of every sentence (BOS/EOS around 
 with the seed); a run stopped after one chunk and resumed (a stray temporary part from a crash
 beside it) gives the same files as an uninterrupted run."""
 import importlib.util
+import json
 import os.path as osp
 import sys
 
@@ -124,7 +125,8 @@ def test_tokenize_matches_the_tokenizer_and_resumes(data, tmp_path):
     # a finished shard is left alone; changed settings refuse to mix parts
     tool.main(argv(out))
     tool.main(argv(tmp_path / 'part', '--max-chunks', '1'))
-    with pytest.raises(SystemExit, match=r"other settings {'chunk_size': \(2, 3\)}"):
+    with pytest.raises(SystemExit, match=r"part was tokenized for other inputs: chunk_size: 2 "
+                                         r"\(then\) -> 3 \(now\)\. Refusing"):
         tool.main(argv(tmp_path / 'part', chunk_size=3))
 
 
@@ -148,3 +150,76 @@ def test_tokenizer_lookup_and_bad_checkpoint(data, tmp_path):
     with pytest.raises(SystemExit, match='not a multiple of the tokenizer'):
         tool.main([str(root / 'ann.jsonl'), str(tmp_path / 'o'), '--tokenizer',
                    str(root / 'tok.py'), '--image-size', '30', '--device', 'cpu'])
+
+
+def test_other_inputs_are_refused_and_overwrite_starts_over(data, tmp_path, capsys):
+    """Parts or a finished shard of other sentences / another seed are never merged or called
+    "nothing to do"; --overwrite starts over; folders of other tools are left alone."""
+    root, _ = data
+    tool = load_tool()
+    ann = root / 'ann.jsonl'
+    (tmp_path / 'few.jsonl').write_text(''.join(ann.read_text().splitlines(True)[:3]))
+
+    def argv(ann_file, out, *extra):
+        return [str(ann_file), str(out), '--tokenizer', str(root / 'tok.py'), '--checkpoint',
+                str(root / 'lvm.pth'), '--data-root', str(root), '--image-size', '32',
+                '--chunk-size', '2', '--device', 'cpu', *extra]
+
+    out, few = tmp_path / 'out', tmp_path / 'few.jsonl'
+    tool.main(argv(few, out, '--max-chunks', '1'))  # parts of 3 sentences
+    with pytest.raises(SystemExit) as err:
+        tool.main(argv(ann, out))
+    msg = str(err.value)
+    assert msg.startswith(f'{out} was tokenized for other inputs: ann_sha256: ')
+    assert 'num_sentences: 3 (then) -> 7 (now)' in msg and 'ann_file' not in msg
+    assert msg.endswith('pass --overwrite to start over, or use another folder.')
+
+    tool.main(argv(few, out))  # the same inputs finish the shard
+    with pytest.raises(SystemExit, match=r'was tokenized for other inputs: seed: 0 \(then\) -> '
+                                         r'1 \(now\)\. Refusing'):
+        tool.main(argv(few, out, '--seed', '1'))
+    capsys.readouterr()
+    tool.main(argv(few, out, '--chunk-size', '3'))  # chunking does not change a finished shard
+    assert 'nothing to do' in capsys.readouterr().out
+
+    tool.main(argv(few, out, '--seed', '1', '--overwrite'))
+    log = capsys.readouterr().out
+    assert f'--overwrite: deleted tokens.npy, offsets.npy, meta.json, run_record.json from ' \
+        f'{out}.' in log and '3 sentences in 2 chunks: 0 done before' in log
+    assert json.loads((out / 'run_record.json').read_text())['seed'] == 1
+
+    (out / 'run_record.json').unlink()  # a shard of an older version: provenance unknown
+    with pytest.raises(SystemExit, match='holds a finished shard without run_record.json'):
+        tool.main(argv(few, out, '--seed', '1'))
+    (tmp_path / 'latents').mkdir()
+    (tmp_path / 'latents' / 'latents.npy').write_bytes(b'x')
+    (tmp_path / 'latents' / 'meta.json').write_text('{}')
+    for extra in ((), ('--overwrite', )):
+        with pytest.raises(SystemExit, match=r'holds files this tool does not write '
+                                             r'\(latents.npy\)'):
+            tool.main(argv(ann, tmp_path / 'latents', *extra))
+    assert (tmp_path / 'latents' / 'meta.json').exists()
+
+
+def test_cli_checks(data, tmp_path, capsys):
+    root, _ = data
+    tool = load_tool()
+    good = [str(root / 'ann.jsonl'), str(tmp_path / 'o'), '--tokenizer', str(root / 'tok.py')]
+    for extra, message in ((['--num-workers', '-1'], '--num-workers must be >= 0'),
+                           (['--seed', '-1'], '--seed must be >= 0, got -1'),
+                           (['--bos', '-5'], '--bos must be >= 0'),
+                           (['--checkpoint', str(tmp_path / 'no.pth')],
+                            f'--checkpoint {tmp_path / "no.pth"} does not exist'),
+                           (['--data-root', str(tmp_path / 'none')],
+                            f'--data-root {tmp_path / "none"} is not a folder'),
+                           (['--device', 'gpu0'], "--device must be cpu, cuda or cuda:N")):
+        with pytest.raises(SystemExit):
+            tool.parse_args(good + extra)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.parse_args([str(tmp_path / 'no.jsonl')] + good[1:])
+    assert f'annotation file {tmp_path / "no.jsonl"} does not exist' in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"special ids {'bos': 8192, 'eos': 8193, 'pad': 8194} "
+                                         r"must be distinct and lie in \[codebook=256, "
+                                         r"vocab_size=300\)"):
+        tool.main(good + ['--device', 'cpu', '--vocab-size', '300'])

@@ -2,7 +2,7 @@
 
     python tools/generation/extract_latents.py CONFIG OUT_DIR [--split train|val]
         [--batch-size 32] [--num-workers 2] [--hflip] [--vae PATH] [--device cuda|cpu]
-        [--max-samples N] [--cfg-options k=v ...]
+        [--max-samples N] [--overwrite] [--cfg-options k=v ...]
 
 The images are those of ``cfg.{split}_dataloader.dataset``, in order. Its pipeline is made
 deterministic: random flips and photometric augmentations are removed (``--hflip`` stores the
@@ -20,21 +20,32 @@ arrays are filled batch by batch in place (memory-mapped) and ``progress.json`` 
 images are done after each batch. Run the same command again after an interruption (or after
 ``--max-samples N``, which stops after N more images on purpose) and it continues where it stopped;
 the finished files are the same as those of an uninterrupted run. At the end ``meta.json`` gets
-``complete: true`` and ``progress.json`` is removed. Settings that differ from those of the
-interrupted run (number or size of the images, dataset type, classes, VAE weights or scale,
-``--hflip``, ...) are refused; the paths of the config and of the VAE may differ.
+``complete: true`` and ``progress.json`` is removed.
+
+``meta.json`` is also the run record: the dataset (type, split, ``data_root``, ``ann_file``,
+number of images and a fingerprint of the first and last sample paths and labels), a hash of the
+resolved dataset and preprocessor config, the VAE's weights checksum and scale, the image size
+and ``--hflip``. A run into a folder whose record differs -- interrupted or complete -- is refused
+with one error naming every differing field (then -> now); the paths of the config and of the VAE
+may differ. ``--overwrite`` deletes the tool's files in OUT_DIR (``meta.json``, the arrays,
+``progress.json``; nothing else) and starts over.
 """
 import argparse
 import copy
 import json
 import os
 import os.path as osp
+import re
 import sys
 
 # random geometric transforms change the image size when removed: refused, not removed
 _RANDOM_GEOMETRY = ('Crop', 'Resize', 'Pad', 'Translate')
 _RANDOM_WRAPPERS = ('RandomApply', 'RandomChoice')
 _RANDOM_PHOTOMETRIC = ('ColorJitter', 'RandAugment', 'AutoAugment', 'GaussianBlur', 'Lighting')
+_DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
+PROGRESS_FILE = 'progress.json'
+# fields of meta.json that may change between runs into one folder (paths, the completion flag)
+_INFORMATIVE = ('complete', 'vae', 'source.config')
 
 
 def parse_args(argv=None):
@@ -52,9 +63,17 @@ def parse_args(argv=None):
     p.add_argument('--device', default=None, help='default: cuda if available, else cpu')
     p.add_argument('--max-samples', type=int, default=None,
                    help='encode at most this many more images, then stop (resume later)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='delete the latents already in OUT_DIR (of any run) and start over')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config settings, e.g. train_dataloader.dataset.data_root=...')
     args = p.parse_args(argv)
+    if not osp.isfile(args.config):
+        p.error(f'config {args.config} does not exist')
+    if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
+        p.error(f'OUT_DIR {args.out_dir} is a file, not a folder')
+    if args.device is not None and not _DEVICE.match(args.device):
+        p.error(f'--device must be cpu, cuda or cuda:N, got {args.device!r}')
     if args.batch_size < 1:
         p.error('--batch-size must be >= 1')
     if args.num_workers < 0:
@@ -93,12 +112,39 @@ def deterministic_pipeline(dataset_cfg: dict, where: str) -> list:
     return removed
 
 
-def _settings(meta: dict) -> dict:
-    """What must not change when resuming: everything in ``meta.json`` but the completion flag
-    and the paths (the same config or weights may be reached by another path)."""
-    out = {k: v for k, v in meta.items() if k not in ('complete', 'vae')}
-    out['source'] = {k: v for k, v in meta.get('source', {}).items() if k != 'config'}
-    return out
+def _without_data_root(cfg):
+    """``cfg`` without its ``data_root`` keys (compared on their own, as absolute paths)."""
+    if isinstance(cfg, dict):
+        return {k: _without_data_root(v) for k, v in cfg.items() if k != 'data_root'}
+    if isinstance(cfg, (list, tuple)):
+        return [_without_data_root(v) for v in cfg]
+    return cfg
+
+
+def dataset_identity(dataset, n: int, ends: int = 8) -> dict:
+    """``data_root`` (absolute), ``ann_file`` and a fingerprint of the sample list: the paths
+    (relative to ``data_root``) and labels of the first and last ``ends`` samples, and ``n``."""
+    from visionllama_mm.datasets.run_record import json_fingerprint
+    inner = dataset
+    while not hasattr(inner, 'data_root') and hasattr(inner, 'dataset'):
+        inner = inner.dataset  # dataset wrappers
+    root = getattr(inner, 'data_root', None) or ''
+    picked = None
+    if hasattr(dataset, 'get_data_info'):
+        picked = []
+        for i in (range(n) if n <= 2 * ends else [*range(ends), *range(n - ends, n)]):
+            info = dataset.get_data_info(i)
+            path = info.get('img_path') or info.get('filename')
+            if isinstance(path, str) and root and path.startswith(str(root)):
+                path = osp.relpath(path, root)
+            label = info.get('gt_label')
+            picked.append([path, None if label is None else str(label)])
+    ann_file = getattr(inner, 'ann_file', None)
+    if ann_file and root and str(ann_file).startswith(str(root)):
+        ann_file = osp.relpath(ann_file, root)
+    return dict(data_root=osp.abspath(root) if root else None,
+                ann_file=str(ann_file) if ann_file else None,
+                samples=f'{n}:{json_fingerprint(picked)}' if picked is not None else None)
 
 
 def write_json(path: str, obj) -> None:
@@ -124,10 +170,11 @@ def main(argv=None):
     import visionllama_mm  # noqa: F401 (registers the package's classes)
     from visionllama_mm.datasets.checks import weights_checksum
     from visionllama_mm.datasets.latents import LABELS_FILE, LATENTS_FILE, META_FILE
+    from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record,
+                                                    foreign_entries, json_fingerprint,
+                                                    read_record, remove_outputs)
     from visionllama_mm.models.diffusion import vae as _vae  # noqa: F401 (StableDiffusionVAE)
 
-    if not osp.isfile(args.config):
-        raise SystemExit(f'config {args.config} does not exist.')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -154,6 +201,8 @@ def main(argv=None):
         dict(type='GenerationDataPreprocessor')
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit(f'--device {device}: no CUDA device is available; use --device cpu.')
     vae = MODELS.build(vae_cfg).to(device)
     preprocessor = MODELS.build(preprocessor_cfg)
     factor, channels = vae.downsample_factor, 2 * vae.latent_channels
@@ -173,30 +222,45 @@ def main(argv=None):
                 vae=vae_cfg['path'], vae_sha256=weights_checksum(vae),
                 image_size=[int(height), int(width)],
                 source=dict(config=args.config, split=args.split,
-                            dataset=_type_name(dataset_cfg), removed_transforms=removed),
+                            dataset=_type_name(dataset_cfg), removed_transforms=removed,
+                            config_sha256=json_fingerprint(_without_data_root(dict(
+                                dataset=dataset_cfg, data_preprocessor=preprocessor_cfg))),
+                            **dataset_identity(dataset, n)),
                 classes=classes, num_classes=len(classes) if classes else None, complete=False)
 
     out = args.out_dir
-    meta_path, progress_path = osp.join(out, META_FILE), osp.join(out, 'progress.json')
+    meta_path, progress_path = osp.join(out, META_FILE), osp.join(out, PROGRESS_FILE)
     latents_path, labels_path = osp.join(out, LATENTS_FILE), osp.join(out, LABELS_FILE)
+    own = (META_FILE, LATENTS_FILE, LABELS_FILE, PROGRESS_FILE)
+    foreign = foreign_entries(out, own)
+    if foreign and (args.overwrite or not osp.isfile(meta_path)):
+        raise SystemExit(f'{out} is not empty and holds files this tool does not write '
+                         f'({", ".join(foreign[:5])}): it is not a latent folder written by this '
+                         'tool (--overwrite deletes only its own files). Use a new or empty '
+                         'OUT_DIR.')
+    if args.overwrite:
+        deleted = remove_outputs(out, own)
+        if deleted:
+            print(f'--overwrite: deleted {", ".join(deleted)} from {out}.')
     done = 0
-    if osp.isfile(meta_path):
-        with open(meta_path) as f:
-            old = json.load(f)
-        then, now = _settings(old), _settings(meta)
-        changed = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
-        if changed:
-            raise SystemExit(f'{out} holds latents extracted with other settings {changed} '
-                             '(then, now); use a new OUT_DIR or the same settings.')
+    try:
+        old = read_record(meta_path)
+        check_record(old, meta, f'{out} ({META_FILE})', what='extracted',
+                     ignore=_INFORMATIVE)
+    except RunRecordMismatch as err:
+        raise SystemExit(str(err)) from None
+    if old is not None:
         if old.get('complete'):
-            print(f'{out} already holds all {n} latents; nothing to do.')
+            print(f'{out} already holds all {n} latents of this dataset; nothing to do.')
             return
         if osp.isfile(progress_path) and osp.isfile(latents_path) and osp.isfile(labels_path):
-            with open(progress_path) as f:
-                done = int(json.load(f)['done'])
-    elif osp.isdir(out) and os.listdir(out):
-        raise SystemExit(f'{out} is not empty and has no {META_FILE}: it is not a latent folder '
-                         'written by this tool. Use a new or empty OUT_DIR.')
+            try:
+                done = (read_record(progress_path) or {}).get('done')
+            except RunRecordMismatch as err:
+                raise SystemExit(str(err)) from None
+            if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= n:
+                raise SystemExit(f'{progress_path}: "done" must be an int in [0, {n}], got '
+                                 f'{done!r}; pass --overwrite to start over.')
     os.makedirs(out, exist_ok=True)
     if done == 0:  # a fresh start: the meta first (complete: false), then the arrays, once
         write_json(meta_path, meta)

@@ -3,7 +3,7 @@
     python tools/lvm/tokenize_sentences.py ANN.jsonl OUT_DIR --tokenizer CONFIG
         [--checkpoint CKPT] [--data-root DIR] [--batch-size 32] [--image-size 256] [--seed 0]
         [--device cpu|cuda] [--chunk-size 1000] [--num-workers 0] [--max-chunks N]
-        [--bos 8192] [--eos 8193] [--pad 8194] [--vocab-size 8292]
+        [--bos 8192] [--eos 8193] [--pad 8194] [--vocab-size 8292] [--overwrite]
 
 ANN.jsonl holds ``VisualSentenceDataset`` lines (paths relative to ``--data-root``); every
 sentence goes through the dataset's default pipeline (``--image-size``, no crop; colorization and
@@ -21,16 +21,32 @@ weights, so streams from different tokenizers are never mixed.
 Resumable: sentences are encoded in chunks of ``--chunk-size``; each finished chunk is written
 atomically (a temporary file renamed) to ``OUT_DIR/parts/`` and recorded in
 ``OUT_DIR/parts/progress.json``. Run the same command again after an interruption and finished
-chunks are skipped (the settings must be the same); ``--max-chunks N`` stops after N chunks on
-purpose. When all chunks are done they are merged into the shard and ``parts/`` is removed.
+chunks are skipped; ``--max-chunks N`` stops after N chunks on purpose. When all chunks are done
+they are merged into the shard and ``parts/`` is removed.
+
+``OUT_DIR/run_record.json`` records what the shard is made from: a hash of ANN, the absolute
+``--data-root``, the number of sentences, the tokenizer's weights checksum and codebook size,
+``--image-size``, ``--seed``, ``--chunk-size`` and the special ids (the paths of ANN, CONFIG and
+CKPT are kept for information). A run into a folder whose record differs -- with parts of an
+interrupted run or a finished shard -- is refused with one error naming every differing field
+(then -> now), never merged or reported as "nothing to do". ``--overwrite`` deletes the tool's
+files in OUT_DIR (the shard, ``parts/``, the record; nothing else) and starts over.
 """
 import argparse
 import hashlib
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import sys
+
+RECORD_FILE = 'run_record.json'
+# what this tool writes into OUT_DIR (--overwrite deletes these and nothing else)
+OWN_FILES = ('tokens.npy', 'offsets.npy', 'meta.json', 'parts', RECORD_FILE,
+             'tokens.unshuffled.tmp', 'tokens.tmp.npy', 'offsets.tmp.npy')
+# record fields that may change between runs into one folder (paths of the same inputs)
+INFORMATIVE = ('ann_file', 'tokenizer_config', 'checkpoint')
 
 
 def parse_args(argv=None):
@@ -54,12 +70,33 @@ def parse_args(argv=None):
     p.add_argument('--eos', type=int, default=None, help='default: LVM_EOS (8193)')
     p.add_argument('--pad', type=int, default=None, help='default: LVM_PAD (8194)')
     p.add_argument('--vocab-size', type=int, default=None, help='default: LVM_VOCAB (8292)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='delete the shard or parts already in OUT_DIR (of any run), start over')
     args = p.parse_args(argv)
     for name in ('batch_size', 'image_size', 'chunk_size'):
         if getattr(args, name) < 1:
             p.error(f'--{name.replace("_", "-")} must be >= 1')
     if args.max_chunks is not None and args.max_chunks < 1:
         p.error('--max-chunks must be >= 1')
+    if args.num_workers < 0:
+        p.error('--num-workers must be >= 0')
+    if args.seed < 0:
+        p.error(f'--seed must be >= 0, got {args.seed}')
+    for name in ('bos', 'eos', 'pad', 'vocab_size'):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            p.error(f'--{name.replace("_", "-")} must be >= 0')
+    if not osp.isfile(args.ann_file):
+        p.error(f'annotation file {args.ann_file} does not exist')
+    if not osp.isfile(args.tokenizer):
+        p.error(f'--tokenizer config {args.tokenizer} does not exist')
+    if args.checkpoint and '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        p.error(f'--checkpoint {args.checkpoint} does not exist')
+    if args.data_root and not osp.isdir(args.data_root):
+        p.error(f'--data-root {args.data_root} is not a folder')
+    if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
+        p.error(f'OUT_DIR {args.out_dir} is a file, not a folder')
+    if args.device is not None and not re.match(r'^(cpu|cuda(:\d+)?)$', args.device):
+        p.error(f'--device must be cpu, cuda or cuda:N, got {args.device!r}')
     return args
 
 
@@ -164,22 +201,34 @@ def main(argv=None):
 
     from visionllama_mm.datasets import (LVM_BOS, LVM_EOS, LVM_PAD, LVM_VOCAB,
                                          VisualSentenceDataset, write_token_shard)
+    from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record,
+                                                    foreign_entries, read_record,
+                                                    remove_outputs, write_record)
+    from visionllama_mm.datasets.token_streams import _check_ids
 
     ids = dict(bos=LVM_BOS if args.bos is None else args.bos,
                eos=LVM_EOS if args.eos is None else args.eos,
                pad=LVM_PAD if args.pad is None else args.pad,
                vocab_size=LVM_VOCAB if args.vocab_size is None else args.vocab_size)
-    if osp.isfile(osp.join(args.out_dir, 'meta.json')):
-        print(f'{args.out_dir} already holds a finished shard; nothing to do.')
-        return
-    if not osp.isfile(args.ann_file):
-        raise SystemExit(f'annotation file {args.ann_file} does not exist.')
+    out = args.out_dir
+    foreign = foreign_entries(out, OWN_FILES)
+    if foreign:
+        raise SystemExit(f'{out} is not empty and holds files this tool does not write '
+                         f'({", ".join(foreign[:5])}): it is not a token shard folder written by '
+                         'this tool (--overwrite deletes only its own files). Use a new or empty '
+                         'OUT_DIR.')
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit(f'--device {device}: no CUDA device is available; use --device cpu.')
     tokenizer, checksum = build_tokenizer(args.tokenizer, args.checkpoint, args.seed, device)
     factor, codebook = tokenizer.downsample_factor, tokenizer.num_embeddings
     if args.image_size % factor:
         raise SystemExit(f'--image-size {args.image_size} is not a multiple of the tokenizer\'s '
                          f'downsampling factor {factor}.')
+    try:  # at start-up, not after hours of encoding
+        _check_ids(codebook, where=f'{checksum} with --bos/--eos/--pad/--vocab-size', **ids)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     dataset = VisualSentenceDataset(osp.abspath(args.ann_file), data_root=args.data_root,
                                     image_size=args.image_size, seed=args.seed)
     n = len(dataset)
@@ -187,20 +236,37 @@ def main(argv=None):
     settings = dict(ann_sha256=file_sha256(args.ann_file), data_root=osp.abspath(args.data_root),
                     num_sentences=n, image_size=args.image_size, chunk_size=args.chunk_size,
                     seed=args.seed, tokenizer=checksum, codebook=codebook, **ids)
+    record = dict(settings, ann_file=osp.abspath(args.ann_file),
+                  tokenizer_config=osp.abspath(args.tokenizer), checkpoint=args.checkpoint)
 
-    parts = osp.join(args.out_dir, 'parts')
+    if args.overwrite:
+        deleted = remove_outputs(out, OWN_FILES)
+        if deleted:
+            print(f'--overwrite: deleted {", ".join(deleted)} from {out}.')
+    parts = osp.join(out, 'parts')
+    progress_path = osp.join(parts, 'progress.json')
+    finished = osp.isfile(osp.join(out, 'meta.json'))
+    try:
+        then = read_record(osp.join(out, RECORD_FILE))
+        progress = read_record(progress_path)
+        if then is None and progress is not None:  # parts of a run without a record
+            then = progress.get('settings', {})
+        if then is None and finished:
+            raise RunRecordMismatch(
+                f'{out} holds a finished shard without {RECORD_FILE}: what it was made from '
+                'is unknown, so it is neither reused nor completed; pass --overwrite to start '
+                'over, or use another folder.')
+        # the chunk size does not change a finished shard's bytes
+        check_record(then, record, out, what='tokenized',
+                     ignore=INFORMATIVE + (('chunk_size', ) if finished else ()))
+    except RunRecordMismatch as err:
+        raise SystemExit(str(err)) from None
+    if finished:
+        print(f'{out} already holds the finished shard of these sentences; nothing to do.')
+        return
     os.makedirs(parts, exist_ok=True)
-    record = osp.join(parts, 'progress.json')
-    done = []
-    if osp.isfile(record):
-        with open(record) as f:
-            progress = json.load(f)
-        changed = {k: (progress['settings'].get(k), v) for k, v in settings.items()
-                   if progress['settings'].get(k) != v}
-        if changed:
-            raise SystemExit(f'{args.out_dir} holds parts made with other settings {changed} '
-                             '(then, now); use a new OUT_DIR or the same settings.')
-        done = progress['done']
+    write_record(osp.join(out, RECORD_FILE), record)
+    done = progress['done'] if progress is not None else []
     todo = [c for c in range(len(chunks)) if c not in done]
     if args.max_chunks is not None:
         todo = todo[:args.max_chunks]
@@ -219,7 +285,7 @@ def main(argv=None):
         np.savez(path + '.tmp.npz', codes=codes, lengths=lengths)
         os.replace(path + '.tmp.npz', path + '.npz')
         done = sorted(done + [c])
-        write_json(record, dict(settings=settings, done=done))
+        write_json(progress_path, dict(settings=settings, done=done))
     print()
     if len(done) < len(chunks):
         print(f'stopped after {len(todo)} chunk(s) (--max-chunks); {len(chunks) - len(done)} '
@@ -232,11 +298,11 @@ def main(argv=None):
                 codes, lengths = part['codes'], part['lengths']
             yield from np.split(codes, np.cumsum(lengths)[:-1])
 
-    meta = write_token_shard(args.out_dir, merged(), codebook=codebook,
+    meta = write_token_shard(out, merged(), codebook=codebook,
                              tokens_per_image=(args.image_size // factor) ** 2,
                              tokenizer=checksum, seed=args.seed, **ids)
     shutil.rmtree(parts)
-    print(f'wrote {args.out_dir}: {meta["num_sentences"]} sentences, {meta["num_tokens"]} '
+    print(f'wrote {out}: {meta["num_sentences"]} sentences, {meta["num_tokens"]} '
           'tokens.')
 
 

@@ -8,6 +8,9 @@ mmpretrain's ``CustomDataset`` reads::
     data_root/val/<label>/<index>.png     data_root/meta/val.txt
 
 The split is fixed: a stratified 80/20 split with seed 0 (1,438 train / 359 val images).
+``data_root/run_record.json`` records the parameters the folder was written with (the image
+size); a folder written with other parameters is refused, naming them, rather than reused (it is
+not rewritten either: other runs may be reading it); use one ``data_root`` per image size.
 """
 import os
 import os.path as osp
@@ -19,6 +22,8 @@ from mmpretrain.datasets import CustomDataset
 from ..registry import DATASETS
 from .checks import check_annotation_file
 from .folders import write_folder_once
+from .run_record import (RECORD_FILE, RunRecordMismatch, check_folder_record, check_record,
+                         list_fingerprint, read_record, write_record)
 
 __all__ = ['DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
            'DIGIT_WORDS']
@@ -44,8 +49,12 @@ def prepare_digits(data_root: str, size: int = 32) -> str:
     """Write the digits under ``data_root`` (idempotent, safe with several processes).
 
     Returns ``data_root``. Images are 8-bit grayscale, upsampled from 8x8 to ``size`` x ``size``
-    with bicubic interpolation.
+    with bicubic interpolation. A ``data_root`` written with another ``size`` is refused.
     """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f'DigitsDataset: image_size must be a positive int, got {size!r}.')
+    record = dict(writer='DigitsDataset', image_size=size, val_fraction=0.2, split_seed=0)
+
     def write(folder):
         from PIL import Image
         from sklearn.datasets import load_digits
@@ -64,8 +73,20 @@ def prepare_digits(data_root: str, size: int = 32) -> str:
                 lines.append(f'{rel} {labels[i]}\n')
             with open(osp.join(folder, 'meta', f'{split}.txt'), 'w') as f:
                 f.writelines(lines)
+        write_record(osp.join(folder, RECORD_FILE), record)
 
-    return write_folder_once(data_root, write, 'DigitsDataset')
+    write_folder_once(data_root, write, 'DigitsDataset')
+    check_folder_record(data_root, record, 'DigitsDataset', legacy=_written_size)
+    return data_root
+
+
+def _written_size(data_root: str) -> dict:
+    """The image size of a digits folder written before run records (its first image)."""
+    from PIL import Image
+    with open(osp.join(data_root, 'meta', 'train.txt')) as f:
+        first = f.readline().split()[0]
+    with Image.open(osp.join(data_root, first)) as img:
+        return dict(image_size=img.size[0])
 
 
 @DATASETS.register_module()
@@ -92,16 +113,25 @@ class DigitsDataset(CustomDataset):
 
 
 def write_digit_captions(digits_root: str, out_root: str, templates: Sequence[str],
-                         num_shards: int = 4, split: str = 'train', seed: int = 0) -> str:
+                         num_shards: int = 4, split: str = 'train', seed: int = 0,
+                         overwrite: bool = False) -> str:
     """Captioned digits for contrastive training: each image of ``split`` gets one template
     (drawn with ``seed``) filled with its number word ("a photo of the number seven."), written as
 
         out_root/{split}.jsonl                        {"image": "train/7/00012.png", "caption": ...}
         out_root/{split}-{00000..N-1}.tar             webdataset shards: <key>.png + <key>.txt
+        out_root/{split}.record.json                  what they were written from
 
     The JSON lines name images relative to ``digits_root`` (for ``ImageTextDataset``); the shards
     hold the PNG bytes themselves (for ``WebDatasetImageText``). Returns ``out_root``.
+
+    Written again with the same inputs (``digits_root``, ``split``, ``seed``, ``num_shards``,
+    ``templates`` and the image list), finished files are left alone; with other inputs, or over
+    ``{split}`` files without a record, it refuses, naming the differing fields -- never a glob of
+    shards from two runs. ``overwrite=True`` deletes this split's files (every
+    ``{split}-*.tar``) and writes them anew.
     """
+    import glob
     import io
     import json
     import random
@@ -110,10 +140,41 @@ def write_digit_captions(digits_root: str, out_root: str, templates: Sequence[st
     bad = [t for t in templates if t.count('{}') != 1]
     if not templates or bad:
         raise ValueError(f'write_digit_captions: templates need exactly one {{}} each, got {bad}')
+    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f'write_digit_captions: num_shards must be a positive int, got '
+                         f'{num_shards!r}.')
+    ann = osp.join(digits_root, 'meta', f'{split}.txt')
+    if not osp.isfile(ann):
+        raise FileNotFoundError(f'write_digit_captions: {ann} does not exist; is {digits_root} '
+                                'a digits folder (prepare_digits)?')
+    check_annotation_file(ann, 'write_digit_captions')
     rng = random.Random(seed)
     with open(osp.join(digits_root, 'meta', f'{split}.txt')) as f:
         rows = [line.split() for line in f if line.strip()]
+    record = dict(writer='write_digit_captions', digits_root=osp.abspath(digits_root),
+                  split=split, seed=seed, num_shards=num_shards, templates=list(templates),
+                  images=list_fingerprint(rows), complete=True)
+    record_path = osp.join(out_root, f'{split}.record.json')
+    shards = glob.glob(osp.join(glob.escape(out_root), f'{glob.escape(split)}-*.tar*'))
+    ours = [path for path in sorted({osp.join(out_root, f'{split}.jsonl'), record_path, *shards})
+            if osp.exists(path)]
+    if ours and not overwrite:
+        then = read_record(record_path)
+        if then is None:
+            raise RunRecordMismatch(
+                f'write_digit_captions: {out_root} already holds {split} files '
+                f'({", ".join(osp.basename(p) for p in ours[:3])}) without '
+                f'{osp.basename(record_path)}: what they were written from is unknown; pass '
+                '--overwrite (overwrite=True) to replace them, or use another folder.')
+        check_record(then, dict(record, complete=then.get('complete')), out_root,
+                     what=f'written ({split} split)', hint='pass --overwrite (overwrite=True) '
+                     'to replace its files, or use another folder')
+        if then.get('complete'):
+            return out_root  # the same inputs: nothing to write
+    for path in ours:  # stale shards of another --shards count included
+        os.remove(path)
     os.makedirs(out_root, exist_ok=True)
+    write_record(record_path, dict(record, complete=False))
     samples = [(rel, rng.choice(templates).format(DIGIT_WORDS[int(label)]))
                for rel, label in rows]
     with open(osp.join(out_root, f'{split}.jsonl'), 'w') as f:
@@ -133,6 +194,7 @@ def write_digit_captions(digits_root: str, out_root: str, templates: Sequence[st
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
         os.replace(path + '.tmp', path)
+    write_record(record_path, record)
     return out_root
 
 

@@ -9,6 +9,7 @@ from mmpretrain.datasets import CustomDataset
 from ..registry import DATASETS
 from .checks import check_annotation_file
 from .folders import write_folder_once
+from .run_record import RECORD_FILE, check_folder_record, write_record
 
 __all__ = ['SamplePhotoTiles', 'prepare_sample_photo_tiles']
 
@@ -17,7 +18,15 @@ def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: i
     """Cut both photos into non-overlapping ``tile_size`` squares under ``data_root``
     (idempotent, atomic): ``train/`` and ``val/`` PNG folders and ``meta/{split}.txt`` lists.
     Every ``val_every``-th tile column goes to ``val``, so validation tiles are unseen regions.
-    Returns ``data_root``."""
+    Returns ``data_root``. ``data_root/run_record.json`` records ``tile_size`` and
+    ``val_every``; a folder written with others is refused, naming them (not rewritten: other
+    runs may be reading it); use one ``data_root`` per tiling."""
+    for name, value, top in (('tile_size', tile_size, 427), ('val_every', val_every, 640)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ValueError(f'SamplePhotoTiles: {name} must be an int in [1, {top}] (the '
+                             f'photos are 427x640), got {value!r}.')
+    record = dict(writer='SamplePhotoTiles', tile_size=tile_size, val_every=val_every)
+
     def write(folder):
         from PIL import Image
         from sklearn.datasets import load_sample_images
@@ -39,8 +48,21 @@ def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: i
         for split, lines in lists.items():
             with open(osp.join(folder, 'meta', f'{split}.txt'), 'w') as f:
                 f.writelines(lines)
+        write_record(osp.join(folder, RECORD_FILE), record)
 
-    return write_folder_once(data_root, write, 'SamplePhotoTiles')
+    write_folder_once(data_root, write, 'SamplePhotoTiles')
+    check_folder_record(data_root, record, 'SamplePhotoTiles', legacy=_written_tiling)
+    return data_root
+
+
+def _written_tiling(data_root: str) -> dict:
+    """The tile size of a folder written before run records (its first tile)."""
+    from PIL import Image
+    with open(osp.join(data_root, 'meta', 'train.txt')) as f:
+        first = f.readline().strip()
+    with Image.open(osp.join(data_root, first)) as img:
+        return dict(tile_size=img.size[0])
+
 
 @DATASETS.register_module()
 class SamplePhotoTiles(CustomDataset):
