@@ -113,6 +113,9 @@ CASES = [
     ('analysis_tools/benchmark.py', [CFG, '--variant', 'a', 'model.x=1', '--variant', 'a',
                                      'model.x=2'],
      ['--variant a: the name is given twice']),
+    ('analysis_tools/benchmark.py', [CFG, '--timm', 'vit_smal_patch16_224'],
+     ["argument --timm: 'vit_smal_patch16_224' is not a timm model name; did you mean "
+      'vit_small_patch16_224']),
     ('analysis_tools/benchmark.py', [CFG, '--precisions', 'int8'],
      ["argument --precisions: invalid choice: 'int8'"]),
     # check_recipe.py

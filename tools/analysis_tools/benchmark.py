@@ -103,6 +103,16 @@ def parse_args(argv=None):
     if args.shape and len(args.shape) > 2:
         parser.error(f'argument --shape: one int (square) or H W, got {len(args.shape)} values '
                      f'{args.shape}')
+    if args.timm:
+        import difflib
+
+        import timm
+        for name in args.timm:
+            if not timm.is_model(name):
+                close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+                parser.error(f'argument --timm: {name!r} is not a timm model name'
+                             + (f'; did you mean {", ".join(close)}?' if close else
+                                ' (timm.list_models() lists them)'))
     if bool(args.reference_file) != bool(args.reference_model):
         parser.error('--reference-file and --reference-model go together: the file defines the '
                      'factories, --reference-model names the ones to measure')
