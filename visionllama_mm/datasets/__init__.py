@@ -3,6 +3,8 @@ from .digits import (DigitsDataset, prepare_digits, write_digit_captions,
 from .sample_photos import SamplePhotoTiles, prepare_sample_photo_tiles
 from .class_labels import ClassLabelDataset
 from .latents import LatentDataset, read_latent_meta
+from .transforms import (CheckedLoadImageFromFile, CheckedLoadSegAnnotations, decode_image,
+                         use_checked_image_loading)
 from .image_text import ImageTextDataset, TokenizeText, WebDatasetImageText, expand_shards
 from .token_streams import *  # noqa: F401,F403 (LVM token windows, shards, special ids)
 from .token_streams import __all__ as _token_streams_all
@@ -12,5 +14,7 @@ from .visual_sentences import __all__ as _visual_sentences_all
 __all__ = [
     'DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
     'ImageTextDataset', 'TokenizeText', 'SamplePhotoTiles', 'prepare_sample_photo_tiles',
-    'WebDatasetImageText', 'expand_shards', 'ClassLabelDataset', 'LatentDataset', 'read_latent_meta'
+    'WebDatasetImageText', 'expand_shards', 'ClassLabelDataset', 'LatentDataset',
+    'read_latent_meta', 'CheckedLoadImageFromFile', 'CheckedLoadSegAnnotations', 'decode_image',
+    'use_checked_image_loading'
 ] + _token_streams_all + _visual_sentences_all

@@ -4,18 +4,34 @@
   ``need at least one array to concatenate`` while serialising the empty sample list).
 * :func:`check_labels`: a classification label outside ``0..num_classes-1`` (otherwise an
   assertion or an index error in the loss, mid-epoch, with no file or line).
+* :func:`check_data_files`: a listed image (or segmentation map, or video) that does not exist or
+  is empty (0 bytes), found by one ``os.stat`` per file before the first iteration (otherwise an
+  OpenCV assertion naming no file, at whatever iteration reaches the sample).
+* :func:`naming_annotation_errors`: a malformed annotation file that a stock dataset's reader
+  fails on (a cut-off ``<path> <label>`` line, truncated COCO JSON) is named with its line.
 
-Both are run by :class:`visionllama_mm.engine.runner.Runner` (``tools/train.py``,
+All of them are run by :class:`visionllama_mm.engine.runner.Runner` (``tools/train.py``,
 ``tools/test.py``) on every dataset it builds; :class:`~visionllama_mm.datasets.DigitsDataset`
 also checks its own annotation file.
 """
 import hashlib
+import json
+import os
 import os.path as osp
-from typing import Iterator, Optional
+import stat
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 import numpy as np
 
-__all__ = ['check_annotation_file', 'check_dataset_cfg', 'check_labels', 'weights_checksum']
+__all__ = [
+    'check_annotation_file', 'check_dataset_cfg', 'check_data_files', 'check_labels',
+    'naming_annotation_errors', 'weights_checksum'
+]
+
+#: Keys of a sample's data info holding files the pipeline reads (mmpretrain / mmdet / mmseg
+#: images, mmseg segmentation maps, visual sentences' image lists and videos).
+DATA_FILE_KEYS = ('img_path', 'seg_map_path', 'img_paths', 'video')
 
 
 def check_annotation_file(path: str, dataset: str = 'dataset') -> None:
@@ -32,13 +48,12 @@ def check_annotation_file(path: str, dataset: str = 'dataset') -> None:
             '"<image path relative to data_prefix> <label>").')
 
 
-def check_dataset_cfg(dataset_cfg) -> None:
-    """:func:`check_annotation_file` on the annotation file of a dataset config.
+def _annotation_file(dataset_cfg):
+    """(dataset, its resolved annotation file) of a dataset config, or ``None`` for what is not
+    an mmengine ``BaseDataset`` with a local annotation file.
 
     The dataset is built once with ``lazy_init=True`` (no annotation is read) so that the path is
-    the one the dataset itself resolves (``data_root``, ``split`` of ``ImageNet`` ...). Only
-    mmengine ``BaseDataset`` subclasses are checked; wrappers and other datasets are left alone.
-    """
+    the one the dataset itself resolves (``data_root``, ``split`` of ``ImageNet`` ...)."""
     from mmengine.dataset import BaseDataset
     from mmengine.registry import DATASETS
     cls = dataset_cfg.get('type')
@@ -46,11 +61,70 @@ def check_dataset_cfg(dataset_cfg) -> None:
         with DATASETS.switch_scope_and_registry(dataset_cfg.get('_scope_')) as registry:
             cls = registry.get(cls)
     if not (isinstance(cls, type) and issubclass(cls, BaseDataset)):
-        return
+        return None
     dataset = DATASETS.build({**dataset_cfg, 'lazy_init': True})
     ann_file = getattr(dataset, 'ann_file', '')
-    if isinstance(ann_file, str) and ann_file:
-        check_annotation_file(ann_file, dataset=cls.__name__)
+    return (dataset, ann_file) if isinstance(ann_file, str) and ann_file else None
+
+
+def check_dataset_cfg(dataset_cfg) -> None:
+    """:func:`check_annotation_file` on the annotation file of a dataset config.
+
+    Only mmengine ``BaseDataset`` subclasses are checked; wrappers and other datasets are left
+    alone."""
+    found = _annotation_file(dataset_cfg)
+    if found is not None:
+        check_annotation_file(found[1], dataset=type(found[0]).__name__)
+
+
+def _first_bad_line(dataset, ann_file: str) -> Optional[str]:
+    """Where an annotation file that the stock reader failed on is malformed, or ``None``."""
+    try:
+        with open(ann_file, 'rb') as f:
+            raw = f.read()
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b'\n') + 1
+        return f'{ann_file}:{line}: not UTF-8 text ({err.reason} at byte {err.start})'
+    except OSError:
+        return None
+    if ann_file.lower().endswith('.json'):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as err:
+            return (f'{ann_file}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}; the file '
+                    f'has {len(raw)} bytes: truncated?)')
+        return None
+    if getattr(dataset, 'with_label', False):  # mmpretrain's "<image path> <label>" lines
+        for number, line in enumerate(text.splitlines(), 1):
+            parts = line.strip().rsplit(' ', 1)
+            if len(parts) != 2 or not parts[0] or not parts[1].lstrip('-').isdigit():
+                return (f'{ann_file}:{number}: "{line}" is not "<image path> <integer label>" '
+                        '(a blank or cut-off line?)')
+    return None
+
+
+@contextmanager
+def naming_annotation_errors(dataset_cfg) -> Iterator[None]:
+    """Re-raise an error of a stock dataset's annotation reader (``not enough values to
+    unpack``, ``invalid literal for int()``, a ``JSONDecodeError`` from pycocotools ...) as one
+    naming the annotation file and line. The file is only looked at after such a failure."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError included
+        found = None
+        if isinstance(dataset_cfg, dict):
+            try:
+                found = _annotation_file(dataset_cfg)
+            except Exception:  # the config itself is at fault: the original error says how
+                found = None
+        if found is None or found[1] in str(err):
+            raise
+        where = _first_bad_line(*found)
+        if where is None:
+            raise
+        raise ValueError(f'{type(found[0]).__name__}: annotation file {where}. (The reader '
+                         f'failed with {type(err).__name__}: {err})') from err
 
 
 def _datasets(dataset) -> Iterator:
@@ -108,6 +182,75 @@ def check_labels(dataset, num_classes: int, where: str = 'dataset') -> None:
             f'num_classes={num_classes} (labels 0..{num_classes - 1}){at}, {sample}; '
             f'{bad.size} of {labels.size} samples have such labels (largest {int(labels.max())}). '
             'Fix the annotation file, or num_classes in the model (head and data_preprocessor).')
+
+
+def _listed_files(info: dict) -> List[str]:
+    files = []
+    for key in DATA_FILE_KEYS:
+        value = info.get(key)
+        for path in ([value] if isinstance(value, str) else
+                     value if isinstance(value, (list, tuple)) else ()):
+            # remote paths (s3://, http://) are the storage backend's to check
+            if isinstance(path, str) and path and '://' not in path and path not in files:
+                files.append(path)
+    return files
+
+
+def _file_problem(path: str) -> str:
+    """'' for a non-empty file, else what is wrong with it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return 'does not exist'
+    except OSError as err:
+        return f'cannot be read ({err.strerror})'
+    if stat.S_ISDIR(st.st_mode):
+        return 'is a directory'
+    return 'is empty (0 bytes)' if st.st_size == 0 else ''
+
+
+def check_data_files(dataset, where: str = '', max_listed: int = 5, threads: int = 16) -> None:
+    """Raise if a file that a sample lists does not exist, is empty (0 bytes) or a directory.
+
+    Every fully initialised mmengine ``BaseDataset`` in ``dataset`` (wrapped ones included) is
+    checked with one ``os.stat`` per file of :data:`DATA_FILE_KEYS` (in ``threads`` threads:
+    on a network file system the calls wait on the server, not on Python); other datasets
+    (streamed shards, token files) check their files when they are built. The error names the
+    dataset, its annotation file, how many files are bad and the first ``max_listed`` of them
+    with their sample index. ``FileNotFoundError`` if any is missing, else ``ValueError``.
+
+    Cost: 1.2 to 2 s per 100k files on a local disk with a warm cache (measured on 10k entries
+    on a shared 2-core machine; about half reading the samples' info, half ``stat``), so 15 to
+    25 s for ImageNet-1k's 1.28M training images; a cold network file system adds its ``stat``
+    latency, spread over the threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mmengine.dataset import BaseDataset
+    for ds in _datasets(dataset):
+        if not isinstance(ds, BaseDataset) or not getattr(ds, '_fully_initialized', False):
+            continue
+        listed = [(idx, path) for idx in range(len(ds))
+                  for path in _listed_files(ds.get_data_info(idx))]
+        paths = [path for _, path in listed]
+        step = max(1, -(-len(paths) // (threads * 4)))
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            found = [p for chunk in pool.map(lambda i: [_file_problem(p)
+                                                         for p in paths[i:i + step]],
+                                             range(0, len(paths), step))
+                     for p in chunk]
+        bad = [f'sample {idx}: {path} {problem}'
+               for (idx, path), problem in zip(listed, found) if problem]
+        if not bad:
+            continue
+        ann_file = getattr(ds, 'ann_file', '')
+        source = f' listed by {ann_file}' if isinstance(ann_file, str) and ann_file else ''
+        more = f'; ... {len(bad) - max_listed} more' if len(bad) > max_listed else ''
+        error = FileNotFoundError if 'does not exist' in found else ValueError
+        raise error(f'{where + ": " if where else ""}{type(ds).__name__}: {len(bad)} of the '
+                    f'{len(paths)} files{source} are missing, empty or unreadable: '
+                    f'{"; ".join(bad[:max_listed])}{more}. Restore them or remove their samples '
+                    'from the annotation file.')
 
 
 def weights_checksum(module) -> str:

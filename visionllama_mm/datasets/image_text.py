@@ -19,10 +19,10 @@ import os.path as osp
 import random
 import re
 import tarfile
+import zlib
 from glob import glob
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
-import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset, Compose
@@ -32,6 +32,7 @@ from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..registry import DATASETS, TRANSFORMS
+from .transforms import decode_image, use_checked_image_loading
 
 __all__ = ['ImageTextDataset', 'WebDatasetImageText', 'TokenizeText', 'expand_shards']
 
@@ -92,8 +93,12 @@ class ImageTextDataset(BaseDataset):
         path = self.ann_file
         ext = osp.splitext(path)[1].lower()
         if ext == '.jsonl':
-            with open(path, encoding='utf-8') as f:
-                for number, line in enumerate(f, 1):
+            with open(path, 'rb') as f:
+                for number, raw in enumerate(f, 1):
+                    try:
+                        line = raw.decode('utf-8')
+                    except UnicodeDecodeError as err:
+                        raise ValueError(f'{path}:{number}: not UTF-8 text ({err}).') from None
                     if not line.strip():
                         continue
                     try:
@@ -105,8 +110,12 @@ class ImageTextDataset(BaseDataset):
         elif ext in ('.csv', '.tsv'):
             with open(path, encoding='utf-8', newline='') as f:
                 reader = csv.DictReader(f, delimiter='\t' if ext == '.tsv' else ',')
-                for number, row in enumerate(reader, 2):
-                    yield number, row
+                try:
+                    for row in reader:
+                        yield reader.line_num, row
+                except (UnicodeDecodeError, csv.Error) as err:
+                    raise ValueError(f'{path}: after line {reader.line_num}: not readable as '
+                                     f'UTF-8 {ext[1:]} ({err}).') from None
         else:
             raise ValueError(f'ImageTextDataset: annotation file {path} must be .jsonl, .csv or '
                              '.tsv.')
@@ -131,10 +140,16 @@ class ImageTextDataset(BaseDataset):
 
 def build_pipeline(pipeline: Sequence) -> Compose:
     """Transforms built from mmpretrain's registry (which also finds mmcv's and the package's),
-    whatever the default scope, so the datasets work inside and outside a Runner."""
+    whatever the default scope, so the datasets work inside and outside a Runner.
+    ``LoadImageFromFile`` is built as :class:`~.transforms.CheckedLoadImageFromFile` (same
+    arguments and pixels; a bad image is named with its sample index), with any tool."""
+    pipeline = use_checked_image_loading(list(pipeline))
     return Compose([MMPRETRAIN_TRANSFORMS.build(t) if isinstance(t, dict) else t
                     for t in pipeline])
 
+
+#: Magic bytes of the compressed shards ``tarfile`` reads (gzip, bzip2, xz).
+_COMPRESSED = (b'\x1f\x8b', b'BZh', b'\xfd7zXZ')
 
 _RANGE = re.compile(r'\{(\d+)\.\.(\d+)\}')
 _LIST = re.compile(r'\{([^{}]*,[^{}]*)\}')
@@ -177,8 +192,12 @@ class WebDatasetImageText(IterableDataset):
     Each pass, the (shuffled) shard list is split between ``world_size x num_workers`` readers,
     reader ``rank * num_workers + worker`` taking every such-th shard; there must be at least as
     many shards as readers. With ``persistent_workers=True`` each pass gets a new shard order.
-    A sample missing its image or caption is skipped and counted in a warning per shard; an image
-    that does not decode is an error naming the shard and member.
+    A sample missing its image or caption is skipped and counted in a warning per shard. Errors
+    name the shard, and the member with its index in the shard where there is one: at
+    construction, a missing or empty shard and an uncompressed ``.tar`` cut off mid-block; when
+    read, a file that is not a tar, a tar cut off or garbled after some member, an empty tar, a
+    shard without a single complete sample, an image that is empty, truncated or does not decode
+    and a caption that is not UTF-8.
     """
 
     def __init__(self, shards: Union[str, Sequence[str]], pipeline: Sequence = (),
@@ -193,6 +212,7 @@ class WebDatasetImageText(IterableDataset):
             raise FileNotFoundError(
                 f'WebDatasetImageText: {len(missing)} of {len(self.shards)} shards do not exist '
                 f'(first: {missing[:3] or patterns}); shards={shards!r}, data_root={data_root!r}.')
+        self._check_sizes()
         self.pipeline = build_pipeline(pipeline)
         self.image_exts = tuple(e.lower() for e in image_exts)
         self.text_ext = text_ext.lower()
@@ -208,11 +228,33 @@ class WebDatasetImageText(IterableDataset):
             self.num_samples = sum(self._count(s) for s in self.shards)
         return self.num_samples // get_dist_info()[1]
 
+    def _check_sizes(self) -> None:
+        """One ``os.stat`` per shard: an empty file, or an uncompressed ``.tar`` whose size is
+        not a whole number of 512-byte tar blocks (cut off while copying), is refused here."""
+        bad = []
+        for shard in self.shards:
+            size = osp.getsize(shard)
+            if size == 0:
+                bad.append(f'{shard} is empty (0 bytes)')
+            elif shard.endswith('.tar') and size % 512:
+                bad.append(f'{shard} is truncated ({size} bytes, not a whole number of 512-byte '
+                           'tar blocks)')
+        if bad:
+            more = f'; ... {len(bad) - 3} more' if len(bad) > 3 else ''
+            raise ValueError(f'WebDatasetImageText: {len(bad)} of {len(self.shards)} shards are '
+                             f'not whole tar files: {"; ".join(bad[:3])}{more}. Re-create or '
+                             'remove them.')
+
     def _count(self, shard: str) -> int:
         """Captions in a shard, from its member headers."""
-        with tarfile.open(shard, mode='r:*') as tar:
-            return sum(1 for m in tar.getmembers()
-                       if m.isfile() and m.name.lower().endswith('.' + self.text_ext))
+        try:
+            with tarfile.open(shard, mode='r:*') as tar:
+                return sum(1 for m in tar.getmembers()
+                           if m.isfile() and m.name.lower().endswith('.' + self.text_ext))
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+            raise ValueError(f'WebDatasetImageText: shard {shard} is not a readable tar while '
+                             f'counting its samples ({type(err).__name__}: {err}). Re-create '
+                             'or remove the shard, or give num_samples.') from None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -237,7 +279,9 @@ class WebDatasetImageText(IterableDataset):
         return order[rank * workers + worker::readers]
 
     def _samples(self, shard: str) -> Iterator[dict]:
-        skipped, first_skipped = 0, None
+        """Samples of one shard, in order. Errors name the shard, the member, its index among
+        the shard's members and the index of the sample in the shard."""
+        skipped, first_skipped, index, yielded = 0, None, -1, 0
 
         def finish(key, members):
             nonlocal skipped, first_skipped
@@ -247,47 +291,92 @@ class WebDatasetImageText(IterableDataset):
                 skipped += 1
                 first_skipped = first_skipped or key
                 return None
-            data, member = image
+            (data, member, number), (caption, text_member, text_number) = image, text
+            img = decode_image(data, f'WebDatasetImageText: {shard}: member {member}',
+                               f'member {number} of the shard, sample {index}')
             try:
-                img = mmcv.imfrombytes(data, flag='color')
-            except Exception as err:  # any decoder failure: name the member
-                raise ValueError(f'WebDatasetImageText: {shard}: member {member} is not a '
-                                 f'readable image ({err}).') from err
-            if img is None:
-                raise ValueError(f'WebDatasetImageText: {shard}: member {member} is not a '
-                                 'readable image.')
+                caption = caption.decode('utf-8').strip()
+            except UnicodeDecodeError as err:
+                raise ValueError(f'WebDatasetImageText: {shard}: member {text_member} is not '
+                                 f'UTF-8 text ({err}; member {text_number} of the shard, sample '
+                                 f'{index}).') from None
             return dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
-                        text=text[0].decode('utf-8').strip(), img_path=f'{shard}/{member}',
+                        text=caption, img_path=f'{shard}/{member}',
                         sample_idx=f'{osp.basename(shard)}/{key}')
 
-        key, members = None, {}
-        with open(shard, 'rb') as f, tarfile.open(fileobj=f, mode='r|*') as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                base = osp.basename(member.name)
-                if '.' not in base:
-                    continue
-                stem, ext = base.split('.', 1)
-                this_key = osp.join(osp.dirname(member.name), stem)
-                if this_key != key:
-                    if key is not None:
-                        sample = finish(key, members)
-                        if sample is not None:
-                            yield sample
-                    key, members = this_key, {}
-                ext = ext.lower()
-                if ext in self.image_exts or ext == self.text_ext:
-                    members[ext] = (tar.extractfile(member).read(), member.name)
+        key, members, number, name = None, {}, -1, None
+        with open(shard, 'rb') as f:
+            try:
+                with tarfile.open(fileobj=f, mode='r|*') as tar:
+                    for number, member in enumerate(tar):
+                        name = member.name
+                        if not member.isfile():
+                            continue
+                        base = osp.basename(member.name)
+                        if '.' not in base:
+                            continue
+                        stem, ext = base.split('.', 1)
+                        this_key = osp.join(osp.dirname(member.name), stem)
+                        if this_key != key:
+                            if key is not None:
+                                sample = finish(key, members)
+                                if sample is not None:
+                                    yielded += 1
+                                    yield sample
+                            key, members, index = this_key, {}, index + 1
+                        ext = ext.lower()
+                        if ext in self.image_exts or ext == self.text_ext:
+                            members[ext] = (tar.extractfile(member).read(), member.name, number)
+                    end = tar.offset
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+                after = (f'reading member {name} or the header after it (member {number} of the '
+                         f'shard, sample {index})'
+                         if name is not None else 'at its first member')
+                raise ValueError(f'WebDatasetImageText: shard {shard} is not a readable tar '
+                                 f'(failed {after}: {type(err).__name__}: {err}). Re-create '
+                                 'or remove the shard.') from None
+            self._check_end(f, shard, end, name, number, index)
         if key is not None:
             sample = finish(key, members)
             if sample is not None:
+                yielded += 1
                 yield sample
+        if number < 0:
+            raise ValueError(f'WebDatasetImageText: shard {shard} is an empty tar (no members). '
+                             'Re-create or remove the shard.')
+        if not yielded:
+            raise ValueError(f'WebDatasetImageText: shard {shard} has {number + 1} members but '
+                             f'no sample with both an image ({"/".join(self.image_exts)}) and a '
+                             f'caption (.{self.text_ext}); first key: {first_skipped}. Check '
+                             'image_exts / text_ext, or re-create the shard.')
         if skipped:
             MMLogger.get_current_instance().warning(
                 f'WebDatasetImageText: {shard}: skipped {skipped} samples without an image '
                 f'({"/".join(self.image_exts)}) or a caption (.{self.text_ext}); first: '
                 f'{first_skipped}.')
+
+    @staticmethod
+    def _check_end(f, shard: str, end: int, name, number: int, index: int) -> None:
+        """An uncompressed tar ends with zero blocks after its last member; ``tarfile`` in
+        streaming mode stops quietly at a cut-off or garbled header, so look at what is left."""
+        f.seek(0)
+        if f.read(6).startswith(_COMPRESSED):
+            return  # a cut-off compressed stream is an error of the decompressor
+        f.seek(end)
+        while True:
+            chunk = f.read(1 << 16)
+            if not chunk:
+                break
+            if chunk.strip(b'\x00'):
+                raise ValueError(f'WebDatasetImageText: shard {shard} has data the tar reader '
+                                 f'cannot parse at byte {end} (after member {name}, member '
+                                 f'{number} of the shard, sample {index}): a corrupt header. '
+                                 'Re-create the shard.')
+        size = f.tell()
+        if size - end < 1024:
+            raise ValueError(f'WebDatasetImageText: shard {shard} is truncated: it stops at byte '
+                             f'{size} after member {name} (member {number} of the shard, sample '
+                             f'{index}) without the end-of-archive blocks. Re-create the shard.')
 
     def __iter__(self) -> Iterator[dict]:
         shards = self._my_shards()

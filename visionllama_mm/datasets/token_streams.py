@@ -86,12 +86,12 @@ def decode_tokens_b64(text: str) -> np.ndarray:
 def read_official_jsonl(path: str) -> Iterator[np.ndarray]:
     """Yield the (n,) int32 ids of every line ``{"tokens": base64}`` of an official JSONL file;
     a bad line is an error naming the file and line number."""
-    with open(path, encoding='utf-8') as f:
+    with open(path, 'rb') as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line.decode('utf-8'))
                 ids = decode_tokens_b64(row['tokens'])
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
                 what = 'no "tokens" field' if isinstance(err, (KeyError, TypeError)) else err
@@ -217,15 +217,48 @@ def _shard_files(directory: str) -> List[tuple]:
     return pairs
 
 
+def _check_npy(path: str, dtype, what: str) -> None:
+    """Read the header of a ``.npy`` file of ``what`` and check it is a 1-D ``dtype`` array whose
+    file size fits the header (one ``stat`` and a few hundred bytes read). ``np.load`` names no
+    file for an empty, truncated or non-``.npy`` file, and memory-maps a padded one silently."""
+    where = f'TokenStream: {path} ({what})'
+    size = osp.getsize(path)
+    if size == 0:
+        raise ValueError(f'{where} is empty (0 bytes).')
+    with open(path, 'rb') as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                    np.lib.format.read_array_header_2_0)
+            shape, _, file_dtype = read(f)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f'{where} is not a .npy file ({err}).') from None
+        header = f.tell()
+    if file_dtype != np.dtype(dtype) or len(shape) != 1:
+        raise ValueError(f'{where} must be a 1-D {np.dtype(dtype).name} array, got '
+                         f'{file_dtype} of shape {shape}.')
+    expected = header + shape[0] * file_dtype.itemsize
+    if size != expected:
+        raise ValueError(f'{where} is {size} bytes, but its header ({shape[0]} records of '
+                         f'{file_dtype.itemsize} bytes after {header} header bytes) needs '
+                         f'{expected}: the file is '
+                         f'{"truncated" if size < expected else "longer than its header says"}. '
+                         'Re-write the shard.')
+
+
 class TokenStream:
     """Shard directories read as one stream of ids (memory-mapped, read-only).
 
     Args:
         paths: One shard directory or several (concatenated in this order).
 
-    Raises a clear error for a missing file, a wrong dtype, offsets that do not fit their
-    tokens, counts that disagree with ``meta.json`` and directories whose meta disagree. Ids are
-    checked against ``vocab_size`` as they are read (:meth:`read`).
+    Raises a clear error, naming the file, for a missing file, a ``meta.json`` that is not JSON
+    or lacks keys, a ``.npy`` file that is empty, not ``.npy``, of the wrong dtype, or truncated
+    or padded (its size checked against its header, the tokens not read), offsets that do
+    not fit their tokens or do not increase, counts that disagree with ``meta.json`` and
+    directories whose meta disagree. Ids are checked against ``vocab_size`` as they are read
+    (:meth:`read`; the error gives the file and the index in it): checking them at construction
+    would read the whole stream.
     """
 
     def __init__(self, paths: Union[str, Sequence[str]]):
@@ -271,30 +304,44 @@ class TokenStream:
         if not osp.isfile(path):
             raise FileNotFoundError(f'TokenStream: {path} is missing (a shard directory needs '
                                     'tokens.npy, offsets.npy and meta.json).')
-        with open(path) as f:
-            meta = json.load(f)
+        try:
+            with open(path, 'rb') as f:
+                meta = json.loads(f.read().decode('utf-8'))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f'TokenStream: {path} is not a JSON object ({err}); the shard '
+                             'writer may have been interrupted. Re-write the shard.') from None
+        if not isinstance(meta, dict):
+            raise ValueError(f'TokenStream: {path} holds a {type(meta).__name__}, expected a '
+                             'JSON object.')
         missing = [k for k in _META_KEYS if k not in meta]
         if missing:
             raise ValueError(f'TokenStream: {path} lacks {missing}.')
+        bad = [k for k in _META_KEYS if k != 'tokenizer' and
+               (isinstance(meta[k], bool) or not isinstance(meta[k], int) or meta[k] < 0)]
+        if bad:
+            raise ValueError(f'TokenStream: {path}: {", ".join(f"{k}={meta[k]!r}" for k in bad)} '
+                             'must be integers >= 0.')
         _check_ids(meta['codebook'], meta['bos'], meta['eos'], meta['pad'], meta['vocab_size'],
                    f'TokenStream: {path}')
         return meta
 
     @staticmethod
     def _open(tokens_path: str, offsets_path: str):
+        _check_npy(tokens_path, np.uint16, 'token ids')
+        _check_npy(offsets_path, np.int64, 'sentence offsets')
         tokens = np.load(tokens_path, mmap_mode='r')
         offsets = np.load(offsets_path, mmap_mode='r')
-        if tokens.dtype != np.uint16 or tokens.ndim != 1:
-            raise ValueError(f'TokenStream: {tokens_path} must be a 1-D uint16 array, got '
-                             f'{tokens.dtype} of shape {tokens.shape}.')
-        if offsets.dtype != np.int64 or offsets.ndim != 1:
-            raise ValueError(f'TokenStream: {offsets_path} must be a 1-D int64 array, got '
-                             f'{offsets.dtype} of shape {offsets.shape}.')
         if tokens.size == 0 or offsets.size == 0 or offsets[0] != 0 or \
                 offsets[-1] >= tokens.size:
             raise ValueError(f'TokenStream: {offsets_path} ({offsets.size} offsets) does not '
                              f'describe the {tokens.size} tokens of {tokens_path}: expected '
                              'sentence starts from 0 to below the token count.')
+        steps = np.diff(offsets)
+        if steps.size and steps.min() <= 0:
+            at = int(np.argmax(steps <= 0)) + 1
+            raise ValueError(f'TokenStream: {offsets_path}: offset {at} ({int(offsets[at])}) is '
+                             f'not after offset {at - 1} ({int(offsets[at - 1])}); sentence '
+                             'starts must increase.')
         return tokens, offsets
 
     def __getstate__(self):
@@ -328,10 +375,12 @@ class TokenStream:
             piece += 1
         ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
         if ids.size and ids.max() >= self.meta['vocab_size']:
-            at = start + int(np.argmax(ids >= self.meta['vocab_size']))
-            file = self.files[int(np.searchsorted(self.starts, at, side='right')) - 1]
-            raise ValueError(f'TokenStream: id {int(ids.max())} at stream position {at} ({file}) '
-                             f'is >= vocab_size {self.meta["vocab_size"]} of meta.json.')
+            first = int(np.argmax(ids >= self.meta['vocab_size']))
+            at = start + first
+            piece = int(np.searchsorted(self.starts, at, side='right')) - 1
+            raise ValueError(f'TokenStream: id {int(ids[first])} at stream position {at} '
+                             f'({self.files[piece]}, index {at - int(self.starts[piece])}) is >= '
+                             f'vocab_size {self.meta["vocab_size"]} of meta.json.')
         return ids
 
     def sentence(self, index: int) -> np.ndarray:

@@ -332,11 +332,15 @@ class VisualSentenceDataset(BaseDataset):
             raise FileNotFoundError(f'VisualSentenceDataset: annotation file {self.ann_file} '
                                     'does not exist.')
         data_list = []
-        with open(self.ann_file, encoding='utf-8') as f:
-            for number, line in enumerate(f, 1):
+        with open(self.ann_file, 'rb') as f:
+            for number, raw in enumerate(f, 1):
+                where = f'{self.ann_file}:{number}'
+                try:
+                    line = raw.decode('utf-8')
+                except UnicodeDecodeError as err:
+                    raise ValueError(f'{where}: not UTF-8 text ({err}).') from None
                 if line.strip():
-                    data_list.append(self._parse(line, f'{self.ann_file}:{number}',
-                                                 len(data_list)))
+                    data_list.append(self._parse(line, where, len(data_list)))
         if not data_list:
             raise ValueError(f'VisualSentenceDataset: annotation file {self.ann_file} has no '
                              'sentences.')

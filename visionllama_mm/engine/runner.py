@@ -17,12 +17,20 @@ Differences from :class:`mmengine.runner.Runner` (everything else is inherited u
 * **dataset checks**: an empty annotation file and, for classifiers, labels outside the head's
   ``num_classes`` are errors naming the file and line when the dataloader is built
   (:mod:`visionllama_mm.datasets.checks`), instead of failures inside the first or a later epoch.
+  So is a listed image, segmentation map or video that is missing or empty (one ``os.stat`` per
+  file), and pipelines load images with
+  :class:`~visionllama_mm.datasets.transforms.CheckedLoadImageFromFile` where they say
+  ``LoadImageFromFile`` (and segmentation maps with ``CheckedLoadSegAnnotations`` where they say
+  mmseg's ``LoadAnnotations``): a bad file mid-run is named with its sample index. An annotation
+  line that the stock reader fails on is named (file and line).
 """
 from typing import Callable, Union
 
 from mmengine.runner import Runner as _StockRunner
 
-from ..datasets.checks import check_dataset_cfg, check_labels
+from ..datasets.checks import (check_data_files, check_dataset_cfg, check_labels,
+                               naming_annotation_errors)
+from ..datasets.transforms import use_checked_image_loading
 from .checks import _unwrap, load_state_dict_checked
 from .pretrained import load_checkpoint_source, partial_pretrained
 
@@ -54,10 +62,18 @@ class Runner(_StockRunner):
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        """As mmengine's, after checking the dataset's annotation file is not empty."""
-        if isinstance(dataloader, dict) and isinstance(dataloader.get('dataset'), dict):
-            check_dataset_cfg(dataloader['dataset'])
-        return _StockRunner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        """As mmengine's, after checking the dataset's annotation file is not empty; images load
+        with ``CheckedLoadImageFromFile`` and every listed file is checked to exist and not be
+        empty before the first iteration; a malformed annotation file is named with its line."""
+        dataset = dataloader.get('dataset') if isinstance(dataloader, dict) else None
+        if isinstance(dataset, dict):
+            check_dataset_cfg(dataset)
+            dataloader = {**dataloader, 'dataset': use_checked_image_loading(dataset)}
+        with naming_annotation_errors(dataset):
+            loader = _StockRunner.build_dataloader(dataloader, seed=seed,
+                                                   diff_rank_seed=diff_rank_seed)
+        check_data_files(getattr(loader, 'dataset', None))
+        return loader
 
     def _check_labels(self, loop, where: str):
         head = getattr(_unwrap(self.model), 'head', None)
