@@ -219,7 +219,7 @@ def test_cli_checks(data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.parse_args([str(tmp_path / 'no.jsonl')] + good[1:])
     assert f'annotation file {tmp_path / "no.jsonl"} does not exist' in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"special ids {'bos': 8192, 'eos': 8193, 'pad': 8194} "
-                                         r"must be distinct and lie in \[codebook=256, "
-                                         r"vocab_size=300\)"):
+    with pytest.raises(SystemExit, match=r"--bos/--eos/--pad/--vocab-size: special ids "
+                                         r"{'bos': 8192, 'eos': 8193, 'pad': 8194} must be "
+                                         r"distinct and lie in \[codebook=256, vocab_size=300\)"):
         tool.main(good + ['--device', 'cpu', '--vocab-size', '300'])

@@ -226,7 +226,7 @@ def main(argv=None):
         raise SystemExit(f'--image-size {args.image_size} is not a multiple of the tokenizer\'s '
                          f'downsampling factor {factor}.')
     try:  # at start-up, not after hours of encoding
-        _check_ids(codebook, where=f'{checksum} with --bos/--eos/--pad/--vocab-size', **ids)
+        _check_ids(codebook, where='--bos/--eos/--pad/--vocab-size', **ids)
     except ValueError as err:
         raise SystemExit(str(err)) from None
     dataset = VisualSentenceDataset(osp.abspath(args.ann_file), data_root=args.data_root,
