@@ -205,6 +205,12 @@ def test_resume_never_mixes_two_datasets(setup, tmp_path, capsys):
         assert msg.endswith('Refusing to mix or reuse it; pass --overwrite to start over, or '
                             'use another folder.')
         if not finished:
+            # the same images through another (size-preserving) pipeline: the config hash
+            resized = write_config(tmp_path / 'resized.py', digits_root, str(root / 'vae'),
+                                   [dict(type='ResizeEdge', scale=32)])
+            with pytest.raises(SystemExit, match=r'other inputs: source.config_sha256: '
+                                                 r"'\w+' \(then\) -> '\w+' \(now\)\. Refusing"):
+                tool.main(argv(resized))
             tool.main(argv(config))  # the same dataset resumes
     first = np.load(out / 'latents.npy')
     meta = json.loads((out / 'meta.json').read_text())
