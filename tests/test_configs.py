@@ -17,6 +17,9 @@ CONFIGS = sorted(p for p in glob.glob(f'{REPO}/configs/**/*.py', recursive=True)
 def test_config_builds(path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports['imports'] == ['visionllama_mm']
+    if 'train_dataloader' in cfg:  # every config that trains stops at the first NaN/inf loss
+        assert cfg.default_hooks.get('nonfinite_check') == dict(type='NonFiniteCheckHook'), \
+            'default_hooks.nonfinite_check is missing (visionllama_mm.engine.hooks)'
     model, _ = build_model_on_meta(cfg)  # in the config's toolbox scope, restored afterwards
     assert sum(p.numel() for p in model.parameters()) > 0
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -57,3 +57,6 @@ randomness = dict(seed=0, diff_rank_seed=True)
 train_dataloader = dict(drop_last=True)
 # EMA 0.9999, validated and tested with the EMA weights (mmpretrain's EMAHook, as the stock config)
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+
+# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
+default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))

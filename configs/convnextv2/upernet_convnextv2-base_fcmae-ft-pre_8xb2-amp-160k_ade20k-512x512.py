@@ -63,3 +63,6 @@ tta_pipeline = [
         [dict(type='LoadAnnotations', reduce_zero_label=True)],
         [dict(type='PackSegInputs')]]),
 ]
+
+# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
+default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))

@@ -62,6 +62,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=2000)
 custom_hooks = [dict(type='EMAHook', momentum=1e-2, update_buffers=True, priority='ABOVE_NORMAL')]
 
 default_hooks = dict(
+    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=200),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2000, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

@@ -78,6 +78,7 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
+    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1, save_best='auto'))
 randomness = dict(seed=0, deterministic=False)

@@ -17,3 +17,6 @@ model = dict(
 
 # the stock dataset base defines collate_fn (mmengine adds `_scope_` to it): replace it whole
 train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
+
+# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
+default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))

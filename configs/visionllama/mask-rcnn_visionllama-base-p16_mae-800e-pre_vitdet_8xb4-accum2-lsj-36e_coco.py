@@ -104,6 +104,7 @@ param_scheduler = [
          milestones=[102937, 125812], gamma=0.1),
 ]
 default_hooks = dict(
+    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(by_epoch=False, interval=interval, max_keep_ckpts=5))
 log_processor = dict(by_epoch=False)

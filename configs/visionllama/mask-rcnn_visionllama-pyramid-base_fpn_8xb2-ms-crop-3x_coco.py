@@ -29,3 +29,6 @@ model = dict(
 optim_wrapper = dict(
     type='AmpOptimWrapper',  # dynamic loss scaling, as --amp
     paramwise_cfg=dict(norm_decay_mult=0.0))
+
+# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
+default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))

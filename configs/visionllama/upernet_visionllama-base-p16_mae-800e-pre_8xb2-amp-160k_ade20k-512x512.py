@@ -35,3 +35,6 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='LayerwiseDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.65))
+
+# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
+default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))

@@ -26,3 +26,6 @@ model = dict(
 train_dataloader = dict(collate_fn=dict(type='default_collate'))
 val_dataloader = dict(collate_fn=dict(type='default_collate'))
 test_dataloader = val_dataloader
+
+# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
+default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))

@@ -101,6 +101,7 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=global_batch)
 
 default_hooks = dict(
+    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=100),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000, max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)

@@ -2,9 +2,11 @@
 from .amp import CPUBF16AmpOptimWrapper
 from .checkpoint import AtomicCheckpointHook
 from .fsdp import ShardedDataParallel, transformer_block_wrap_policy
+from .hooks import NonFiniteCheckHook
 from .layer_decay import LayerwiseDecayOptimWrapperConstructor
 from .reproducibility import ReproducibleRandomnessHook, ReproducibleSampler
 
 __all__ = ['AtomicCheckpointHook', 'CPUBF16AmpOptimWrapper',
-           'LayerwiseDecayOptimWrapperConstructor', 'ReproducibleRandomnessHook',
-           'ReproducibleSampler', 'ShardedDataParallel', 'transformer_block_wrap_policy']
+           'LayerwiseDecayOptimWrapperConstructor', 'NonFiniteCheckHook',
+           'ReproducibleRandomnessHook', 'ReproducibleSampler', 'ShardedDataParallel',
+           'transformer_block_wrap_policy']

@@ -17,6 +17,11 @@ worst a stale ``.<name>.tmp`` file or one extra old checkpoint). Other storage b
 stock behaviour. ``tools/train.py`` uses this hook in place of ``CheckpointHook``
 (:func:`use_atomic_checkpoint_hook`); a config run by the stock tools asks for it with
 ``default_hooks.checkpoint.type='AtomicCheckpointHook'``.
+
+It never writes a checkpoint whose model or EMA tensors hold NaN/inf, and a NaN/inf ``save_best``
+metric never becomes the best checkpoint: both raise :class:`FloatingPointError`. These are the
+checks of :class:`~visionllama_mm.engine.hooks.NonFiniteCheckHook`, which does them instead when
+the run has it (every config of the package does, so the stock ``CheckpointHook`` gets them too).
 """
 import os
 import os.path as osp
@@ -28,6 +33,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from ..registry import HOOKS
+from .hooks import NonFiniteCheckHook, check_best_metrics, check_finite_checkpoint
 
 __all__ = ['AtomicCheckpointHook', 'replace_file_atomically', 'use_atomic_checkpoint_hook']
 
@@ -145,7 +151,19 @@ class AtomicCheckpointHook(CheckpointHook):
             elif osp.isdir(old):  # checkpoints saved by deepspeed are directories
                 self.file_backend.rmtree(old)
 
+    def _checked_elsewhere(self, runner) -> bool:
+        """A :class:`NonFiniteCheckHook` in the run does the finiteness checks."""
+        return any(isinstance(hook, NonFiniteCheckHook) for hook in runner.hooks)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Never write model/EMA tensors that hold NaN/inf (also without the config's
+        :class:`NonFiniteCheckHook`)."""
+        if not self._checked_elsewhere(runner):
+            check_finite_checkpoint(runner, checkpoint, owner=type(self).__name__)
+
     def _save_best_checkpoint(self, runner, metrics) -> None:
+        if not self._checked_elsewhere(runner):  # a NaN/inf metric never becomes the best
+            check_best_metrics(runner, [self], metrics, owner=type(self).__name__)
         if not self._local():
             return super()._save_best_checkpoint(runner, metrics)
         backend = self.file_backend

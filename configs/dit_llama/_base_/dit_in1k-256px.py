@@ -105,6 +105,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=400000, val_interval=40000
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL')]
 
 default_hooks = dict(
+    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=100),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=50000, max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)

@@ -117,5 +117,6 @@ randomness = dict(seed=42, deterministic=False)
 # README.md:65: a checkpoint every 1000 steps (EasyLM overwrites one streaming checkpoint; its
 # milestones every 2000 steps are not kept here: set max_keep_ckpts=-1 to keep every checkpoint)
 default_hooks = dict(
+    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)  # an iteration-based run

@@ -98,6 +98,8 @@ val_cfg = dict()
 test_cfg = dict()
 # the lr above is for 8 GPUs x 256 images; --auto-scale-lr rescales it for other batch sizes
 auto_scale_lr = dict(base_batch_size=2048)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
+default_hooks = dict(
+    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
+    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
 # main_b.py --seed 0; each rank draws its own random numbers (seed + rank in the official code)
 randomness = dict(seed=0, deterministic=False)
