@@ -199,3 +199,10 @@ def test_dit_block_position_embedding_is_dits_table():
                      block_type='dit')
     assert model.pos_embed.shape == (1, g * g, D)
     np.testing.assert_allclose(model.pos_embed[0].numpy(), expected, atol=2e-6)
+
+
+def test_no_class_is_refused():
+    with pytest.raises(ValueError) as err:
+        DiTLLaMA(arch=TINY, input_size=8, num_classes=0)
+    assert str(err.value) == ('DiTLLaMA: num_classes must be an int >= 1 (the labels of the '
+                              'dataset), got 0.')

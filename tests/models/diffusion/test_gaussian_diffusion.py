@@ -279,3 +279,19 @@ def test_errors():
             lambda x_t, t: torch.cat([x_t, x_t], 1), x)
     with pytest.raises(ValueError, match='needs noise'):
         GaussianDiffusion(sampling_steps=10).step(torch.cat([x, x], 1), x, 3)
+
+
+def test_betas_outside_0_1_are_refused():
+    """Few timesteps scale the betas past 1 (alpha_bar <= 0, NaN square roots); a zero beta
+    divides 0 by 0 in the posterior: every table and loss would be NaN."""
+    with pytest.raises(ValueError) as err:
+        GaussianDiffusion(num_timesteps=10, sampling_steps=None)
+    assert str(err.value) == ('GaussianDiffusion: the betas (beta_start, beta_end scaled by 1000 / '
+                              'num_timesteps = 100) must lie in (0, 1), got 0.01 .. 2 for '
+                              'beta_start=0.0001, beta_end=0.02, num_timesteps=10; use more '
+                              'timesteps or smaller betas.')
+    with pytest.raises(ValueError,
+                       match=r'must lie in \(0, 1\), got 0 \.\. 0\.02 for beta_start=0'):
+        GaussianDiffusion(beta_start=0.)
+    tables = GaussianDiffusion(num_timesteps=100, sampling_steps=None).train_chain.tables
+    assert all(torch.isfinite(v).all() for v in tables.values())  # 100 steps: betas up to 0.2

@@ -131,3 +131,11 @@ def test_errors():
         m(_ids(1, 32), [BaseDataElement(metainfo=dict(num_images=2, num_target_images=2))],
           mode='predict')
     assert isinstance(MODELS.build(dict(type='LVM', backbone=dict(type='LLaMADecoder'))), LVM)
+
+
+def test_shared_special_ids_are_refused():
+    """Targets equal to pad_id are not scored: pad_id = eos_id would drop every eos target."""
+    with pytest.raises(ValueError) as err:
+        _lvm(pad_id=8193)
+    assert str(err.value) == ('LVM: bos_id, eos_id and pad_id must differ, got 8192, 8193, 8193 '
+                              '(targets equal to pad_id are left out of the loss).')

@@ -185,3 +185,20 @@ def test_autoencoder_losses_and_psnr():
     mse = (recon.clamp(0, 1) - x).pow(2).flatten(1).mean(1)
     assert [s.psnr for s in out] == pytest.approx((10 * torch.log10(1 / mse)).tolist(), rel=1e-5)
     assert out[0].pred_img.shape == (3, 16, 16)
+
+
+def test_degenerate_codebook_and_loss_weights_are_refused():
+    with pytest.raises(ValueError) as err:
+        VQGANTokenizer(dict(TINY, num_embeddings=1))
+    assert str(err.value) == ('VQGANTokenizer: arch num_embeddings (the codebook size) must be an '
+                              'int >= 2, got 1.')
+    with pytest.raises(ValueError, match='arch commitment_cost must be >= 0, got -0.25'):
+        VQGANTokenizer(dict(TINY, commitment_cost=-0.25))
+    with pytest.raises(ValueError) as err:
+        VQGANAutoEncoder(dict(type='VQGANTokenizer', arch=TINY), l1_weight=0, l2_weight=0)
+    assert str(err.value) == ("VQGANAutoEncoder: the loss weights must be >= 0 with l1_weight + "
+                              "l2_weight > 0 (a reconstruction term), got {'l1_weight': 0, "
+                              "'l2_weight': 0, 'vq_weight': 1.0}.")
+    with pytest.raises(ValueError,
+                       match="got {'l1_weight': 1.0, 'l2_weight': 1.0, 'vq_weight': -1"):
+        VQGANAutoEncoder(dict(type='VQGANTokenizer', arch=TINY), vq_weight=-1)

@@ -378,3 +378,18 @@ def test_local_loss_with_gathered_gradients_gives_the_full_batch_gradient(tmp_pa
             total = parts[0]['grads'][k] + parts[1]['grads'][k]
             # gradients up to ~30 in size: fp32 summation-order noise ~1e-5
             torch.testing.assert_close(total / 2, p.grad, rtol=1e-4, atol=1e-4, msg=k)
+
+
+def test_a_first_global_batch_of_one_pair_is_refused():
+    """InfoNCE over one pair is 0 at every iteration; a later batch of one (a data remainder) is
+    scored as usual."""
+    model = build().train()
+    with pytest.raises(ValueError) as err:
+        model.loss(torch.randn(1, 3, 32, 32), samples(CAPTIONS[:1]))
+    assert str(err.value) == ('ContrastiveCLIP: the contrastive loss needs a global batch of at '
+                              'least 2 image-text pairs (each pair is scored against the others), '
+                              'got 1 (train_dataloader.batch_size x GPUs); its loss would be 0 at '
+                              'every iteration.')
+    model = build().train()
+    model.loss(torch.randn(4, 3, 32, 32), samples())
+    assert model.loss(torch.randn(1, 3, 32, 32), samples(CAPTIONS[:1]))['loss'] == 0

@@ -244,3 +244,29 @@ def test_sparse_fcmae_autocast_fp16_bf16_stays_finite_and_close_to_fp32(
     for n, v in ref_grads.items():
         if v.norm() > 1e-3 * largest:
             assert F.cosine_similarity(grads[n].flatten(), v.flatten(), dim=0) > min_cos, n
+
+
+def test_degenerate_mask_ratios_are_refused():
+    """A ratio that masks no cell (the loss is a mean over the masked cells: NaN from the first
+    iteration) is refused at construction, also through the shipped config; one that leaves no
+    visible cell at the input size, at the first batch."""
+    with pytest.raises(ValueError) as err:
+        SparseConvNeXtV2(TINY, mask_ratio=0.0)
+    assert str(err.value) == ('SparseConvNeXtV2: mask_ratio must be in (0, 1), got 0.0 (0 masks no '
+                              'cell, so the FCMAE loss, a mean over the masked cells, would be '
+                              'NaN).')
+    from mmengine.config import Config
+    repo = __file__.rsplit('/tests/', 1)[0]
+    cfg = Config.fromfile(
+        f'{repo}/configs/convnextv2/fcmae_convnextv2-atto_8xb64-accum8-coslr-800e_in1k.py')
+    cfg.model.backbone.mask_ratio = 0.0
+    with pytest.raises(ValueError, match=r'SparseConvNeXtV2: mask_ratio must be in \(0, 1\), got '
+                                         r'0\.0 \(0 masks no cell'):
+        MODELS.build(cfg.model)
+    enc = SparseConvNeXtV2(TINY, mask_ratio=0.8)  # 2x2 cells at 64 px: keeps int(4 * 0.2) = 0
+    with pytest.raises(ValueError) as err:
+        enc(torch.randn(1, 3, 64, 64))
+    assert str(err.value) == ('SparseConvNeXtV2: mask_ratio=0.8 keeps 0 of the 4 cells (2x2 cells '
+                              'of 32 px) of a 64x64 input, so no cell is visible; choose a ratio '
+                              'in (0, 0.75] or a larger input.')
+    assert enc(torch.randn(1, 3, 96, 96))[1].sum() == 8  # 3x3 cells: keeps 1, masks 8

@@ -4,6 +4,7 @@ functional reference of the fork's masked forward, loaded from a fork-layout sta
 released/LLaMA-rule sizes, and the pre-training, fine-tuning and linear-probe configs."""
 import math
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -367,3 +368,18 @@ def test_mae_loss_compiles_without_graph_breaks_or_recompiles():
 
     assert_one_graph_no_recompile(step, [(torch.randn(2, 3, 32, 32), ) for _ in range(3)],
                                   backward=True)
+
+
+def test_mask_ratio_that_keeps_no_token_is_refused():
+    """At construction for img_size, at the first batch for another input size."""
+    with pytest.raises(ValueError) as err:
+        MAEVisionLLaMA(arch=TINY, img_size=32, patch_size=16, mask_ratio=0.8)
+    assert str(err.value) == ('MAEVisionLLaMA: mask_ratio=0.8 keeps 0 of the 4 patch tokens (2x2) '
+                              'at img_size=(32, 32), so no token is visible; choose a ratio in '
+                              '(0, 0.75].')
+    enc = MAEVisionLLaMA(arch=TINY, img_size=32, patch_size=4, mask_ratio=0.9)  # keeps 6 of 64
+    with pytest.raises(ValueError, match=re.escape(
+            'keeps 0 of the 4 patch tokens (2x2) at an input of 8x8, so no token is visible')):
+        enc(torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match=re.escape('mask_ratio must be in (0, 1), got 0.0')):
+        MAEVisionLLaMA(arch=TINY, img_size=32, patch_size=4, mask_ratio=0.0)

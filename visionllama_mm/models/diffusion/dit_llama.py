@@ -68,6 +68,9 @@ class LabelEmbedder(nn.Module):
         super().__init__()
         if not 0. <= dropout_prob < 1.:
             raise ValueError(f'DiTLLaMA: class_dropout_prob must be in [0, 1), got {dropout_prob}.')
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f'DiTLLaMA: num_classes must be an int >= 1 (the labels of the '
+                             f'dataset), got {num_classes!r}.')
         self.num_classes = num_classes
         self.dropout_prob = dropout_prob
         self.embedding_table = nn.Embedding(num_classes + int(dropout_prob > 0), embed_dims)

@@ -161,6 +161,14 @@ class GaussianDiffusion:
         self.clip_denoised = clip_denoised
         self.betas = torch.linspace(scale * beta_start, scale * beta_end, num_timesteps,
                                     dtype=torch.float64)
+        if not (0. < scale * beta_start < 1. and 0. < scale * beta_end < 1.):
+            # a beta of 0 divides 0 by 0 in the posterior; one >= 1 makes alpha_bar <= 0 and its
+            # square root NaN: every table, loss and sample would be NaN
+            raise ValueError(
+                f'GaussianDiffusion: the betas (beta_start, beta_end scaled by 1000 / '
+                f'num_timesteps = {scale:g}) must lie in (0, 1), got {scale * beta_start:g} .. '
+                f'{scale * beta_end:g} for beta_start={beta_start}, beta_end={beta_end}, '
+                f'num_timesteps={num_timesteps}; use more timesteps or smaller betas.')
         self.alphas_cumprod = torch.cumprod(1. - self.betas, 0)
         self.train_chain = _Chain(self.alphas_cumprod)
         #: original timestep values of the sampling chain, ascending (``model_fn`` receives these)

@@ -130,6 +130,10 @@ class LVM(PretrainedInitMixin, BaseModel):
             if not num_codes <= i < (vocab or i + 1):
                 raise ValueError(f'LVM: {name} {i} must lie in [num_codes, vocab_size) = '
                                  f'[{num_codes}, {vocab}): ids below num_codes are VQ codes.')
+        if len({bos_id, eos_id, pad_id}) < 3:
+            # targets equal to pad_id are not scored: a shared id drops every bos/eos target
+            raise ValueError(f'LVM: bos_id, eos_id and pad_id must differ, got {bos_id}, {eos_id}, '
+                             f'{pad_id} (targets equal to pad_id are left out of the loss).')
         self.tokenizer = None
         if tokenizer is not None:
             self.tokenizer = MMPRETRAIN_MODELS.build(tokenizer) if isinstance(tokenizer, dict) else tokenizer

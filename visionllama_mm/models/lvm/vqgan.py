@@ -296,6 +296,13 @@ class VQGANTokenizer(PretrainedInitMixin, BaseModule):
             arch = {**MUSE_VQGAN_ARCH, **arch}
         arch = dict(arch, channel_mult=tuple(arch['channel_mult']),
                     attn_resolutions=tuple(arch['attn_resolutions']))
+        if not isinstance(arch['num_embeddings'], int) or arch['num_embeddings'] < 2:
+            # one code maps every image to the same ids: nothing to model, nothing to decode
+            raise ValueError(f'VQGANTokenizer: arch num_embeddings (the codebook size) must be an '
+                             f'int >= 2, got {arch["num_embeddings"]!r}.')
+        if not arch['commitment_cost'] >= 0:
+            raise ValueError(f'VQGANTokenizer: arch commitment_cost must be >= 0, got '
+                             f'{arch["commitment_cost"]!r}.')
         self.arch = arch
         self.resolution = arch['resolution']
         self.num_embeddings = arch['num_embeddings']
@@ -453,6 +460,13 @@ class VQGANAutoEncoder(PretrainedInitMixin, BaseModel):
     def __init__(self, tokenizer: dict, l1_weight: float = 1.0, l2_weight: float = 1.0,
                  vq_weight: float = 1.0, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
+        weights = dict(l1_weight=l1_weight, l2_weight=l2_weight, vq_weight=vq_weight)
+        negative = {k: v for k, v in weights.items() if not v >= 0}
+        if negative or l1_weight + l2_weight == 0:
+            # without a reconstruction term the decoder is never trained (and a negative weight
+            # maximises its term)
+            raise ValueError(f'VQGANAutoEncoder: the loss weights must be >= 0 with l1_weight + '
+                             f'l2_weight > 0 (a reconstruction term), got {weights}.')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
         self.tokenizer = MMPRETRAIN_MODELS.build(dict(tokenizer, frozen=False))

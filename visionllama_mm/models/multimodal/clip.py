@@ -294,6 +294,7 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
             self.zero_shot = dict(classes=classes, templates=templates,
                                   batch_size=zero_shot.get('batch_size', 1000))
         self._class_embeds: Optional[torch.Tensor] = None
+        self._batch_checked = False  # the first training batch is checked for a global batch of 1
         if lock_text:
             for p in self.text.parameters():
                 p.requires_grad = False
@@ -407,6 +408,15 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
         text = self.extract_text_feat(self._tokens(data_samples, inputs.device))
         all_image = _gather(image, self.gather_with_grad)
         all_text = _gather(text, self.gather_with_grad)
+        if not torch.compiler.is_compiling() and not self._batch_checked:
+            # the first batch only: a later one of 1 pair can be a data remainder (one loss of 0)
+            self._batch_checked = True
+            if all_image.shape[0] < 2:  # a shape, known on the host: no sync
+                raise ValueError(
+                    'ContrastiveCLIP: the contrastive loss needs a global batch of at least 2 '
+                    'image-text pairs (each pair is scored against the others), got 1 '
+                    '(train_dataloader.batch_size x GPUs); its loss would be 0 at every '
+                    'iteration.')
         scale = self.scale()
         # logits and cross-entropy in fp32 whatever the autocast: at exp(logit_scale) = 100 an
         # fp16 logit would be a multiple of 0.0625

@@ -53,7 +53,9 @@ class SparseConvNeXtV2(ConvNeXtV2):
 
     Args:
         arch: As :class:`ConvNeXtV2`.
-        mask_ratio: Fraction of the cells hidden; every sample keeps ``int(L * (1 - ratio))``.
+        mask_ratio: Fraction of the cells hidden, in (0, 1); every sample keeps
+            ``int(L * (1 - ratio))`` cells, which must leave one cell visible and one masked at
+            the input size (checked at the first batch).
         impl: ``'sparse'`` (visible rows only) or ``'masked_dense'`` (the oracle).
         dwconv_backend: Submanifold depth-wise conv of the sparse path: ``'conv'`` (scatter,
             dense depth-wise conv, gather; fast) or ``'gather'`` (49 shifted neighbour rows).
@@ -83,9 +85,11 @@ class SparseConvNeXtV2(ConvNeXtV2):
                          out_indices=-1, with_cp=with_cp, init_cfg=init_cfg)
         del self.norm3  # no final norm in the encoder (the decoder's proj follows)
         if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) \
-                or not 0. <= mask_ratio < 1.:
-            raise ValueError(f'SparseConvNeXtV2: mask_ratio must be in [0, 1), got '
-                             f'{mask_ratio!r}.')
+                or not 0. < mask_ratio < 1.:
+            why = (' (0 masks no cell, so the FCMAE loss, a mean over the masked cells, would be '
+                   'NaN)' if mask_ratio == 0 else '')
+            raise ValueError(f'SparseConvNeXtV2: mask_ratio must be in (0, 1), got '
+                             f'{mask_ratio!r}{why}.')
         self.mask_ratio = float(mask_ratio)
         self.impl = self.check_choice('impl', impl, ('sparse', 'masked_dense'))
         self.dwconv_backend = self.check_choice('dwconv_backend', dwconv_backend,
@@ -107,6 +111,15 @@ class SparseConvNeXtV2(ConvNeXtV2):
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """(B, L) float, 1 = masked, for the image batch ``x``."""
         grid = self.check_input(x)
+        cells = grid[0] * grid[1]
+        keep = cells_kept(cells, self.mask_ratio)  # host ints from the shape: no sync
+        if not 0 < keep < cells:
+            raise ValueError(
+                f'{type(self).__name__}: mask_ratio={self.mask_ratio} keeps {keep} of the '
+                f'{cells} cells ({grid[0]}x{grid[1]} cells of 32 px) of a '
+                f'{x.shape[-2]}x{x.shape[-1]} input, so '
+                f'{"no cell is visible" if keep < 1 else "no cell is masked (the loss is NaN)"}; '
+                f'choose a ratio in (0, {1 - 1 / cells:.4g}] or a larger input.')
         return random_cell_mask(x.shape[0], grid, self.mask_ratio, generator, device=x.device)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,

@@ -85,6 +85,19 @@ class MAEVisionLLaMA(VisionLLaMA):
         super().__init__(arch=arch, ffn_bias=ffn_bias, ffn_drop_path=ffn_drop_path,
                          out_type=out_type, with_cls_token=True, init_cfg=init_cfg, **kwargs)
         self.mask_ratio = mask_ratio
+        self._check_kept(self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size,
+                         f'img_size={self.img_size}')
+
+    def _check_kept(self, h: int, w: int, where: str) -> None:
+        """Refuse a mask ratio that keeps no token, or removes none (the MAE loss is a mean over
+        the removed tokens: NaN), on an ``h x w`` patch grid."""
+        keep = int(h * w * (1 - self.mask_ratio))
+        if not 0 < keep < h * w:
+            raise ValueError(
+                f'MAEVisionLLaMA: mask_ratio={self.mask_ratio} keeps {keep} of the {h * w} patch '
+                f'tokens ({h}x{w}) at {where}, so '
+                f'{"no token is visible" if keep < 1 else "no token is masked (the loss is NaN)"}'
+                f'; choose a ratio in (0, {1 - 1 / (h * w):.4g}].')
 
     def init_weights(self):
         super().init_weights()
@@ -149,6 +162,8 @@ class MAEVisionLLaMA(VisionLLaMA):
         self.check_batch(x, 'MAEVisionLLaMA')
         B = x.shape[0]
         x, (h, w) = self.patch_embed(x)
+        if (h, w) != (self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size):
+            self._check_kept(h, w, f'an input of {h * self.patch_size}x{w * self.patch_size}')
         x, mask, ids_restore, ids_keep = self.random_masking(x, self.mask_ratio)
         rope = self.visible_rope(h, w, ids_keep)
         for layer in self.layers:
