@@ -154,6 +154,15 @@ def test_wrong_prefix_and_unknown_keys(tmp_path):
                                          r"'min_loaded'\]"):
         VisionLLaMA(arch=TINY, img_size=32, patch_size=4, init_cfg=dict(
             type='Pretrained', checkpoint=ckpt, strcit=False)).init_weights()
+    with pytest.raises(ValueError, match=r'min_loaded must be a fraction in \(0, 1\], got 90'):
+        VisionLLaMA(arch=TINY, img_size=32, patch_size=4, init_cfg=dict(
+            type='Pretrained', checkpoint=ckpt, min_loaded=90)).init_weights()
+    missing = str(tmp_path / 'nowhere.pth')
+    with pytest.raises(FileNotFoundError, match=rf"^VisionLLaMA init_cfg=dict\(type='Pretrained', "
+                                                rf"checkpoint='{missing}'\): checkpoint {missing} "
+                                                r"can not be found\."):
+        VisionLLaMA(arch=TINY, img_size=32, patch_size=4, init_cfg=dict(
+            type='Pretrained', checkpoint=missing)).init_weights()
 
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))

@@ -189,7 +189,10 @@ def load_pretrained(module: nn.Module, cfg: dict, logger='current') -> LoadRepor
     where = f'{who} {_describe(cfg)}'
     print_log(f'load {prefix} in model from: {filename}' if prefix else
               f'load model from: {filename}', logger=logger)
-    checkpoint = load_checkpoint_source(filename, cfg.get('map_location', 'cpu'), what=where)
+    try:
+        checkpoint = load_checkpoint_source(filename, cfg.get('map_location', 'cpu'), what=where)
+    except (FileNotFoundError, ValueError) as err:  # missing, not a checkpoint, truncated
+        raise type(err)(f'{where}: {err}') from None
     state_dict = checkpoint
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
         state_dict = checkpoint['state_dict']
