@@ -246,6 +246,7 @@ class NonFiniteCheckHook(Hook):
         self.check_checkpoint = check_checkpoint
         self.check_best_metric = check_best_metric
         self._bad = 0
+        self._weights_checked_at: Optional[int] = None
 
     # ------------------------------------------------------------------------- training
     def _loss_terms(self, runner, outputs) -> Dict[str, float]:
@@ -281,7 +282,7 @@ class NonFiniteCheckHook(Hook):
         return value
 
     def before_train(self, runner) -> None:
-        self._bad = 0
+        self._bad, self._weights_checked_at = 0, None
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
@@ -339,12 +340,14 @@ class NonFiniteCheckHook(Hook):
         meta = dict(epoch=runner.epoch + 1, iter=runner.iter) if by_epoch else \
             dict(epoch=runner.epoch, iter=runner.iter + 1)
         check_finite_checkpoint(runner, dict(meta=meta), named=named)
+        self._weights_checked_at = runner.iter
 
     def after_train_epoch(self, runner) -> None:
         self._check_weights_if_saving(runner, by_epoch=True)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if self.check_checkpoint:
+        # the weights were checked on their devices just before this save (nothing steps between)
+        if self.check_checkpoint and self._weights_checked_at != runner.iter:
             check_finite_checkpoint(runner, checkpoint)
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
