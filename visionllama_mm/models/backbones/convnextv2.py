@@ -11,8 +11,9 @@ the meta device (it calls ``.item()`` on its drop-path ``linspace``). What this 
   ``ValueError`` listing the names;
 - any input size for dense heads: zero-padded to a multiple of 32 inside, every map cropped back
   to ``ceil(H / stride)`` (at multiples of 32 nothing changes);
-- channels-last memory through the whole network and a one-pass GRN (the stock block and
-  ``LN2d`` copy between layouts);
+- the block as timm's (depth-wise conv on the map, then LayerNorm, MLP and GRN over the channels of
+  a (B, H, W, C) view) in the input's memory format: NCHW by default, channels-last when the
+  input is (no layout is forced);
 - activation checkpointing through torch's non-reentrant checkpoint (the stock block calls the
   reentrant default, which torch now warns about);
 - ``get_layer_depth`` for both layer-decay schemes of the paper: ``'single'`` (one id
@@ -46,9 +47,9 @@ _DEFAULT_INIT = [
 
 
 def _block_forward(x: torch.Tensor, block: ConvNeXtBlock) -> torch.Tensor:
-    """mmpretrain's ``ConvNeXtBlock`` (V2: GRN, no LayerScale) on a channels-last map, with the
-    same parameters and results, without its layout copies."""
-    y = block.depthwise_conv(x).permute(0, 2, 3, 1)  # (B, H, W, C), a view when channels-last
+    """mmpretrain's ``ConvNeXtBlock`` (V2: GRN, no LayerScale) with the same parameters and
+    results: (B, C, H, W) -> (B, C, H, W), the per-position part on a (B, H, W, C) view."""
+    y = block.depthwise_conv(x).permute(0, 2, 3, 1)  # (B, H, W, C)
     y = F.layer_norm(y, block.norm.normalized_shape, block.norm.weight, block.norm.bias,
                      block.norm.eps)
     y = block.act(block.pointwise_conv1(y))
@@ -156,8 +157,6 @@ class ConvNeXtV2(VisionBackbone):
         d = self.size_divisor
         if H0 % d or W0 % d:
             x = F.pad(x, (0, -W0 % d, 0, -H0 % d))
-        # channels-last all the way: every permute to (B, H, W, C) and back is then a view
-        x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i, stage in enumerate(self.stages):
             if i == 0:
