@@ -360,7 +360,7 @@ def test_convnextv2_bad_arguments(kwargs, message):
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(mask_ratio=1.0), 'SparseConvNeXtV2: mask_ratio must be in [0, 1), got 1.0.'),
+    (dict(mask_ratio=1.0), 'SparseConvNeXtV2: mask_ratio must be in (0, 1), got 1.0.'),
     (dict(dwconv_backend='spconv'),
      "SparseConvNeXtV2: dwconv_backend must be one of ('conv', 'gather'), got 'spconv'."),
     (dict(impl='dense'),
