@@ -64,10 +64,10 @@ def test_unknown_checkpoint_is_refused_clearly(python, tmp_path):
     torch.save({'state_dict': {'conv1.weight': torch.zeros(1)}}, src)
     with pytest.raises(ValueError, match="unrecognised checkpoint.*conv1.weight"):
         detect_kind(torch.load(src, weights_only=True))
-    proc = __import__('subprocess').run(
+    proc = run_python(
         [python, 'tools/model_converters/vision_llama_official.py', str(src), str(tmp_path / 'o')],
-        capture_output=True, text=True)
-    assert proc.returncode != 0 and 'unrecognised checkpoint' in proc.stderr
+        merge=False)
+    assert proc.returncode != 0 and 'unrecognised checkpoint' in proc.stderr, proc.stderr
 
 
 def test_converter_refuses_pickled_code(tmp_path):
@@ -136,9 +136,9 @@ def test_train_py_checkpoint_is_not_converted(python, tmp_path, digits_root):
               'train_dataloader.persistent_workers=False', 'train_dataloader.dataset.indices=64',
               'train_cfg.max_epochs=1'])
     ckpt = work / 'epoch_1.pth'
-    proc = __import__('subprocess').run(
+    proc = run_python(
         [python, 'tools/model_converters/vision_llama_official.py', str(ckpt),
-         str(tmp_path / 'out.pth')], capture_output=True, text=True)
+         str(tmp_path / 'out.pth')], merge=False)
     assert proc.returncode != 0, proc.stdout
     assert ('already a visionllama_mm checkpoint, no conversion needed: its state_dict has this '
             "package's key layout (backbone.layers.0.ffn.w12.weight)") in proc.stderr, proc.stderr

@@ -26,9 +26,12 @@ def test_amp_trains_in_bf16_on_cpu(tmp_path, python, digits_root):
 @pytest.mark.skipif(not native_bf16(), reason='this CPU has no bf16 instructions (AVX512-BF16/AMX): '
                     'bf16 autocast is ~6.5x slower than fp32 here, the 20 epochs would take ~30 min')
 def test_quickstart_with_amp_reaches_95_percent(tmp_path, python, digits_root):
+    """The quickstart recipe with --amp on half its schedule (10 epochs, the cosine ending at 10;
+    bf16 on a CPU runs slower than fp32, and the fp32 test trains the full 20): measured 96.9%."""
     out = run_tool([python, 'tools/train.py', QUICKSTART, '--amp', '--work-dir', str(tmp_path),
                     '--cfg-options', f'train_dataloader.dataset.data_root={digits_root}',
-                    f'val_dataloader.dataset.data_root={digits_root}'])
+                    f'val_dataloader.dataset.data_root={digits_root}', 'train_cfg.max_epochs=10',
+                    'param_scheduler.1.end=10'])
     assert 'training in bf16 autocast on CPU' in out
     accs = [float(a) for a in re.findall(r'Epoch\(val\) \[\d+\]\[3/3\]\s+accuracy/top1: ([\d.]+)', out)]
-    assert len(accs) == 4 and accs[-1] >= 95.0, accs
+    assert len(accs) == 2 and accs[-1] >= 95.0, accs
