@@ -290,6 +290,19 @@ def test_digits_labels_beyond_the_head(digits_root, tmp_path):
         out[-3000:]
 
 
+def test_diffusion_labels_beyond_the_denoiser(tmp_path):
+    # label num_classes is the null class of classifier-free guidance: it would train as "no class"
+    out = _fails([sys.executable, 'tools/train.py',
+                  'configs/dit_llama/dit_llama-tiny-p2_1xb64-2000it_digits-8px.py',
+                  '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                  f'train_dataloader.dataset.data_root={tmp_path / "digits8"}',
+                  'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+                  'model.denoiser.num_classes=5'])
+    assert re.search(r'train_dataloader: label [5-9] is out of range for the model, which has '
+                     r'num_classes=5 \(labels 0..4\): .*Fix the annotation file, or '
+                     r'model\.denoiser\.num_classes\.', out), out[-3000:]
+
+
 def test_digits_dataset_at_an_unrelated_folder(tmp_path):
     from visionllama_mm.datasets import DigitsDataset
     (tmp_path / 'photos').mkdir()

@@ -148,8 +148,11 @@ def _find_line(ann_file: str, label: int, img_path: str) -> Optional[tuple]:
     return None
 
 
-def check_labels(dataset, num_classes: int, where: str = 'dataset') -> None:
+def check_labels(dataset, num_classes: int, where: str = 'dataset',
+                 model_key: str = 'num_classes in the model (head and data_preprocessor)') -> None:
     """Raise ``ValueError`` if a single-label dataset holds a label outside ``0..num_classes-1``.
+
+    ``model_key`` says where the model's class count is set (named in the message).
 
     Applies to mmpretrain datasets (those with ``get_gt_labels``), wrapped ones included; the
     message names the annotation file and line (``CustomDataset``/``ImageNet`` text files) or the
@@ -181,7 +184,7 @@ def check_labels(dataset, num_classes: int, where: str = 'dataset') -> None:
             f'{where}: label {label} is out of range for the model, which has '
             f'num_classes={num_classes} (labels 0..{num_classes - 1}){at}, {sample}; '
             f'{bad.size} of {labels.size} samples have such labels (largest {int(labels.max())}). '
-            'Fix the annotation file, or num_classes in the model (head and data_preprocessor).')
+            f'Fix the annotation file, or {model_key}.')
 
 
 def _listed_files(info: dict) -> List[str]:

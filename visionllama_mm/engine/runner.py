@@ -76,14 +76,23 @@ class Runner(_StockRunner):
         return loader
 
     def _check_labels(self, loop, where: str):
-        head = getattr(_unwrap(self.model), 'head', None)
-        num_classes = getattr(head, 'num_classes', None)
+        """Labels of the loop's dataset against the class count of a classifier's head or a
+        class-conditional denoiser (DiT/SiT: label ``num_classes`` is the null class of
+        classifier-free guidance, so such a label would silently train as "no class")."""
+        model = _unwrap(self.model)
+        num_classes, model_key = None, None
+        for attr, key in (('head', 'num_classes in the model (head and data_preprocessor)'),
+                          ('denoiser', 'model.denoiser.num_classes')):
+            n = getattr(getattr(model, attr, None), 'num_classes', None)
+            if isinstance(n, int):
+                num_classes, model_key = n, key
+                break
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
-        if isinstance(num_classes, int) and dataset is not None:
+        if num_classes is not None and dataset is not None:
             # a loop built before (runner.val() after train()) is not checked twice
             checked = vars(self).setdefault('_labels_checked', set())
             if id(dataset) not in checked:
-                check_labels(dataset, num_classes, where=where)
+                check_labels(dataset, num_classes, where=where, model_key=model_key)
                 checked.add(id(dataset))
         return loop
 

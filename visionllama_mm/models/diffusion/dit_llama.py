@@ -177,6 +177,7 @@ class DiTLLaMA(PretrainedInitMixin, BaseModule):
         self.x_embedder = nn.Module()
         self.x_embedder.proj = nn.Conv2d(in_channels, D, patch_size, stride=patch_size)
         self.t_embedder = TimestepEmbedder(D)
+        self.num_classes = num_classes  # label num_classes is the null class (guidance)
         self.y_embedder = LabelEmbedder(num_classes, D, class_dropout_prob)
         if block_type == 'dit':
             # DiT's fixed 2-D sin-cos table (MAE's): the first half encodes a token's column, the
