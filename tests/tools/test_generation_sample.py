@@ -135,6 +135,11 @@ def test_refusals(setup, tmp_path):
     assert f"{bad}: does not match the config's model" in msg
     assert re.search(r"missing \(1\): \['denoiser\.final_layer\.linear\.weight'\]", msg), msg
     assert re.search(r"unexpected \(1\): \['denoiser\.final_layer\.lin\.weight'\]", msg), msg
+    # a checkpoint URL with no network: one line naming the URL, the reason and the fix
+    msg = fails('--classes', '1', ckpt='http://127.0.0.1:9/dit.pth')
+    assert ('sample.py: CHECKPOINT: could not download http://127.0.0.1:9/dit.pth (URLError'
+            in msg), msg[-3000:]
+    assert 'Traceback' not in msg and 'pass the local path instead' in msg
     # a classifier config is not a generator
     classifier = osp.join(REPO, 'configs', 'visionllama',
                           'visionllama-plain-small-p16_8xb256-800e_in1k.py')

@@ -16,14 +16,14 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from visionllama_mm.cli import (config_file, device, existing_file, float_range,
+from visionllama_mm.cli import (checkpoint_file, config_file, device, float_range,
                                 image_output_file, int_range, positive_int, seed)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Sample a class-conditional image grid')
     p.add_argument('config', type=config_file)
-    p.add_argument('checkpoint', type=existing_file)
+    p.add_argument('checkpoint', type=checkpoint_file)
     p.add_argument('--classes', type=int_range(), nargs='+', required=True,
                    help='class ids, one per row')
     p.add_argument('--per-class', type=positive_int, default=1, help='samples per class')
@@ -49,12 +49,16 @@ def load_model(cfg, checkpoint: str, device: str):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
-    from visionllama_mm.compat import load_checkpoint_file
+    from visionllama_mm.engine.pretrained import load_checkpoint_source
     from visionllama_mm.models.lvm.convert import check_keys
 
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model)
-    ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+    # a local path or an http(s) URL (downloaded into torch's hub cache; one-line error offline)
+    try:
+        ckpt = load_checkpoint_source(checkpoint, map_location='cpu', what='CHECKPOINT')
+    except (OSError, RuntimeError, ValueError) as err:  # unreadable, offline URL, not a checkpoint
+        raise SystemExit(f'sample.py: {err}') from None
     sd = ckpt.get('state_dict', ckpt)
     try:
         check_keys(sd, {k: v.shape for k, v in model.state_dict().items()},

@@ -31,7 +31,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from visionllama_mm.cli import (config_file, device, existing_file, float_range,
+from visionllama_mm.cli import (checkpoint_file, config_file, device, float_range,
                                 image_file_suffixes, int_range, non_negative_float,
                                 non_negative_int, output_dir, positive_int, seed)
 
@@ -63,7 +63,7 @@ def expand_prompt(parser, paths):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Generate the next image(s) of a visual prompt')
     p.add_argument('config', type=config_file)
-    p.add_argument('checkpoint', type=existing_file)
+    p.add_argument('checkpoint', type=checkpoint_file)
     p.add_argument('--prompt', nargs='+', required=True, type=prompt_path,
                    help='prompt image files in order, or folders (their images sorted by name)')
     p.add_argument('--out-dir', required=True, type=output_dir)
@@ -82,7 +82,7 @@ def parse_args(argv=None):
     p.add_argument('--allow-special', action='store_true',
                    help='let the sampler emit ids >= the codebook size (default: codes only)')
     p.add_argument('--layout', choices=['sequence', 'analogy'], default='sequence')
-    p.add_argument('--tokenizer-checkpoint', type=existing_file,
+    p.add_argument('--tokenizer-checkpoint', type=checkpoint_file,
                    help='tokenizer weights when CHECKPOINT has none')
     p.add_argument('--seed', type=seed, default=0)
     p.add_argument('--device', type=device, default=None,
@@ -153,7 +153,7 @@ def load_model(cfg, checkpoint: str, tokenizer_checkpoint=None, device='cpu'):
     import torch
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
-    from visionllama_mm.compat import load_checkpoint_file
+    from visionllama_mm.engine.pretrained import load_checkpoint_source
     from visionllama_mm.models.lvm.convert import check_keys
 
     init_default_scope('mmpretrain')
@@ -162,12 +162,20 @@ def load_model(cfg, checkpoint: str, tokenizer_checkpoint=None, device='cpu'):
                          '(model.tokenizer).')
     model = MODELS.build(cfg.model)
     model.init_weights()  # the tokenizer's init_cfg, if any
-    ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+    # local paths or http(s) URLs (downloaded into torch's hub cache; one-line error offline)
+    try:
+        ckpt = load_checkpoint_source(checkpoint, map_location='cpu', what='CHECKPOINT')
+    except (OSError, RuntimeError, ValueError) as err:  # unreadable, offline URL, not a checkpoint
+        raise SystemExit(f'generate.py: {err}') from None
     sd = ckpt.get('state_dict', ckpt)
     own = model.state_dict()
     tok_keys = {k for k in own if k.startswith('tokenizer.')}
     if tokenizer_checkpoint:
-        tok = load_checkpoint_file(tokenizer_checkpoint, map_location='cpu')
+        try:
+            tok = load_checkpoint_source(tokenizer_checkpoint, map_location='cpu',
+                                         what='--tokenizer-checkpoint')
+        except (OSError, RuntimeError, ValueError) as err:
+            raise SystemExit(f'generate.py: {err}') from None
         tok = {f'tokenizer.{k}': v for k, v in tok.get('state_dict', tok).items()}
         check_codebook(tok, model, f'--tokenizer-checkpoint {tokenizer_checkpoint}')
         try:
