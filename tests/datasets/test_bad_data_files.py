@@ -22,6 +22,8 @@ from visionllama_mm.datasets import (CheckedLoadImageFromFile, ImageTextDataset,
 from visionllama_mm.datasets.checks import check_data_files
 from visionllama_mm.engine.runner import Runner
 
+from .test_image_text import write_shard
+
 
 def _encoded(fmt: str, value: int = 100, size: int = 16) -> bytes:
     rng = np.random.RandomState(value)
@@ -208,16 +210,6 @@ def test_annotation_files_that_are_not_utf8_name_the_line(tmp_path):
 # --------------------------------------------------------------------------------------------
 # webdataset shards
 # --------------------------------------------------------------------------------------------
-def _tar(path, samples) -> str:
-    with tarfile.open(path, 'w') as tar:
-        for key, members in samples:
-            for ext, data in members.items():
-                info = tarfile.TarInfo(f'{key}.{ext}')
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 def _read(shard):
     return [s['text'] for s in WebDatasetImageText(shard, shuffle=False)]
 
@@ -225,7 +217,7 @@ def _read(shard):
 def test_webdataset_bad_shards_named_with_member_and_index(tmp_path):
     png = _encoded('PNG', size=32)  # 3 kB: more than one 512-byte tar block
     good = [(k, {'png': png, 'txt': k.encode()}) for k in ('a', 'b', 'c')]
-    ok = _tar(tmp_path / 'ok.tar', good)
+    ok = write_shard(tmp_path / 'ok.tar', good)
     assert _read(ok) == ['a', 'b', 'c']
     data = open(ok, 'rb').read()
     offsets = {m.name: (m.offset, m.offset_data) for m in tarfile.open(ok).getmembers()}
@@ -252,7 +244,7 @@ def test_webdataset_bad_shards_named_with_member_and_index(tmp_path):
         'garbled.tar': (data[:offsets['b.txt'][0]] + b'\x07' * 512 + data[offsets['b.txt'][1]:],
                         r'shard .*garbled.tar has data the tar reader cannot parse at byte '
                         r'\d+ \(after member b.png, member 2 of the shard, sample 1\)'),
-        'none.tar': (open(_tar(tmp_path / 'n', []), 'rb').read(),
+        'none.tar': (open(write_shard(tmp_path / 'n', []), 'rb').read(),
                      r'shard .*none.tar is an empty tar \(no members\)'),
     }
     for name, (content, pattern) in cases.items():
@@ -273,7 +265,7 @@ def test_webdataset_bad_shards_named_with_member_and_index(tmp_path):
     }
     for name, (samples, pattern) in members.items():
         with pytest.raises(ValueError, match='WebDatasetImageText: .*' + pattern):
-            _read(_tar(tmp_path / name, samples))
+            _read(write_shard(tmp_path / name, samples))
     with pytest.raises(ValueError, match=r'shard .*text.tar is not a readable tar while '
                        r'counting its samples'):
         len(WebDatasetImageText(str(tmp_path / 'text.tar')))

@@ -22,16 +22,9 @@ def load_tool():
 
 def test_checkpoint_keys_checked(tmp_path):
     tool = load_tool()
-    cfg = Config.fromfile(TOY)
-    cfg.model.tokenizer.pop('init_cfg')
-    cfg.model.backbone.arch = dict(embed_dims=32, hidden_dims=64, num_layers=1, num_heads=2)
-    from mmpretrain.registry import MODELS
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmpretrain')
-    torch.manual_seed(0)
-    sd = MODELS.build(cfg.model).state_dict()
+    cfg, model = _tiny_model(tmp_path)  # also writes full.pth
+    sd = model.state_dict()
     # the whole model (tokenizer included) loads, and gives back the same weights
-    torch.save(dict(state_dict=sd), tmp_path / 'full.pth')
     loaded = tool.load_model(cfg, str(tmp_path / 'full.pth')).state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in sd.items())
     # decoder weights only: the tokenizer may come from elsewhere (init_cfg / --tokenizer-checkpoint)

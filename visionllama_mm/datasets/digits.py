@@ -23,7 +23,7 @@ from ..registry import DATASETS
 from .checks import check_annotation_file
 from .folders import write_folder_once
 from .run_record import (RECORD_FILE, RunRecordMismatch, check_folder_record, check_record,
-                         list_fingerprint, read_record, write_record)
+                         first_listed_image_width, list_fingerprint, read_record, write_record)
 
 __all__ = ['DigitsDataset', 'prepare_digits', 'write_digit_captions', 'write_digit_counting_sentences',
            'DIGIT_WORDS']
@@ -76,17 +76,11 @@ def prepare_digits(data_root: str, size: int = 32) -> str:
         write_record(osp.join(folder, RECORD_FILE), record)
 
     write_folder_once(data_root, write, 'DigitsDataset')
-    check_folder_record(data_root, record, 'DigitsDataset', legacy=_written_size)
+    check_folder_record(data_root, record, 'DigitsDataset',
+                        legacy=lambda root: dict(image_size=first_listed_image_width(root)))
     return data_root
 
 
-def _written_size(data_root: str) -> dict:
-    """The image size of a digits folder written before run records (its first image)."""
-    from PIL import Image
-    with open(osp.join(data_root, 'meta', 'train.txt')) as f:
-        first = f.readline().split()[0]
-    with Image.open(osp.join(data_root, first)) as img:
-        return dict(image_size=img.size[0])
 
 
 @DATASETS.register_module()

@@ -142,6 +142,16 @@ def list_fingerprint(items: Sequence, ends: int = 8) -> str:
 RECORD_FILE = 'run_record.json'
 
 
+def first_listed_image_width(data_root: str) -> int:
+    """Width of the first image listed in ``data_root/meta/train.txt`` (an ImageNet-format folder:
+    ``<path> [label]`` per line); describes folders written before run records existed."""
+    from PIL import Image
+    with open(osp.join(data_root, 'meta', 'train.txt')) as f:
+        first = f.readline().split()[0]
+    with Image.open(osp.join(data_root, first)) as img:
+        return img.size[0]
+
+
 def check_folder_record(data_root: str, record: dict, owner: str,
                         legacy: Optional[Callable[[str], dict]] = None) -> None:
     """For datasets written on first use: ``data_root`` (complete, ours) must have been written

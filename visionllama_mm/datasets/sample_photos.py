@@ -9,7 +9,8 @@ from mmpretrain.datasets import CustomDataset
 from ..registry import DATASETS
 from .checks import check_annotation_file
 from .folders import write_folder_once
-from .run_record import RECORD_FILE, check_folder_record, write_record
+from .run_record import (RECORD_FILE, check_folder_record, first_listed_image_width,
+                         write_record)
 
 __all__ = ['SamplePhotoTiles', 'prepare_sample_photo_tiles']
 
@@ -51,17 +52,11 @@ def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: i
         write_record(osp.join(folder, RECORD_FILE), record)
 
     write_folder_once(data_root, write, 'SamplePhotoTiles')
-    check_folder_record(data_root, record, 'SamplePhotoTiles', legacy=_written_tiling)
+    check_folder_record(data_root, record, 'SamplePhotoTiles',
+                        legacy=lambda root: dict(tile_size=first_listed_image_width(root)))
     return data_root
 
 
-def _written_tiling(data_root: str) -> dict:
-    """The tile size of a folder written before run records (its first tile)."""
-    from PIL import Image
-    with open(osp.join(data_root, 'meta', 'train.txt')) as f:
-        first = f.readline().strip()
-    with Image.open(osp.join(data_root, first)) as img:
-        return dict(tile_size=img.size[0])
 
 
 @DATASETS.register_module()
