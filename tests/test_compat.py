@@ -1,5 +1,6 @@
 """Each version shim of visionllama_mm.compat, with the reason it exists."""
 import os
+import os.path as osp
 import subprocess
 import sys
 
@@ -10,6 +11,8 @@ from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm import compat
+
+from .conftest import REPO
 
 
 def test_shims_applied_once():
@@ -171,3 +174,54 @@ def test_compile_true_compiles_the_model_forward_not_the_optimizer(tmp_path):
     assert runner.model._compiled_call_impl is not None
     assert 'train_step' not in vars(runner.model)  # the stock wrapper would have replaced it
     assert not torch.equal(runner.model.linear.weight, before)  # the eager optimizer stepped
+
+
+def test_each_shim_is_guarded_by_the_versions_it_fixes():
+    """A shim applies where the installed versions are those whose behaviour it fixes (the
+    supported torch 2.11 to 2.14 included) and is skipped, with the reason, elsewhere."""
+    guards = {name: (g, ops) for name, g, ops, _ in compat.SHIMS}
+    assert guards == {
+        'cpu_dist_init': ((('mmengine', None, '0.10.7'), ), False),
+        'weights_only_loader': ((('torch', '2.6', None), ('mmengine', None, '0.10.7')), False),
+        'cpu_half_ops': ((('mmcv', None, '2.1.0'), ), True),
+        'cpu_mask_paste': ((('mmdet', None, '3.3.0'), ), True),
+        'compile_model_forward': ((('mmengine', None, '0.10.7'), ), False),
+    }
+    pinned = dict(torch='2.14.1', mmengine='0.10.7', mmcv='2.1.0', mmdet='3.3.0')
+    for torch_version in ('2.11.0', '2.14.1+cu126', '2.14.1'):
+        for g, ops in guards.values():
+            assert compat.why_not(g, ops, dict(pinned, torch=torch_version), True) is None
+    assert compat.why_not(*guards['cpu_dist_init'], dict(pinned, mmengine='0.10.8'), True) == (
+        'mmengine 0.10.8 is not <= 0.10.7, the versions whose behaviour it fixes')
+    assert compat.why_not(*guards['weights_only_loader'], dict(pinned, torch='2.5.1'), True) == (
+        'torch 2.5.1 is not >= 2.6, the versions whose behaviour it fixes')
+    assert compat.why_not(*guards['cpu_half_ops'], pinned, False) == (
+        'mmcv was built without its compiled ops (no mmcv._ext)')
+    assert compat.why_not(*guards['cpu_mask_paste'], dict(pinned, mmdet=None), True) == (
+        'mmdet is not installed')
+    # this environment: every shim applies
+    assert compat.skipped() == {} and compat.mmcv_has_ops()
+    assert compat.installed_version('torch') == torch.__version__
+    assert compat.installed_version('mmengine') == '0.10.7'
+
+
+def test_shims_without_mmcv_ops():
+    """An mmcv built without its ops (``MMCV_WITH_OPS=0``) has no ``mmcv._ext``: the shims that
+    patch mmcv's ops and mmdet's models are skipped, the others applied (``mmcv._ext`` is hidden
+    here as an ops-less mmcv lacks it)."""
+    path = osp.join(REPO, 'visionllama_mm', 'compat.py')
+    code = (
+        'import importlib.util, sys\n'
+        'sys.modules["mmcv._ext"] = None\n'
+        f'spec = importlib.util.spec_from_file_location("compat", {path!r})\n'
+        'compat = importlib.util.module_from_spec(spec)\n'
+        'spec.loader.exec_module(compat)\n'
+        'compat.apply_all()\n'
+        'print(compat.applied())\n'
+        'print(sorted(compat.skipped().items()))\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == [
+        "['cpu_dist_init', 'weights_only_loader', 'compile_model_forward']",
+        "[('cpu_half_ops', 'mmcv was built without its compiled ops (no mmcv._ext)'), "
+        "('cpu_mask_paste', 'mmcv was built without its compiled ops (no mmcv._ext)')]"]

@@ -1,50 +1,59 @@
-"""Version shims that let the pinned OpenMMLab packages run on torch 2.14 and on CPU-only machines.
+"""Version shims that let the pinned OpenMMLab packages run on torch 2.11 to 2.14 and on CPU-only
+machines.
 
-Each shim names the stock behaviour it works around and has a test in ``tests/test_compat.py``.
-Nothing else in the package touches stock code. They are applied once, by ``import visionllama_mm``;
-:func:`applied` lists them.
+Each shim names the stock behaviour it works around and the versions of the package that behaves
+so, and has a test in ``tests/test_compat.py``. Nothing else in the package touches stock code. They
+are applied once, by ``import visionllama_mm``, and only where the installed versions are among
+those they fix (:data:`SHIMS`); :func:`applied` lists the shims applied, :func:`skipped` says why
+any other was not.
 
-1. ``cpu_dist_init``: mmengine 0.10.7's ``_init_dist_pytorch`` calls
+1. ``cpu_dist_init`` (mmengine <= 0.10.7): mmengine's ``_init_dist_pytorch`` calls
    ``torch.cuda.set_device`` unconditionally, so ``--launcher pytorch`` dies with "Found no NVIDIA
    driver" on a CPU machine. Without CUDA we skip that call and use the gloo backend (nccl needs
    GPUs). With CUDA the stock function runs unchanged.
-2. ``weights_only_loader``: torch >= 2.6 defaults ``torch.load`` to
-   ``weights_only=True`` and mmengine's local loader passes nothing, so a checkpoint written by
-   mmengine (which holds ``HistoryBuffer`` objects in its ``message_hub``) cannot be loaded by
-   ``tools/test.py``, ``load_from`` or ``--resume``. We register a local-file loader that always uses
-   ``weights_only=True`` and allow-lists only the plain-data classes mmengine itself writes
-   (``HistoryBuffer``, numpy arrays/scalars, and ``getattr`` restricted to HistoryBuffer's
+2. ``weights_only_loader`` (torch >= 2.6 with mmengine <= 0.10.7): torch 2.6 made ``torch.load``
+   default to ``weights_only=True`` and mmengine's local loader passes nothing, so a checkpoint
+   written by mmengine (which holds ``HistoryBuffer`` objects in its ``message_hub``) cannot be
+   loaded by ``tools/test.py``, ``load_from`` or ``--resume``. We register a local-file loader that
+   always uses ``weights_only=True`` and allow-lists only the plain-data classes mmengine itself
+   writes (``HistoryBuffer``, numpy arrays/scalars, and ``getattr`` restricted to HistoryBuffer's
    statistics methods). No code runs from a checkpoint: anything else in a pickle is refused with
    a message naming the file and the offending global. A file that is not a torch checkpoint (text,
    random bytes) or is truncated gets an error naming the file and the fault instead of torch's
    unpickling advice.
-3. ``cpu_half_ops``: mmcv 2.1.0's CPU ``nms`` and ``roi_align`` kernels take no bf16/fp16 inputs,
-   so a detector under CPU autocast fails; such inputs run in fp32 (GPU inputs are untouched).
-4. ``cpu_mask_paste``: mmdet 3.3.0's CPU mask pasting (``_do_paste_mask`` with ``skip_empty``)
-   builds ``torch.arange(y0, y1)`` over the region bounding all boxes of an image, and raises
-   "upper bound and lower bound inconsistent" when every box lies beyond the image. That happens
-   when test images are padded (the ViTDet LSJ pipeline pads to 1024x1024, and mmcv's ``Pad`` then
-   reports the padded size, so predicted boxes may lie in the padding). Such boxes paste nothing,
-   as on the GPU path, which samples the whole image.
-5. ``compile_model_forward``: mmengine 0.10.7's ``compile=True`` wraps ``model.train_step`` in
-   ``torch.compile``, so dynamo also traces the optimizer wrapper and the optimizer's ``step``.
-   Under torch 2.14 that fails at the first iteration (dynamo cannot index mmengine's parameter
-   groups: ``'UserDefinedDictVariable' object has no attribute 'items'``), and a compiled step
-   would recompile whenever a scheduler changes the Python-float lr. We compile the model's
-   forward instead (``nn.Module.compile`` on the unwrapped model, with the config's options):
-   the loss forward and its backward run compiled; data preprocessing, the loss scaler and the
-   optimizer stay eager, as in timm's and transformers' training scripts.
+3. ``cpu_half_ops`` (mmcv <= 2.1.0, built with its ops): mmcv's CPU ``nms`` and ``roi_align``
+   kernels take no bf16/fp16 inputs, so a detector under CPU autocast fails; such inputs run in
+   fp32 (GPU inputs are untouched).
+4. ``cpu_mask_paste`` (mmdet <= 3.3.0, with an mmcv built with its ops, which ``mmdet.models``
+   imports): mmdet's CPU mask pasting (``_do_paste_mask`` with ``skip_empty``) builds
+   ``torch.arange(y0, y1)`` over the region bounding all boxes of an image, and raises "upper bound
+   and lower bound inconsistent" when every box lies beyond the image. That happens when test
+   images are padded (the ViTDet LSJ pipeline pads to 1024x1024, and mmcv's ``Pad`` then reports
+   the padded size, so predicted boxes may lie in the padding). Such boxes paste nothing, as on the
+   GPU path, which samples the whole image.
+5. ``compile_model_forward`` (mmengine <= 0.10.7): mmengine's ``compile=True`` wraps
+   ``model.train_step`` in ``torch.compile``, so dynamo also traces the optimizer wrapper and the
+   optimizer's ``step``. Under torch 2.14 that fails at the first iteration (dynamo cannot index
+   mmengine's parameter groups: ``'UserDefinedDictVariable' object has no attribute 'items'``),
+   and a compiled step would recompile whenever a scheduler changes the Python-float lr. We compile
+   the model's forward instead (``nn.Module.compile`` on the unwrapped model, with the config's
+   options): the loss forward and its backward run compiled; data preprocessing, the loss scaler
+   and the optimizer stay eager, as in timm's and transformers' training scripts.
 """
+import importlib.metadata
+import importlib.util
 import os.path as osp
 import pickle
 import zipfile
-from typing import List
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ['apply_all', 'applied', 'load_checkpoint_file', 'safe_globals']
+__all__ = ['SHIMS', 'apply_all', 'applied', 'skipped', 'installed_version', 'mmcv_has_ops',
+           'why_not', 'load_checkpoint_file', 'safe_globals']
 
 _APPLIED: List[str] = []
+_SKIPPED: Dict[str, str] = {}
 
 
 def applied() -> List[str]:
@@ -52,10 +61,16 @@ def applied() -> List[str]:
     return list(_APPLIED)
 
 
+def skipped() -> Dict[str, str]:
+    """The shims not applied in this process, each with the reason."""
+    return dict(_SKIPPED)
+
+
 # --------------------------------------------------------------------------------------------------
 # 1. CPU distributed init
 # --------------------------------------------------------------------------------------------------
 def _patch_cpu_dist_init() -> None:
+    """mmengine <= 0.10.7: ``--launcher pytorch`` without CUDA: gloo and no ``set_device``."""
     from mmengine.dist import utils as dist_utils
 
     stock = dist_utils._init_dist_pytorch
@@ -73,7 +88,6 @@ def _patch_cpu_dist_init() -> None:
     _init_dist_pytorch.__doc__ = (stock.__doc__ or '') + (
         '\n    [visionllama_mm shim] without CUDA: no torch.cuda.set_device, gloo backend.')
     dist_utils._init_dist_pytorch = _init_dist_pytorch
-    _APPLIED.append('cpu_dist_init')
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,6 +207,7 @@ def load_checkpoint_file(filename: str, map_location=None, extra_safe_globals=()
 
 
 def _patch_weights_only_loader() -> None:
+    """torch >= 2.6 with mmengine <= 0.10.7: local checkpoints load with ``weights_only=True``."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
     def load_from_local(filename, map_location):
@@ -200,7 +215,6 @@ def _patch_weights_only_loader() -> None:
 
     load_from_local._visionllama_mm_shim = True
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-    _APPLIED.append('weights_only_loader')
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,7 +226,7 @@ def _half_on_cpu(t) -> bool:
 
 
 def _patch_cpu_half_ops() -> None:
-    import importlib
+    """mmcv <= 2.1.0 (with ops): bf16/fp16 CPU inputs of ``nms`` and ``roi_align`` run in fp32."""
     # the modules, not the functions that mmcv.ops re-exports under the same names
     nms_mod = importlib.import_module('mmcv.ops.nms')
     roi_mod = importlib.import_module('mmcv.ops.roi_align')
@@ -236,13 +250,13 @@ def _patch_cpu_half_ops() -> None:
         fn.__doc__ = (stock.__doc__ or '') + '\n    [visionllama_mm shim] bf16/fp16 CPU inputs in fp32.'
     nms_mod.nms = nms  # batched_nms resolves `nms` in this module
     roi_mod.roi_align = roi_align  # RoIAlign.forward calls the module-level function
-    _APPLIED.append('cpu_half_ops')
 
 
 # --------------------------------------------------------------------------------------------------
 # 4. mmdet CPU mask pasting when every box lies outside the image
 # --------------------------------------------------------------------------------------------------
 def _patch_cpu_mask_paste() -> None:
+    """mmdet <= 3.3.0: CPU mask pasting of boxes that all lie beyond the image pastes nothing."""
     from mmdet.models.roi_heads.mask_heads import fcn_mask_head
 
     stock = fcn_mask_head._do_paste_mask
@@ -265,13 +279,13 @@ def _patch_cpu_mask_paste() -> None:
     _do_paste_mask.__doc__ = (stock.__doc__ or '') + (
         '\n    [visionllama_mm shim] boxes all outside the image paste nothing on CPU.')
     fcn_mask_head._do_paste_mask = _do_paste_mask
-    _APPLIED.append('cpu_mask_paste')
 
 
 # --------------------------------------------------------------------------------------------------
 # 5. compile=True compiles the model's forward, not the whole train_step
 # --------------------------------------------------------------------------------------------------
 def _patch_runner_compile() -> None:
+    """mmengine <= 0.10.7: ``compile=True`` compiles the model forward, not ``train_step``."""
     from mmengine.model import is_model_wrapper
     from mmengine.runner import Runner
 
@@ -297,16 +311,74 @@ def _patch_runner_compile() -> None:
     _maybe_compile.__doc__ = (stock.__doc__ or '') + (
         '\n    [visionllama_mm shim] compiles the model forward, not the optimizer step.')
     Runner._maybe_compile = _maybe_compile
-    _APPLIED.append('compile_model_forward')
+
+
+# --------------------------------------------------------------------------------------------------
+# which shims apply
+# --------------------------------------------------------------------------------------------------
+# A guard is (distribution, lowest, highest): the installed version must lie in [lowest, highest]
+# (None: unbounded). ``needs_ops``: the shim patches modules that import mmcv's compiled ops.
+Guard = Tuple[str, Optional[str], Optional[str]]
+
+SHIMS = (
+    # (name, the versions whose behaviour it fixes, needs mmcv's compiled ops, function)
+    ('cpu_dist_init', (('mmengine', None, '0.10.7'), ), False, _patch_cpu_dist_init),
+    ('weights_only_loader', (('torch', '2.6', None), ('mmengine', None, '0.10.7')), False,
+     _patch_weights_only_loader),
+    ('cpu_half_ops', (('mmcv', None, '2.1.0'), ), True, _patch_cpu_half_ops),
+    ('cpu_mask_paste', (('mmdet', None, '3.3.0'), ), True, _patch_cpu_mask_paste),
+    ('compile_model_forward', (('mmengine', None, '0.10.7'), ), False, _patch_runner_compile),
+)
+
+
+def installed_version(dist: str) -> Optional[str]:
+    """The installed version of a distribution (``torch.__version__`` for torch), or None."""
+    if dist == 'torch':
+        return str(torch.__version__)
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def mmcv_has_ops() -> bool:
+    """Whether mmcv was built with its compiled ops (``MMCV_WITH_OPS=1``: ``mmcv._ext``)."""
+    try:
+        return importlib.util.find_spec('mmcv._ext') is not None
+    except ImportError:  # no mmcv at all
+        return False
+
+
+def why_not(guards: Sequence[Guard], needs_ops: bool, versions: Dict[str, Optional[str]],
+            has_ops: bool) -> Optional[str]:
+    """Why a shim with these guards does not apply to ``versions``; None if it applies."""
+    from mmengine.utils import digit_version
+
+    for dist, lowest, highest in guards:
+        version = versions.get(dist)
+        if version is None:
+            return f'{dist} is not installed'
+        bounds = ' and '.join(b for b in (lowest and f'>= {lowest}', highest and f'<= {highest}')
+                              if b)
+        if ((lowest and digit_version(version) < digit_version(lowest))
+                or (highest and digit_version(version) > digit_version(highest))):
+            return f'{dist} {version} is not {bounds}, the versions whose behaviour it fixes'
+    if needs_ops and not has_ops:
+        return 'mmcv was built without its compiled ops (no mmcv._ext)'
+    return None
 
 
 def apply_all() -> None:
-    """Apply every shim once (idempotent)."""
-    if _APPLIED:
+    """Apply every shim whose guards hold, once (idempotent)."""
+    if _APPLIED or _SKIPPED:
         return
-    _patch_cpu_dist_init()
-    _patch_weights_only_loader()
-    _patch_cpu_half_ops()
-    _patch_cpu_mask_paste()
-    _patch_runner_compile()
-
+    dists = {dist for _, guards, _, _ in SHIMS for dist, _, _ in guards}
+    versions = {dist: installed_version(dist) for dist in dists}
+    has_ops = mmcv_has_ops()
+    for name, guards, needs_ops, patch in SHIMS:
+        reason = why_not(guards, needs_ops, versions, has_ops)
+        if reason is None:
+            patch()
+            _APPLIED.append(name)
+        else:
+            _SKIPPED[name] = reason
