@@ -11,7 +11,7 @@
 #                   variant below that the driver runs; elsewhere (a CPU machine, a login node without
 #                   a GPU): pypi.
 #   pypi            torch from the default package index or the machine's local wheel store. PyPI's
-#                   torch 2.14.1 for Linux x86-64 is the CUDA 13.0 build (it depends on cuda-toolkit 13.0.3).
+#                   torch 2.11 to 2.14.1 for Linux x86-64 are CUDA 13.0 builds (they depend on cuda-toolkit 13.0.x).
 #   cu126, cu128, cu130, cpu
 #                   torch and torchvision from https://download.pytorch.org/whl/<variant>.
 #   an index URL    the same from a mirror of that index; its last path component names the variant
@@ -99,7 +99,7 @@ VARIANTS="cu126 cu128 cu130"
 
 pypi_cuda() {  # CUDA version of the default index's Linux x86-64 torch wheel ("" if not known here)
     case "$1" in
-        2.14.*) echo 13.0 ;;
+        2.1[1-4].*) echo 13.0 ;;  # 2.11.0, 2.12.1, 2.13.0, 2.14.1: cuda-toolkit 13.0.x (checked on PyPI)
         *) echo "" ;;
     esac
 }
