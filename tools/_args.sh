@@ -33,3 +33,17 @@ need_int() {  # need_int NAME VALUE MIN [MAX]
         die "$1 must be an integer >= $3, got '$2'"
     fi
 }
+
+need_master_addr() {  # need_master_addr NNODES (the nodes meet at node 0, whose address only the user knows)
+    if [ "$1" -gt 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
+        die "MASTER_ADDR: NNODES=$1 needs the address of node 0 (the node with NODE_RANK=0), the same on every node; it is not set"
+    fi
+}
+
+slurm_layout() {  # slurm_layout: GPUS_PER_NODE capped at GPUS, NODES = GPUS / GPUS_PER_NODE
+    if [ "$GPUS" -lt "$GPUS_PER_NODE" ]; then GPUS_PER_NODE=$GPUS; fi
+    if [ $((GPUS % GPUS_PER_NODE)) -ne 0 ]; then
+        die "GPUS: $GPUS is not a multiple of GPUS_PER_NODE ($GPUS_PER_NODE); each node runs GPUS_PER_NODE tasks, so the job would hold $(((GPUS + GPUS_PER_NODE - 1) / GPUS_PER_NODE * GPUS_PER_NODE)) GPUs and leave $((GPUS_PER_NODE - GPUS % GPUS_PER_NODE)) idle"
+    fi
+    NODES=$((GPUS / GPUS_PER_NODE))
+}
