@@ -325,11 +325,17 @@ TORCH_ARGS=("torch==$TORCH_VER" "$TV_SPEC")
 [ -z "$INDEX_URL" ] || TORCH_ARGS+=(--index-url "$INDEX_URL")
 "${PIP[@]}" install -q "${TORCH_ARGS[@]}" ||
     die "could not install torch==$TORCH_VER $TV_SPEC from ${INDEX_URL:-the default index} (pip's error above). If the index lacks that build, choose another VLMM_TORCH_INDEX (${VARIANTS// /, }, cpu); the PyTorch index lists its builds at https://download.pytorch.org/whl/<variant>/torch/"
+# torch.__version__ is 2.14.1+cu130 for PyPI's wheel too: its release and CUDA version are checked,
+# and the variant's name for the other indexes.
 GOT="$("$VPY" -c 'import torch; print(torch.__version__, torch.version.cuda or "none")')"
-WANT="$TORCH_BUILD ${TORCH_CUDA:-none}"
-if [ "$VARIANT" = pypi ] && [ -z "$TORCH_CUDA" ]; then WANT="$TORCH_BUILD ${GOT#* }"; fi  # CUDA not known here
-[ "$GOT" = "$WANT" ] ||
-    die "the torch installed in $VENV is $GOT (version, CUDA), expected $WANT for VLMM_TORCH_INDEX=$REQUEST"
+GOT_VER="${GOT%% *}"
+GOT_OK=1
+[ "${GOT_VER%%+*}" = "$TORCH_VER" ] || GOT_OK=0
+[ "$VARIANT" = pypi ] || [ "$GOT_VER" = "$TORCH_BUILD" ] || GOT_OK=0
+[ "${GOT#* }" = "${TORCH_CUDA:-none}" ] || GOT_OK=0
+if [ "$GOT_OK" = 0 ]; then
+    die "the torch installed in $VENV is $GOT_VER (CUDA ${GOT#* }), expected $TORCH_BUILD (CUDA ${TORCH_CUDA:-none}) for VLMM_TORCH_INDEX=$REQUEST"
+fi
 
 # ---- mmcv with ops, from our own cache ---------------------------------------------------------
 WHEEL_DIR="$CACHE/wheels/$KEY"
