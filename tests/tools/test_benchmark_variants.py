@@ -104,3 +104,22 @@ def test_diffusion_reference_factories_get_the_config_sizes(python, tmp_path):
     # patch 4: patch conv +3 * 1024, final Linear +96 * 65 over ours (patch 2)
     assert ('factories.py:DiT_LLaMA_tiny_4: 223,616 trainable parameters, ours 214,304: not the '
             'same denoiser size') in proc.stdout, proc.stdout
+
+
+def test_twins_with_swiglu_has_the_pyramid_ffns():
+    """The Twins + SwiGLU reference has the pyramid's FFN matrices (the architecture-matched
+    reference of the pyramid speed comparison) and runs a forward."""
+    import torch
+
+    from tools.analysis_tools.twins_swiglu_models import twins_svt_small_swiglu
+    from visionllama_mm.models.backbones.pyramid_vision_llama import PyramidVisionLLaMA
+    ref = twins_svt_small_swiglu(num_classes=10)
+    ours = PyramidVisionLLaMA(arch='small')
+    for k, stage in enumerate(ref.blocks):
+        for i, block in enumerate(stage):
+            ffn = ours.stages[k][i].ffn
+            assert block.mlp.fc1.weight.shape == ffn.w12.weight.shape
+            assert block.mlp.fc2.weight.shape == ffn.w3.weight.shape
+            assert block.mlp.fc1.bias is None and block.mlp.fc2.bias is None
+    with torch.no_grad():
+        assert ref(torch.randn(1, 3, 64, 64)).shape == (1, 10)
