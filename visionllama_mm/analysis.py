@@ -152,8 +152,9 @@ def _time(fn, iters: int, device: torch.device) -> float:
 
 
 def best_times(runners, precisions: Sequence[str], iters: int, warmup: int, repeats: int,
-               device: torch.device) -> Dict[tuple, float]:
-    """Time ``runners`` ``[(name, precision, mode, fn)]`` (mode ``'fwd'`` or ``'fwd+bwd'``)
+               device: torch.device, modes: Sequence[str] = ('fwd', 'fwd+bwd')
+               ) -> Dict[tuple, float]:
+    """Time ``runners`` ``[(name, precision, mode, fn)]`` (``mode`` one of ``modes``)
     alternately after ``warmup`` calls each: ``{(name, precision, mode): best seconds for
     iters calls}`` over ``repeats`` rounds."""
     for *_, fn in runners:  # warm-up (also builds RoPE caches, oneDNN/cuDNN plans)
@@ -162,7 +163,7 @@ def best_times(runners, precisions: Sequence[str], iters: int, warmup: int, repe
     best = {}
     for _ in range(repeats):
         for precision in precisions:
-            for mode in ('fwd', 'fwd+bwd'):
+            for mode in modes:
                 for name, p, m, fn in runners:
                     if (p, m) == (precision, mode):
                         seconds = _time(fn, iters, device)
@@ -289,7 +290,8 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
                      repeats: int = 3, precisions: Sequence[str] = ('fp32', 'bf16'),
                      channels_last: bool = False, device: Optional[str] = None,
                      memory: bool = False, memory_cfgs: Optional[Dict[str, Config]] = None,
-                     compile: Optional[dict] = None) -> List[Dict]:
+                     compile: Optional[dict] = None,
+                     modes: Sequence[str] = ('fwd', 'fwd+bwd')) -> List[Dict]:
     """Images/s of forward (no grad) and forward+backward of ``cfg.model`` and reference models
     (``(name, model)`` pairs, see :func:`build_references`), in each precision (``'fp32'``, or
     autocast ``'bf16'`` / ``'fp16'``).
@@ -299,7 +301,8 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
     all of them alike), and the best round is kept.
 
     ``compile`` (a dict of ``torch.compile`` options, ``{}`` for the defaults) adds a compiled
-    twin of every model (:func:`add_compiled`), measured in the same rounds.
+    twin of every model (:func:`add_compiled`), measured in the same rounds. ``modes`` picks the
+    measured steps (``'fwd'``, ``'fwd+bwd'``); a compiled twin compiles only those it runs.
 
     ``memory=True`` adds the peak memory of one forward+backward step per model and precision,
     ``'{precision} peak MiB'``: on CUDA the allocator's peak; on CPU the growth of the resident
@@ -342,15 +345,15 @@ def benchmark_models(cfg: Config, references: Sequence[Tuple[str, nn.Module]] = 
                 loss.backward()
                 model.zero_grad(set_to_none=True)
 
-            runners.append((name, precision, 'fwd', forward))
-            runners.append((name, precision, 'fwd+bwd', train_step))
+            runners += [r for r in ((name, precision, 'fwd', forward),
+                                    (name, precision, 'fwd+bwd', train_step)) if r[2] in modes]
 
-    best = best_times(runners, precisions, iters, warmup, repeats, device)
+    best = best_times(runners, precisions, iters, warmup, repeats, device, modes)
     rows = []
     for name, model in models:
         row = dict(name=name, params=sum(p.numel() for p in model.parameters()))
         for precision in precisions:
-            for mode in ('fwd', 'fwd+bwd'):
+            for mode in modes:
                 row[f'{precision} {mode}'] = batch_size * iters / best[name, precision, mode]
         rows.append(row)
     if memory:
@@ -455,7 +458,8 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
                         iters: int = 3, warmup: int = 1, repeats: int = 3,
                         precisions: Sequence[str] = ('fp32', 'bf16'),
                         device: Optional[str] = None, reference: bool = True,
-                        compile: Optional[dict] = None) -> List[Dict]:
+                        compile: Optional[dict] = None,
+                        modes: Sequence[str] = ('train', 'generate')) -> List[Dict]:
     """Tokens/s of an LVM config's training step and KV-cache sampling, beside transformers'
     ``LlamaForCausalLM`` (SDPA) with the same dims and weights, measured alternately.
 
@@ -469,6 +473,7 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
     (ours: ``backbone``, with its head; transformers: ``model``) is compiled, so sampling calls it
     compiled too; ours samples with its preallocated KV cache, transformers' compiled twin with
     its static cache (``cache_implementation='static'``), each decoding step one graph.
+    ``modes`` picks the measured calls (``'train'``, ``'generate'``).
 
     Returns one dict per model (ours first): ``name``, ``params`` and ``'{precision} train'`` /
     ``'{precision} generate'`` tokens/s.
@@ -512,14 +517,14 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
         return {'train': train, 'generate': generate}
 
     runners = [(n, p, mode, fn) for n, m in models for p in precisions
-               for mode, fn in runs(n, m, _DTYPES[p]).items()]
+               for mode, fn in runs(n, m, _DTYPES[p]).items() if mode in modes]
     for *_, fn in runners:
         for _ in range(warmup):
             fn()
     best = {}
     for _ in range(repeats):
         for p in precisions:
-            for mode in ('train', 'generate'):
+            for mode in modes:
                 for n, p2, m2, fn in runners:
                     if (p2, m2) == (p, mode):
                         s = _time(fn, iters, device)
@@ -529,7 +534,7 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
     for n, m in models:
         row = dict(name=n, params=sum(p.numel() for p in m.parameters()))
         for p in precisions:
-            for mode in ('train', 'generate'):
+            for mode in modes:
                 row[f'{p} {mode}'] = per_call[mode] * iters / best[n, p, mode]
         rows.append(row)
     return rows

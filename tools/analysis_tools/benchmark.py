@@ -176,13 +176,15 @@ def build_dit_reference(module, name: str, kwargs: dict):
 
 
 def benchmark_denoisers(models, batch_size: int, size: int, in_channels: int, num_classes: int,
-                        iters: int, warmup: int, repeats: int, precisions, device):
+                        iters: int, warmup: int, repeats: int, precisions, device,
+                        modes=('fwd', 'fwd+bwd')):
     """Images/s of ``model(x, t, y)`` (no grad) and of forward+backward of
     ``out.float().square().mean()`` for ``(name, model)`` pairs on one random batch: latents
     (B, in_channels, size, size), timesteps in [0, 1000), labels in [0, num_classes).
 
     As :func:`visionllama_mm.analysis.benchmark_models`: same input and warm-up for all, each
-    (precision, mode) timed for every model in turn, best of ``repeats`` rounds.
+    (precision, mode) timed for every model in turn, best of ``repeats`` rounds; ``modes``
+    picks the measured steps.
     Returns one dict per model: ``name``, ``params``, ``'{precision} fwd'`` / ``'... fwd+bwd'``.
     """
     from visionllama_mm.analysis import _DTYPES, best_times
@@ -209,11 +211,12 @@ def benchmark_denoisers(models, batch_size: int, size: int, in_channels: int, nu
                 loss.backward()
                 model.zero_grad(set_to_none=True)
 
-            runners += [(name, precision, 'fwd', forward), (name, precision, 'fwd+bwd', train_step)]
-    best = best_times(runners, precisions, iters, warmup, repeats, device)
+            runners += [r for r in ((name, precision, 'fwd', forward),
+                                    (name, precision, 'fwd+bwd', train_step)) if r[2] in modes]
+    best = best_times(runners, precisions, iters, warmup, repeats, device, modes)
     return [dict(name=name, params=sum(p.numel() for p in model.parameters()),
                  **{f'{p} {m}': batch_size * iters / best[name, p, m]
-                    for p in precisions for m in ('fwd', 'fwd+bwd')})
+                    for p in precisions for m in modes})
             for name, model in models]
 
 

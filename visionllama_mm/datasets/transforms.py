@@ -25,9 +25,14 @@ import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-from mmseg.datasets.transforms import LoadAnnotations as SegLoadAnnotations
 
+from ..compat import mmcv_has_ops
 from ..registry import TRANSFORMS
+
+if mmcv_has_ops():
+    from mmseg.datasets.transforms import LoadAnnotations as SegLoadAnnotations
+else:  # mmseg's dataset package imports mmcv.ops (its point_sample), which needs mmcv's ops
+    SegLoadAnnotations = None
 
 __all__ = [
     'CheckedLoadImageFromFile', 'CheckedLoadSegAnnotations', 'decode_image',
@@ -128,28 +133,33 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         return results
 
 
-@TRANSFORMS.register_module(toolboxes=('mmseg', ))
-class CheckedLoadSegAnnotations(SegLoadAnnotations):
-    """mmseg's ``LoadAnnotations`` whose errors name the segmentation map and the sample.
+# mmcv without its compiled ops (mmcv-lite) cannot import mmseg's dataset package: the checked
+# segmentation loader exists only where mmseg's does
+CheckedLoadSegAnnotations = None
+if SegLoadAnnotations is not None:
 
-    Same arguments and results. A missing map raises ``FileNotFoundError``, one that does not
-    decode (empty, truncated, not an image) ``ValueError``, both starting with
-    ``CheckedLoadSegAnnotations: sample <index>: segmentation map <path>``; the stock reader
-    says ``image file is truncated`` or ``cannot identify image file <_io.BytesIO ...>``.
-    """
+    @TRANSFORMS.register_module(toolboxes=('mmseg', ))
+    class CheckedLoadSegAnnotations(SegLoadAnnotations):
+        """mmseg's ``LoadAnnotations`` whose errors name the segmentation map and the sample.
 
-    def _load_seg_map(self, results: dict) -> None:
-        path = results['seg_map_path']
-        where = (f'{type(self).__name__}: sample {results.get("sample_idx", "?")}: segmentation '
-                 f'map {path}')
-        try:
-            super()._load_seg_map(results)
-        except AssertionError:  # a config mismatch (reduce_zero_label), already explained
-            raise
-        except FileNotFoundError:
-            raise FileNotFoundError(f'{where} does not exist.') from None
-        except Exception as err:  # PIL / cv2 decoding errors name no file
-            raise ValueError(f'{where} cannot be read ({type(err).__name__}: {err}).') from err
+        Same arguments and results. A missing map raises ``FileNotFoundError``, one that does not
+        decode (empty, truncated, not an image) ``ValueError``, both starting with
+        ``CheckedLoadSegAnnotations: sample <index>: segmentation map <path>``; the stock reader
+        says ``image file is truncated`` or ``cannot identify image file <_io.BytesIO ...>``.
+        """
+
+        def _load_seg_map(self, results: dict) -> None:
+            path = results['seg_map_path']
+            where = (f"{type(self).__name__}: sample {results.get('sample_idx', '?')}: "
+                     f"segmentation map {path}")
+            try:
+                super()._load_seg_map(results)
+            except AssertionError:  # a config mismatch (reduce_zero_label), already explained
+                raise
+            except FileNotFoundError:
+                raise FileNotFoundError(f'{where} does not exist.') from None
+            except Exception as err:  # PIL / cv2 decoding errors name no file
+                raise ValueError(f'{where} cannot be read ({type(err).__name__}: {err}).') from err
 
 
 def _stock_class(kind):
@@ -172,7 +182,8 @@ def _swap(node):
                 kind is LoadImageFromFile:
             node['type'] = CheckedLoadImageFromFile
         elif (isinstance(kind, str) and kind.rsplit('.', 1)[-1] == 'LoadAnnotations'
-              or isinstance(kind, type)) and _stock_class(kind) is SegLoadAnnotations:
+              or isinstance(kind, type)) and SegLoadAnnotations is not None \
+                and _stock_class(kind) is SegLoadAnnotations:
             node['type'] = CheckedLoadSegAnnotations
         return node
     if isinstance(node, list):
