@@ -96,7 +96,9 @@ def _plain_set(cfg, d):
 
 
 def _pyramid_arch(d=32):
-    return dict(embed_dims=[d, 2 * d, 2 * d, 2 * d], depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 2],
+    # two blocks in the first stage: its second is a GSA block (keys from the 8x sub-sampled
+    # grid); the other stages keep their LSA (windowed) block
+    return dict(embed_dims=[d, 2 * d, 2 * d, 2 * d], depths=[2, 1, 1, 1], num_heads=[1, 2, 2, 2],
                 ffn_dims=[2 * d, 4 * d, 4 * d, 4 * d])
 
 
@@ -242,21 +244,27 @@ def _dit_set(cfg, d):
 
 
 FAMILIES: List[Family] = [
-    Family('visionllama_plain', 'configs/visionllama/visionllama-plain-small-p16_8xb256-800e_in1k.py',
+    Family('visionllama_plain',
+           'configs/visionllama/visionllama-plain-small-p16_8xb256-800e_in1k.py',
            'imagenet', _plain, head_dims=_plain_dims, set_head_dim=_plain_set),
-    Family('visionllama_pyramid', 'configs/visionllama/visionllama-pyramid-small_8xb128-300e_in1k.py',
+    Family('visionllama_pyramid',
+           'configs/visionllama/visionllama-pyramid-small_8xb128-300e_in1k.py',
            'imagenet', _pyramid, head_dims=_pyramid_dims, set_head_dim=_pyramid_set,
            note='LSA windows and GSA sub-sampled keys'),
-    Family('visionllama_mae', 'configs/visionllama/mae_visionllama-base-p16_8xb512-amp-coslr-800e_in1k.py',
+    Family('visionllama_mae',
+           'configs/visionllama/mae_visionllama-base-p16_8xb512-amp-coslr-800e_in1k.py',
            'imagenet', _mae, head_dims=_plain_dims, set_head_dim=_mae_set,
            note='encoder on the visible tokens, mmpretrain decoder'),
-    Family('convnextv2', 'configs/convnextv2/convnextv2-atto_fcmae-pre_32xb32-amp-coslr-600e_in1k.py',
+    Family('convnextv2',
+           'configs/convnextv2/convnextv2-atto_fcmae-pre_32xb32-amp-coslr-600e_in1k.py',
            'imagenet', _convnextv2, note='no attention'),
-    Family('convnextv2_fcmae', 'configs/convnextv2/fcmae_convnextv2-atto_8xb64-accum8-coslr-800e_in1k.py',
+    Family('convnextv2_fcmae',
+           'configs/convnextv2/fcmae_convnextv2-atto_8xb64-accum8-coslr-800e_in1k.py',
            'imagenet', _fcmae, note='sparse encoder; no attention'),
     Family('vitamin', 'configs/vitamin/vitamin-small_clip-pre_8xb256-amp-coslr-50e_in1k.py',
            'imagenet', _vitamin, head_dims=_vitamin_dims, set_head_dim=_vitamin_set),
-    Family('vitamin_clip', 'configs/vitamin/clip_vitamin-small_32xb256-amp-coslr-1.28b_datacomp1b.py',
+    Family('vitamin_clip',
+           'configs/vitamin/clip_vitamin-small_32xb256-amp-coslr-1.28b_datacomp1b.py',
            'shards', _clip, needs=('open_clip', ), head_dims=_clip_dims, set_head_dim=_clip_set,
            note='image and text towers (causal text attention), activation checkpointing'),
     Family('lvm', 'configs/lvm/lvm_llama-100m_8xb4-accum4-400kit_uvd.py', 'tokens', _lvm,

@@ -11,11 +11,12 @@
    ``dtype='float16'``, dynamic loss scaler), eager under bf16 AMP, and ``compile=True`` under
    bf16 (inductor; ``fallback_random`` so that random draws inside the forward equal eager's).
    Checked: every loss finite, and the compiled losses within ``TOLERANCE`` of eager bf16.
-2. **Fused attention.** One more eager iteration per family and precision (bf16, and fp16 on
-   CUDA) with ``torch.nn.attention.sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION])``: an
-   attention call the fused kernels cannot take raises instead of falling back to the math
-   kernel. On CUDA (without ``--tiny``) this is repeated at every attention head width of the
-   family's shipped configs; the LLaMA decoder also decodes with its KV cache. Every SDPA call is
+2. **Fused attention.** One more eager iteration per family and precision (bf16 and fp16) under
+   ``torch.nn.attention.sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION])``: an attention call
+   the fused kernels cannot take raises instead of falling back to the math kernel. Without
+   ``--tiny`` this is repeated at every attention head width of the family's shipped configs
+   (e.g. 32 / 64 / 96 / 100 / 128 for the LLaMA decoder sizes); the LLaMA decoder also decodes
+   a few tokens with its KV cache (a boolean mask over the cache). Every SDPA call is
    recorded (head width, dtype, query / key lengths, mask). On a CPU the same restriction selects
    the CPU flash kernel: a dry run of the same calls, reported but not failing the exit status.
 3. **Dense.** The ConvNeXt V2 Mask R-CNN (mmdet) and UperNet (mmseg) configs, shrunk, one
@@ -40,12 +41,13 @@ import json
 import math
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
 import time
 import traceback
 from argparse import Namespace
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
@@ -220,6 +222,9 @@ def build_cfg(family, data, work_dir: str, batch: int, cuda: bool):
     cfg.default_hooks.checkpoint = None
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_processor = dict(by_epoch=False)
+    # the text log (and console.log) only: a vis backend would write the config a second time
+    if cfg.get('visualizer') is not None:
+        cfg.visualizer.vis_backends = []
     args = Namespace(config=family.config, work_dir=work_dir, launcher='none', amp=False,
                      resume=None, auto_scale_lr=False, cfg_options=None, compile=False,
                      no_validate=True)
@@ -317,10 +322,10 @@ def check_family(family, data, opts) -> dict:
         print(f'[{family.name}] skipped: {result["skipped"]}', flush=True)
         return result
     modes = list(MODES)
-    sdpa_dtypes = ['bf16'] if opts.tiny or opts.device == 'cpu' else ['bf16', 'fp16']
+    sdpa_dtypes = ['bf16'] if opts.tiny else ['bf16', 'fp16']
     if not opts.sdpa_in:
         modes += [f'sdpa_{d}' for d in sdpa_dtypes]
-    if not opts.tiny and opts.device == 'cuda' and family.set_head_dim is not None:
+    if not opts.tiny and family.set_head_dim is not None:
         for d in family.head_dims():
             modes += [f'sdpa_{t}@head_dim{d}' for t in sdpa_dtypes]
     for mode in modes:
@@ -367,7 +372,8 @@ def mmcv_ops_available() -> Optional[str]:
 
 
 DET_CONFIG = 'configs/convnextv2/mask-rcnn_convnextv2-tiny_fcmae-pre_fpn_8xb4-amp-lsj-3x_coco.py'
-SEG_CONFIG = 'configs/convnextv2/upernet_convnextv2-tiny_fcmae-ft-pre_8xb2-amp-160k_ade20k-512x512.py'
+SEG_CONFIG = ('configs/convnextv2/'
+              'upernet_convnextv2-tiny_fcmae-ft-pre_8xb2-amp-160k_ade20k-512x512.py')
 
 
 def check_dense(data, opts) -> dict:
@@ -448,8 +454,9 @@ def _fmt(losses):
 
 
 def write_table(report: dict, path: str) -> None:
+    tiny = ' (--tiny)' if report['tiny'] else ''
     lines = [f'Training checks on {report["device_name"]} (torch {report["torch"]}), '
-             f'{report["date"]}, {report["time_s"]:.0f} s' + (' (--tiny)' if report['tiny'] else ''),
+             f'{report["date"]}, {report["time_s"]:.0f} s{tiny}',
              '',
              '| family | fp16 losses (scale) | bf16 losses | compiled bf16 losses | '
              'compiled vs eager (max rel / tol) | fused SDPA | status |',
@@ -457,6 +464,9 @@ def write_table(report: dict, path: str) -> None:
     for name, fam in report['families'].items():
         if fam.get('skipped'):
             lines.append(f'| {name} | | | | | | skipped: {fam["skipped"]} |')
+            continue
+        if 'runs' not in fam:
+            lines.append(f'| {name} | | | | | | FAILED: {fam.get("error", "")} |')
             continue
         runs = fam['runs']
         fp16 = runs.get('fp16', {})
@@ -480,24 +490,36 @@ def write_table(report: dict, path: str) -> None:
     dense = report.get('dense')
     if dense is not None:
         lines += ['', '| dense (1 iteration) | losses | status |', '|---|---|---|']
-        if dense.get('skipped'):
-            lines.append(f'| Mask R-CNN, UperNet | | {dense["skipped"]} |')
+        if dense.get('skipped') or 'error' in dense:
+            lines.append(f'| Mask R-CNN, UperNet | | '
+                         f'{dense.get("skipped") or "FAILED: " + dense["error"]} |')
         for name, r in dense.get('runs', {}).items():
             lines.append(f'| {name} (`{r["config"]}`) | {_fmt(r.get("losses"))} | '
                          f'{"ok" if r.get("ok") else "FAILED: " + r.get("error", "")[:200]} |')
-    calls = sorted({c for fam in report['families'].values()
-                    for c in fam.get('sdpa', {}).get('calls', [])})
-    if calls:
-        lines += ['', 'SDPA calls seen under the fused-only restriction: ' + '; '.join(calls)]
+    lines += ['', 'SDPA calls run under the fused-only restriction (head width, dtype, query x '
+              'key length, mask):', '']
+    for name, fam in report['families'].items():
+        calls = fam.get('sdpa', {}).get('calls')
+        if calls is not None:
+            lines.append(f'- {name}: ' + ('; '.join(calls) if calls else 'none'))
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
 
-def run_parallel(names: List[str], opts) -> dict:
-    """Each check in its own process (``--worker``), ``opts.jobs`` at a time; their json parts."""
+def run_parallel(names: List[str], opts, done: Callable[[str, dict], None]) -> None:
+    """Each check in its own process (``--worker``), ``opts.jobs`` at a time; ``done(name,
+    result)`` as each finishes."""
     parts = osp.join(opts.out, 'parts')
     os.makedirs(parts, exist_ok=True)
-    pending, running, results = list(names), {}, {}
+    pending, running = list(names), {}
+
+    def stop(signum, frame):  # a time limit ends the workers too (they hold the GPU)
+        for proc in running.values():
+            proc.kill()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     while pending or running:
         while pending and len(running) < opts.jobs:
             name = pending.pop(0)
@@ -510,12 +532,32 @@ def run_parallel(names: List[str], opts) -> dict:
                 part = osp.join(parts, f'{name}.json')
                 if osp.isfile(part):
                     with open(part) as f:
-                        results[name] = json.load(f)
+                        done(name, json.load(f))
                 else:
-                    results[name] = dict(ok=False, error=f'worker exited {proc.returncode} '
-                                         'without a result')
+                    done(name, dict(ok=False, error=f'its process exited {proc.returncode} '
+                                    'without a result'))
         time.sleep(0.5)
-    return results
+
+
+def write_report(results: dict, names: List[str], opts, seconds: float) -> dict:
+    """``train_checks.json`` and ``.md`` of the checks finished so far (written after each one,
+    so a run stopped at its time limit leaves the finished ones; the others read "not run")."""
+    import torch
+    results = {n: results.get(n, dict(ok=False, error='not run (stopped before it finished)'))
+               for n in names}
+    report = dict(
+        device=opts.device, tiny=opts.tiny, torch=torch.__version__,
+        device_name=(torch.cuda.get_device_name() if opts.device == 'cuda' else 'CPU'),
+        date=time.strftime('%Y-%m-%d %H:%M'), tolerance=TOLERANCE, time_s=round(seconds, 1),
+        families={n: r for n, r in results.items() if n != 'dense'},
+        dense=results.get('dense'))
+    failed = [n for n, r in results.items() if r.get('ok') is False]
+    skipped = [n for n, r in results.items() if r.get('ok') is None]
+    report.update(ok=not failed, failed=failed, skipped=skipped)
+    with open(osp.join(opts.out, 'train_checks.json'), 'w') as f:
+        json.dump(report, f, indent=1)
+    write_table(report, osp.join(opts.out, 'train_checks.md'))
+    return report
 
 
 def main(argv=None) -> int:
@@ -546,32 +588,29 @@ def main(argv=None) -> int:
     by_name = {f.name: f for f in FAMILIES}
 
     def run_one(name):
-        return check_dense(data, opts) if name == 'dense' else check_family(by_name[name], data,
-                                                                            opts)
+        if name == 'dense':
+            return check_dense(data, opts)
+        return check_family(by_name[name], data, opts)
 
     if opts.worker:
         (name, ) = names
         with open(osp.join(opts.out, 'parts', f'{name}.json'), 'w') as f:
             json.dump(run_one(name), f, indent=1)
         return 0
+    results = {}
+
+    def done(name, result):
+        results[name] = result
+        write_report(results, names, opts, time.perf_counter() - start)
+
     if opts.jobs > 1 and len(names) > 1:
-        results = run_parallel(names, opts)
+        run_parallel(names, opts, done)
     else:
-        results = {name: run_one(name) for name in names}
-    report = dict(
-        device=opts.device, tiny=opts.tiny, torch=torch.__version__,
-        device_name=(torch.cuda.get_device_name() if opts.device == 'cuda' else 'CPU'),
-        date=time.strftime('%Y-%m-%d %H:%M'), tolerance=TOLERANCE,
-        families={n: results[n] for n in names if n != 'dense'},
-        dense=results.get('dense'))
-    report['time_s'] = round(time.perf_counter() - start, 1)
-    failed = [n for n, r in results.items() if r.get('ok') is False]
-    skipped = [n for n, r in results.items() if r.get('ok') is None]
-    report.update(ok=not failed, failed=failed, skipped=skipped)
-    with open(osp.join(opts.out, 'train_checks.json'), 'w') as f:
-        json.dump(report, f, indent=1)
-    write_table(report, osp.join(opts.out, 'train_checks.md'))
-    print(f'train_checks: {len(results) - len(failed) - len(skipped)} passed, '
+        for name in names:
+            done(name, run_one(name))
+    report = write_report(results, names, opts, time.perf_counter() - start)
+    failed, skipped = report['failed'], report['skipped']
+    print(f'train_checks: {len(names) - len(failed) - len(skipped)} passed, '
           f'{len(failed)} failed{" (" + ", ".join(failed) + ")" if failed else ""}, '
           f'{len(skipped)} skipped{" (" + ", ".join(skipped) + ")" if skipped else ""} in '
           f'{report["time_s"]:.0f} s; {osp.join(opts.out, "train_checks.md")}', flush=True)
