@@ -29,7 +29,8 @@ def try_import(name: str):
     try:
         module = importlib.import_module(name)
     except Exception as err:  # noqa: BLE001  (reported, not raised)
-        return None, f'{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ""}'
+        last = str(err).strip().splitlines()[-1] if str(err).strip() else ''
+        return None, f'{type(err).__name__}: {last}'
     return module, None
 
 
@@ -62,9 +63,11 @@ def main():
     args = parser.parse_args()
     import torch
     print(f'python {platform.python_version()} ({sys.executable})')
-    print(f'torch {torch.__version__}, CUDA {torch.version.cuda}, '
-          + (f'{torch.cuda.get_device_name(0)} (sm_{"".join(map(str, torch.cuda.get_device_capability(0)))})'
-             if torch.cuda.is_available() else 'no CUDA device'))
+    card = 'no CUDA device'
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        card = f'{torch.cuda.get_device_name(0)} (sm_{major}{minor})'
+    print(f'torch {torch.__version__}, CUDA {torch.version.cuda}, {card}')
     print(f'mmcv compiled ops: {"present" if importlib.util.find_spec("mmcv._ext") else "absent"}')
     if not args.check:
         return 0

@@ -21,9 +21,9 @@ into ``--dest`` and fails if that folder exceeds ``--limit-mib``:
 
 mmcv 2.1.0 is published as source only: the bundle carries its source archive (compiled with its
 CUDA ops on the GPU machine) and a pure-python wheel built here from it without ops
-(``MMCV_WITH_OPS=0``, distribution name ``mmcv-lite``), which ``run.sh`` installs. ``opencv-python``,
-which mmcv and mmengine require, is replaced by ``opencv-python-headless`` 4.10.0.84 (the same
-``cv2`` without GUI libraries, the smallest release built against numpy 2).
+(``MMCV_WITH_OPS=0``, distribution name ``mmcv-lite``), which ``run.sh`` installs.
+``opencv-python``, which mmcv and mmengine require, is replaced by ``opencv-python-headless``
+4.10.0.84 (the same ``cv2`` without GUI libraries, the smallest release built against numpy 2).
 
 The wheels as published come to about 93 MiB, most of it opencv (47.5 MiB). They are carried as
 one ``bundle.tar.xz``: each wheel re-zipped without compression (the same member files, which pip
@@ -169,7 +169,8 @@ def build_opsless_mmcv(sdist: str, dest: str, tmp: str) -> str:
                            '--no-build-isolation', '--no-cache-dir', '-w', out, folder],
                           env=env, text=True, capture_output=True)
     if proc.returncode != 0:
-        raise SystemExit(f'prepare_wheels: building mmcv without ops failed:\n{proc.stderr[-3000:]}')
+        raise SystemExit('prepare_wheels: building mmcv without ops failed:\n'
+                         + proc.stderr[-3000:])
     (wheel, ) = glob.glob(osp.join(out, '*.whl'))
     if not wheel.endswith('-none-any.whl'):
         raise SystemExit(f'prepare_wheels: the ops-less mmcv wheel is not pure python: {wheel}')
