@@ -10,7 +10,8 @@
    ``build_runner``) three times: eager under fp16 AMP (mmengine's ``AmpOptimWrapper``,
    ``dtype='float16'``, dynamic loss scaler), eager under bf16 AMP, and ``compile=True`` under
    bf16 (inductor; ``fallback_random`` so that random draws inside the forward equal eager's).
-   Checked: every loss finite, and the compiled losses within ``TOLERANCE`` of eager bf16.
+   Checked: every loss finite, and the compiled losses within ``TOLERANCE`` of eager bf16
+   (relative 2e-2 at the first iteration, 5e-2 after the optimizer steps; 1e-1 for CLIP).
 2. **Fused attention.** One more eager iteration per family and precision (bf16 and fp16) under
    ``torch.nn.attention.sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION])``: an attention call
    the fused kernels cannot take raises instead of falling back to the math kernel. Without
@@ -55,14 +56,19 @@ for _path in (REPO, HERE):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-# compiled bf16 vs eager bf16, every iteration: |compiled - eager| <= rtol * |eager| + atol.
-# Both runs compute in bf16 (8 mantissa bits, a rounding error of 2^-9 = 2e-3 per op), and
-# inductor fuses and reorders reductions, so the two differ by a few bf16 roundings in every
-# activation; the loss, reduced in fp32 from those, moves by far less than 2e-2 of itself on the
-# first iteration. The second and third iterations add one and two optimizer steps whose
-# gradients carry the same relative noise: still well inside 2e-2 at these learning rates.
-TOLERANCE = dict(rtol=2e-2, atol=1e-3)
-FAMILY_TOLERANCE: Dict[str, dict] = {}
+# Compiled bf16 vs eager bf16: |compiled - eager| <= rtol * |eager| + atol at each iteration,
+# ``rtol`` at the first, ``rtol_later`` at the second and third.
+# The first loss comes from the same weights and data: both runs compute in bf16 (8 mantissa
+# bits, a rounding error of 2^-9 = 2e-3 per op) and inductor fuses and reorders reductions, so
+# activations differ by a few bf16 roundings; the loss, reduced in fp32 from them, moves far less
+# than 2e-2 of itself. The later losses follow one and two optimizer steps taken on gradients
+# with the same relative noise, and AdamW's first steps move every parameter by about the
+# learning rate whatever its gradient's size, so a parameter whose gradient is at the noise
+# level steps either way: 5e-2. The CLIP loss (InfoNCE over a batch of 4 pairs, a learned
+# temperature) drops by half in one step and amplifies this most: 1e-1 there (with identical
+# kernels, dynamo's eager backend, its third loss already differs by 5e-3).
+TOLERANCE = dict(rtol=2e-2, rtol_later=5e-2, atol=1e-3)
+FAMILY_TOLERANCE: Dict[str, dict] = {'vitamin_clip': dict(rtol_later=1e-1)}
 
 MODES = ('fp16', 'bf16', 'compiled_bf16')
 
@@ -352,12 +358,14 @@ def check_family(family, data, opts) -> dict:
 
 
 def compare(name: str, runs: dict) -> dict:
+    """Compiled bf16 losses against eager bf16's, with the family's tolerance."""
     tol = dict(TOLERANCE, **FAMILY_TOLERANCE.get(name, {}))
     eager, compiled = runs['bf16'].get('losses', []), runs['compiled_bf16'].get('losses', [])
     if not eager or len(eager) != len(compiled):
         return dict(ok=False, **tol, reason='missing losses')
     rel = [abs(c - e) / max(abs(e), 1e-12) for e, c in zip(eager, compiled)]
-    ok = all(abs(c - e) <= tol['rtol'] * abs(e) + tol['atol'] for e, c in zip(eager, compiled))
+    ok = all(abs(c - e) <= (tol['rtol'] if i == 0 else tol['rtol_later']) * abs(e) + tol['atol']
+             for i, (e, c) in enumerate(zip(eager, compiled)))
     return dict(ok=ok, max_rel_diff=max(rel), rel_diff=rel, **tol)
 
 
@@ -459,7 +467,7 @@ def write_table(report: dict, path: str) -> None:
              f'{report["date"]}, {report["time_s"]:.0f} s{tiny}',
              '',
              '| family | fp16 losses (scale) | bf16 losses | compiled bf16 losses | '
-             'compiled vs eager (max rel / tol) | fused SDPA | status |',
+             'compiled vs eager: rel. diff first, later / tol. | fused SDPA | status |',
              '|---|---|---|---|---|---|---|']
     for name, fam in report['families'].items():
         if fam.get('skipped'):
@@ -472,7 +480,8 @@ def write_table(report: dict, path: str) -> None:
         fp16 = runs.get('fp16', {})
         scale = f' ({fp16["loss_scale"][-1]:g})' if fp16.get('loss_scale') else ''
         comp = fam['compiled_vs_eager']
-        cmp_text = (f'{comp["max_rel_diff"]:.1e} / {comp["rtol"]:g}' if 'max_rel_diff' in comp
+        cmp_text = (f'{comp["rel_diff"][0]:.1e}, {max(comp["rel_diff"][1:], default=0):.1e} / '
+                    f'{comp["rtol"]:g}, {comp["rtol_later"]:g}' if 'rel_diff' in comp
                     else comp.get('reason', '-'))
         sdpa = fam['sdpa']
         sdpa_text = ('no SDPA call' if not sdpa['calls'] and sdpa['ok'] else
@@ -548,7 +557,8 @@ def write_report(results: dict, names: List[str], opts, seconds: float) -> dict:
     report = dict(
         device=opts.device, tiny=opts.tiny, torch=torch.__version__,
         device_name=(torch.cuda.get_device_name() if opts.device == 'cuda' else 'CPU'),
-        date=time.strftime('%Y-%m-%d %H:%M'), tolerance=TOLERANCE, time_s=round(seconds, 1),
+        date=time.strftime('%Y-%m-%d %H:%M'), tolerance=dict(default=TOLERANCE, **FAMILY_TOLERANCE),
+        time_s=round(seconds, 1),
         families={n: r for n, r in results.items() if n != 'dense'},
         dense=results.get('dense'))
     failed = [n for n, r in results.items() if r.get('ok') is False]
