@@ -137,3 +137,32 @@ def test_wheel_bundle_requirements_follow_the_pins():
     assert ignored.returncode == 0
     with pytest.raises(SystemExit, match='nonexistent is not in .*requirements/runtime.txt'):
         prep.read_pin('runtime.txt', 'nonexistent')
+
+
+def test_bundle_packing_keeps_every_wheel_member(tmp_path):
+    """bundle.tar.xz holds each wheel re-zipped without compression (same members, same bytes)
+    and the other files as they are."""
+    import tarfile
+    import zipfile
+    prep = _load('prepare_wheels')
+    src = tmp_path / 'src'
+    src.mkdir()
+    wheel = src / 'demo-1.0-py3-none-any.whl'
+    members = {'demo/__init__.py': b'x = 1\n' * 500,
+               'demo-1.0.dist-info/RECORD': b'demo/__init__.py,,\n'}
+    with zipfile.ZipFile(wheel, 'w', zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    sdist = src / 'demo-1.0.tar.gz'
+    sdist.write_bytes(b'not really a tarball')
+    dest, tmp = tmp_path / 'dest', tmp_path / 'tmp'
+    dest.mkdir()
+    tmp.mkdir()
+    archive = prep.pack([str(wheel), str(sdist)], str(dest), str(tmp))
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == ['demo-1.0-py3-none-any.whl', 'demo-1.0.tar.gz']
+        tar.extractall(tmp_path / 'out')
+    with zipfile.ZipFile(tmp_path / 'out' / wheel.name) as z:
+        assert [i.compress_type for i in z.infolist()] == [zipfile.ZIP_STORED] * 2
+        assert {n: z.read(n) for n in z.namelist()} == members
+    assert (tmp_path / 'out' / sdist.name).read_bytes() == b'not really a tarball'
