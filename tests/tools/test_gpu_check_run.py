@@ -103,6 +103,14 @@ def test_run_sh_refuses_bad_arguments(tmp_path):
         proc = subprocess.run(['bash', RUN, str(tmp_path / 'o'), *args], text=True,
                               capture_output=True)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+    # no CUDA device here: one line before any step runs, nothing written
+    proc = subprocess.run(['bash', RUN, str(tmp_path / 'o'), '--device', 'cuda'], text=True,
+                          capture_output=True, env=dict(os.environ, PYTHON=sys.executable))
+    assert proc.returncode == 2, proc.stderr
+    assert re.fullmatch(r'run.sh: --device cuda, but torch \S+ \(built for CUDA [\d.]+\) sees no '
+                        r'CUDA device(: .*)?\. Use --device cpu --tiny for the dry run\.\n',
+                        proc.stderr), proc.stderr
+    assert not (tmp_path / 'o').exists()
 
 
 def test_wheel_bundle_requirements_follow_the_pins():

@@ -57,6 +57,24 @@ case "$MMCV_OPS" in build|skip) ;; *) echo "run.sh: --mmcv-ops must be build or 
     || { echo "run.sh: --budget must be a whole number of seconds >= 60, got '$BUDGET'" >&2; exit 2; }
 
 PY="${PYTHON:-python3}"
+if [ "$DEVICE" = cuda ]; then  # one clear error before anything runs
+    if ! why="$("$PY" - 2>&1 <<'EOF'
+import sys
+import warnings
+warnings.simplefilter('always')
+import torch
+with warnings.catch_warnings(record=True) as caught:
+    ok = torch.cuda.is_available()
+if not ok:
+    detail = '; '.join(str(w.message).strip().splitlines()[0] for w in caught)
+    sys.exit(f'torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees no CUDA device'
+             + (f': {detail}' if detail else ''))
+EOF
+)"; then
+        echo "run.sh: --device cuda, but ${why##*$'\n'}. Use --device cpu --tiny for the dry run." >&2
+        exit 2
+    fi
+fi
 WHEELS="${VLMM_WHEELS:-$ROOT/tools/gpu_check/wheels}"
 WORK="${VLMM_GPU_CHECK_DIR:-${TMPDIR:-/tmp}/visionllama_mm_gpu_check}"
 mkdir -p "$OUT/logs" "$WORK" || exit 2
