@@ -319,21 +319,24 @@ def decode_with_cache(runner, cuda: bool, dtype: str) -> None:
             decoder(ids[:, i:i + 1], caches=caches)
 
 
-def check_family(family, data, opts) -> dict:
-    """Every run of one family -> its record (modes, compiled-vs-eager, attention check)."""
+def check_family(family, data, opts, progress: Optional[Callable[[dict], None]] = None) -> dict:
+    """Every run of one family -> its record (modes, compiled-vs-eager, attention check).
+    ``progress(record)`` is called with the runs so far after each run."""
     result = dict(config=family.config, note=family.note, runs={}, ok=True)
     missing = [m for m in family.needs if importlib.util.find_spec(m) is None]
     if missing:
         result.update(ok=None, skipped=f'{", ".join(missing)} not installed')
         print(f'[{family.name}] skipped: {result["skipped"]}', flush=True)
         return result
-    modes = list(MODES)
+    # the compiled run last: it takes longest (inductor), and a time limit then cuts it alone
+    modes = [m for m in MODES if not m.startswith('compiled')]
     sdpa_dtypes = ['bf16'] if opts.tiny else ['bf16', 'fp16']
     if not opts.sdpa_in:
         modes += [f'sdpa_{d}' for d in sdpa_dtypes]
     if not opts.tiny and family.set_head_dim is not None:
         for d in family.head_dims():
             modes += [f'sdpa_{t}@head_dim{d}' for t in sdpa_dtypes]
+    modes += [m for m in MODES if m.startswith('compiled')]
     for mode in modes:
         run = train_once(family, data, mode, opts)
         result['runs'][mode] = run
@@ -341,6 +344,8 @@ def check_family(family, data, opts) -> dict:
         losses = ', '.join(f'{v:.4f}' for v in run.get('losses', []))
         print(f'[{family.name}] {mode}: {status} ({run["time_s"]:.1f} s) losses [{losses}]'
               + (f' -- {run["error"].splitlines()[0]}' if 'error' in run else ''), flush=True)
+        if progress is not None:
+            progress(result)
     result['compiled_vs_eager'] = compare(family.name, result['runs'])
     training_ok = all(result['runs'][m].get('ok') for m in MODES)
     sdpa_runs = {m: r for m, r in result['runs'].items()
@@ -479,17 +484,22 @@ def write_table(report: dict, path: str) -> None:
         runs = fam['runs']
         fp16 = runs.get('fp16', {})
         scale = f' ({fp16["loss_scale"][-1]:g})' if fp16.get('loss_scale') else ''
-        comp = fam['compiled_vs_eager']
+        comp = fam.get('compiled_vs_eager', {})  # absent when stopped at the time limit
         cmp_text = (f'{comp["rel_diff"][0]:.1e}, {max(comp["rel_diff"][1:], default=0):.1e} / '
                     f'{comp["rtol"]:g}, {comp["rtol_later"]:g}' if 'rel_diff' in comp
                     else comp.get('reason', '-'))
-        sdpa = fam['sdpa']
-        sdpa_text = ('no SDPA call' if not sdpa['calls'] and sdpa['ok'] else
-                     'ok' if sdpa['ok'] else 'FAILED: ' + '; '.join(sdpa['failed']))
-        if sdpa['dry_run']:
-            sdpa_text += ' (CPU dry run)'
+        sdpa = fam.get('sdpa')
+        if sdpa is None:
+            sdpa_text = '-'
+        else:
+            sdpa_text = ('no SDPA call' if not sdpa['calls'] and sdpa['ok'] else
+                         'ok' if sdpa['ok'] else 'FAILED: ' + '; '.join(sdpa['failed']))
+            if sdpa['dry_run']:
+                sdpa_text += ' (CPU dry run)'
         errors = [f'{m}: {r["error"].splitlines()[0]}' for m, r in runs.items()
                   if 'error' in r and not m.startswith('sdpa')]
+        if fam.get('error'):
+            errors.append(fam['error'])
         status = 'ok' if fam['ok'] else 'FAILED' + (': ' + '; '.join(errors) if errors else '')
         lines.append(f'| {name} | {_fmt(fp16.get("losses"))}{scale} | '
                      f'{_fmt(runs.get("bf16", {}).get("losses"))} | '
@@ -522,9 +532,17 @@ def run_parallel(names: List[str], opts, done: Callable[[str, dict], None]) -> N
     os.makedirs(parts, exist_ok=True)
     pending, running = list(names), {}
 
-    def stop(signum, frame):  # a time limit ends the workers too (they hold the GPU)
-        for proc in running.values():
+    def stop(signum, frame):
+        """A time limit ends the workers too (they hold the GPU); what they finished is kept."""
+        for name, proc in running.items():
             proc.kill()
+            part = osp.join(parts, f'{name}.json')
+            result = dict(runs={})
+            if osp.isfile(part):
+                with contextlib.suppress(ValueError), open(part) as f:
+                    result = json.load(f)
+            done(name, dict(result, ok=False, error='stopped at the time limit after '
+                            f'{", ".join(result.get("runs", {})) or "no run"}'))
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -604,8 +622,15 @@ def main(argv=None) -> int:
 
     if opts.worker:
         (name, ) = names
-        with open(osp.join(opts.out, 'parts', f'{name}.json'), 'w') as f:
-            json.dump(run_one(name), f, indent=1)
+        part = osp.join(opts.out, 'parts', f'{name}.json')
+
+        def save(result):  # written whole, then renamed: the parent never reads half a file
+            with open(part + '.tmp', 'w') as f:
+                json.dump(result, f, indent=1)
+            os.replace(part + '.tmp', part)
+
+        save(check_dense(data, opts) if name == 'dense' else
+             check_family(by_name[name], data, opts, progress=save))
         return 0
     results = {}
 
