@@ -19,7 +19,8 @@
    (e.g. 32 / 64 / 96 / 100 / 128 for the LLaMA decoder sizes); the LLaMA decoder also decodes
    a few tokens with its KV cache (a boolean mask over the cache). Every SDPA call is
    recorded (head width, dtype, query / key lengths, mask). On a CPU the same restriction selects
-   the CPU flash kernel: a dry run of the same calls, reported but not failing the exit status.
+   the CPU flash kernel: a dry run of the same calls, reported but not failing the exit status
+   (with ``--tiny`` the restriction is on the eager bf16 training run, which it can fail).
 3. **Dense.** The ConvNeXt V2 Mask R-CNN (mmdet) and UperNet (mmseg) configs, shrunk, one
    iteration each on COCO-json / ADE20K folders. They need mmcv's compiled ops (``mmcv._ext``):
    without them the step prints one line saying so and is skipped.
@@ -47,6 +48,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from argparse import Namespace
 from typing import Callable, Dict, List, Optional
 
@@ -64,7 +66,7 @@ for _path in (REPO, HERE):
 # than 2e-2 of itself. The later losses follow one and two optimizer steps taken on gradients
 # with the same relative noise, and AdamW's first steps move every parameter by about the
 # learning rate whatever its gradient's size, so a parameter whose gradient is at the noise
-# level steps either way: 5e-2. The CLIP loss (InfoNCE over a batch of 4 pairs, a learned
+# level steps either way: 5e-2. The CLIP loss (InfoNCE over a batch of a few pairs, a learned
 # temperature) drops by half in one step and amplifies this most: 1e-1 there (with identical
 # kernels, dynamo's eager backend, its third loss already differs by 5e-3).
 TOLERANCE = dict(rtol=2e-2, rtol_later=5e-2, atol=1e-3)
@@ -275,11 +277,21 @@ def train_once(family, data, mode: str, opts) -> dict:
             if sdpa:
                 from torch.nn.attention import SDPBackend, sdpa_kernel
                 recorder = sdpa_recorder()
-                with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
-                    with recorder:
+                # torch says why a fused kernel refused a call in a UserWarning: kept (with any
+                # other warning of the run but deprecations)
+                with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]), \
+                        warnings.catch_warnings(record=True) as caught, recorder:
+                    warnings.simplefilter('always')
+                    try:
                         runner.train()
                         if family.decode:
                             decode_with_cache(runner, cuda, dtype)
+                    finally:
+                        reasons = sorted({str(w.message).splitlines()[0][:300] for w in caught
+                                          if not issubclass(w.category, (
+                                              DeprecationWarning, FutureWarning))})[:20]
+                        if reasons:
+                            record['sdpa_warnings'] = reasons
             else:
                 runner.train()
             record['losses'] = losses.losses
@@ -353,7 +365,8 @@ def check_family(family, data, opts, progress: Optional[Callable[[dict], None]] 
     result['sdpa'] = dict(
         ok=all(r.get('ok') for r in sdpa_runs.values()),
         dry_run=opts.device == 'cpu',
-        failed={m: r.get('error', '').splitlines()[0] for m, r in sdpa_runs.items()
+        failed={m: (r.get('error') or 'a non-finite loss').splitlines()[0]
+                for m, r in sdpa_runs.items()
                 if not r.get('ok')},
         calls=sorted({c for r in sdpa_runs.values() for c in r.get('sdpa_calls', {})}))
     sdpa_counts = opts.device == 'cuda'
