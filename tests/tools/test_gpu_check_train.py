@@ -57,3 +57,25 @@ def test_cpu_dry_run_of_every_check(python, tmp_path):
     table = (out / 'train_checks.md').read_text()
     assert all(f'| {name} |' in table for name in FAMILIES)
     assert (out / 'logs' / 'lvm' / 'compiled_bf16' / 'console.log').is_file()
+
+
+def test_dense_step_is_skipped_in_one_line_without_mmcv_ops(monkeypatch, capsys):
+    """Without mmcv's compiled ops (a pure-python mmcv) the dense step says so and is skipped;
+    the exit status then depends on the other checks only."""
+    import importlib.util
+    import os.path as osp
+    import sys
+
+    from ..conftest import REPO
+    monkeypatch.syspath_prepend(osp.join(REPO, 'tools', 'gpu_check'))
+    spec = importlib.util.spec_from_file_location(
+        'train_checks', osp.join(REPO, 'tools', 'gpu_check', 'train_checks.py'))
+    train_checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_checks)
+    monkeypatch.setitem(sys.modules, 'mmcv._ext', None)  # as when the module is absent
+    result = train_checks.check_dense({}, None)
+    assert result['ok'] is None
+    line = capsys.readouterr().out.strip()
+    assert line == result['skipped'] and line.startswith(
+        "[dense] skipped: mmcv's compiled ops (mmcv._ext) are not importable (ModuleNotFoundError")
+    assert 'Mask R-CNN needs roi_align / nms from them' in line

@@ -410,13 +410,19 @@ def check_dense(data, opts) -> dict:
                 'Mask R-CNN needs roi_align / nms from them')
         print(line, flush=True)
         return dict(ok=None, skipped=line)
-    from tests.tools.dense_opts import CONVNEXTV2_MRCNN, CONVNEXTV2_UPERNET, det_opts, seg_opts
+    # the test suite's shrinking options of these configs, read by path (an installed package
+    # named ``tests`` must not shadow the repository's)
+    spec = importlib.util.spec_from_file_location(
+        'dense_opts', osp.join(REPO, 'tests', 'tools', 'dense_opts.py'))
+    dense_opts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dense_opts)
+    det_opts, seg_opts = dense_opts.det_opts, dense_opts.seg_opts
     runs = {}
     # training only (as --no-validate): the options of the validation and test loaders dropped
     train_only = lambda opts: [o for o in opts if not o.startswith(('val_', 'test_'))]  # noqa
-    det = train_only([*CONVNEXTV2_MRCNN, *det_opts(data['coco'], lsj=False),
+    det = train_only([*dense_opts.CONVNEXTV2_MRCNN, *det_opts(data['coco'], lsj=False),
                       'train_dataloader.dataset.serialize_data=False'])
-    seg = train_only([*CONVNEXTV2_UPERNET, *seg_opts(data['ade20k'], iters=1),
+    seg = train_only([*dense_opts.CONVNEXTV2_UPERNET, *seg_opts(data['ade20k'], iters=1),
                       'train_dataloader.dataset.serialize_data=False'])
     for name, config, options in (('mask_rcnn', DET_CONFIG, det), ('upernet', SEG_CONFIG, seg)):
         runs[name] = run_dense(name, config, options, opts)
