@@ -1,10 +1,13 @@
 """tools/train.py and tools/test.py's config handling: CPU adaptation, stock-flag semantics."""
+import os.path as osp
 from argparse import Namespace
 
 from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.engine.launch import adapt_to_device, merge_train_args, toolbox_of
+
+from ..conftest import REPO
 
 
 def _cfg(**kwargs):
@@ -57,3 +60,15 @@ def test_toolbox_from_default_scope():
         assert 'mmocr' in str(err)
     else:
         raise AssertionError('unknown scope accepted')
+
+
+def test_no_validate_with_cfg_options_naming_val_keys():
+    """``--no-validate --cfg-options val_dataloader.batch_size=4`` (a command line shared with a
+    validating run) drops validation after the options are merged, instead of failing to merge
+    into the removed ``val_dataloader``."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'))
+    args = Namespace(config='x.py', launcher='none', work_dir=None, no_validate=True, amp=False,
+                     resume=None, auto_scale_lr=False,
+                     cfg_options={'val_dataloader.batch_size': 4, 'val_cfg.type': 'ValLoop'})
+    merge_train_args(cfg, args)
+    assert cfg.val_dataloader is None and cfg.val_cfg is None and cfg.val_evaluator is None

@@ -62,8 +62,6 @@ def merge_train_args(cfg: Config, args) -> Config:
     """Apply ``tools/train.py``'s flags to ``cfg`` (same meaning as the stock tools)."""
     scope = toolbox_of(cfg)
     _set_launcher_and_work_dir(cfg, args)
-    if getattr(args, 'no_validate', False):
-        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -87,6 +85,8 @@ def merge_train_args(cfg: Config, args) -> Config:
     if getattr(args, 'cfg_options', None):
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'no_validate', False):  # after --cfg-options, which may name val_* keys
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if getattr(args, 'compile', False) and not cfg.get('compile'):
         cfg.compile = True  # options given in the config or --cfg-options compile.x=... are kept
     unshard_single_process(cfg)
