@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,14 @@ class _Zygote:
 _ZYGOTE = _Zygote()
 
 
+def pytest_configure(config):
+    """List every skipped test with its reason in the summary (as ``-rs`` does): the only skips
+    in this suite depend on the machine (a CPU without bf16 instructions), and say so."""
+    chars = config.option.reportchars or ''
+    if 's' not in chars and 'a' not in chars and 'A' not in chars:
+        config.option.reportchars = chars + 's'
+
+
 @pytest.fixture(autouse=True)
 def _restore_default_scope():
     """Give every test the default scope it started with. ``init_default_scope`` and every
@@ -81,6 +90,14 @@ def run_python(args, cwd=REPO, timeout=600, env=None, merge=True):
     return subprocess.run(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True,
                           timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, picked by the OS, for a distributed run's rendezvous
+    (``PORT`` of tools/dist_*.sh, ``MASTER_PORT``): parallel test workers never share one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def run_tool(args, cwd=REPO, timeout=600, env=None):

@@ -11,6 +11,7 @@ import argparse
 import re
 
 import pytest
+import timm
 import torch
 
 import visionllama_mm  # noqa: F401
@@ -18,8 +19,6 @@ from visionllama_mm.converters import (KINDS, AlreadyConvertedError, convert_sta
                                        detect_kind)
 
 from .conftest import run_python, run_tool
-
-timm = pytest.importorskip('timm')
 
 TOOL = 'tools/model_converters/convnextv2_official.py'
 TINY = dict(depths=[1, 1, 2, 1], channels=[8, 16, 24, 32])

@@ -11,7 +11,9 @@ import math
 import runpy
 import sys
 
+import open_clip
 import pytest
+import timm
 import torch
 
 import visionllama_mm  # noqa: F401
@@ -19,9 +21,6 @@ from visionllama_mm.converters import (FAMILIES, KINDS, AlreadyConvertedError,
                                        convert_state_dict, detect_kind)
 
 from .conftest import REPO, run_tool
-
-timm = pytest.importorskip('timm')
-open_clip = pytest.importorskip('open_clip')
 
 TOOL = 'tools/model_converters/vitamin_official.py'
 # arch -> (timm name, D, OpenCLIP name, (E, text width, text heads))

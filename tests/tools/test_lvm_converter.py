@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
+import transformers
 
 from ..conftest import REPO, run_python, run_tool
 
-transformers = pytest.importorskip('transformers')
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'lvm_official.py')
 ARCH = dict(embed_dims=64, hidden_dims=128, num_layers=2, num_heads=4)
 

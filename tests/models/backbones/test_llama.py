@@ -16,7 +16,7 @@ SPEC_PARAMS = {'debug': '2.5M', '100m': '117M', '300m': '291M', '600m': '648M', 
 
 
 def _hf_llama(arch=TINY, vocab=VOCAB, seed=0):
-    transformers = pytest.importorskip('transformers')
+    import transformers  # a pinned test requirement: missing, the parity tests fail
     torch.manual_seed(seed)
     cfg = transformers.LlamaConfig(
         vocab_size=vocab, hidden_size=arch['embed_dims'], intermediate_size=arch['hidden_dims'],
