@@ -16,7 +16,6 @@ import glob
 import os
 import os.path as osp
 import re
-import socket
 import sys
 
 import numpy as np
@@ -28,7 +27,7 @@ from PIL import Image
 import visionllama_mm  # noqa: F401
 from visionllama_mm.datasets.class_labels import ClassLabelDataset
 
-from ..conftest import REPO, run_tool
+from ..conftest import REPO, free_port, run_tool
 
 CONFIG_DIR = osp.join(REPO, 'configs', 'dit_llama')
 NAME = re.compile(r'(dit|sit)_(llama|vit)-(s|b|l|xl)-p(2|4)_(\d+)xb(\d+)-(400k|2352k)'
@@ -303,11 +302,9 @@ def test_dit_config_trains_and_samples_on_two_processes(tiny, python, tmp_path):
     ckpt = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=False)
     assert not any('vae' in k for k in ckpt['state_dict'])  # the frozen VAE stays out
     assert 'ema_state_dict' in ckpt
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     out = run_tool(['bash', 'tools/dist_test.sh', config, str(tmp_path / 'iter_2.pth'), '2',
-                    '--work-dir', str(tmp_path), '--cfg-options', *opts], env=dict(PORT=str(port)))
+                    '--work-dir', str(tmp_path), '--cfg-options', *opts],
+                   env=dict(PORT=str(free_port())))
     assert re.search(r'gen/num_samples: 10\b', out), out[-3000:]
     assert 'Start testing on EMA model' in out
     # rank 0 samples indices 0, 2, .., 8: batches of 2, 2 and 1

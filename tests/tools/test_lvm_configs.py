@@ -15,7 +15,6 @@ import glob
 import math
 import os.path as osp
 import re
-import socket
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ import visionllama_mm  # noqa: F401
 from visionllama_mm.engine.launch import adapt_to_device, unshard_single_process
 from visionllama_mm.models.backbones.llama import LLaMADecoder
 
-from ..conftest import REPO, run_tool
+from ..conftest import REPO, free_port, run_tool
 
 SIZES = ('debug', '100m', '300m', '600m', '1b', '3b', '7b', '13b', '20b', '30b')
 SHARDED = {'1b', '3b', '7b', '13b', '20b', '30b'}  # FSDP from 1B parameters up
@@ -259,11 +258,8 @@ def test_fsdp_config_trains_and_tests(shards, python, tmp_path):
     from mmpretrain.registry import MODELS
     config = CONFIGS['1b']
     opts = _tiny(shards, 3)
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     out = run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path),
-                    *opts], env=dict(PORT=str(port)))
+                    *opts], env=dict(PORT=str(free_port())))
     assert 'FSDPStrategy wrapper built with device_id' in out, out[-3000:]
     assert re.search(r'Iter\(train\) \[3/3\]', out), out[-3000:]
     val = _ppl(out)

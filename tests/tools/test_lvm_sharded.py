@@ -27,14 +27,13 @@ import json
 import os
 import re
 import os.path as osp
-import socket
 
 import numpy as np
 import pytest
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 
-from ..conftest import REPO, run_tool
+from ..conftest import REPO, free_port, run_tool
 
 CONFIG = 'configs/lvm/lvm_llama-7b_8xb4-accum4-400kit_uvd.py'
 CODES, VOCAB, CONTEXT = 48, 64, 32
@@ -62,12 +61,6 @@ class StepRecordHook(Hook):
     def after_train(self, runner):
         with open(osp.join(runner.work_dir, f'records_rank{get_rank()}.json'), 'w') as f:
             json.dump(self.records, f)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _opts(data_root, batch_size, init):
@@ -127,7 +120,7 @@ def _records(work_dir, rank):
 def test_sharded_losses_equal_unsharded(shard, init_weights, python, tmp_path):
     sharded, single = tmp_path / 'fsdp', tmp_path / 'single'
     out = run_tool(['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(sharded),
-                    *_opts(shard, PER_RANK, init_weights)], env=dict(PORT=str(_free_port())))
+                    *_opts(shard, PER_RANK, init_weights)], env=dict(PORT=str(free_port())))
     assert re.search(r'Iter\(train\) \[5/5\]', out), out[-3000:]
     dumped = open(sharded / osp.basename(CONFIG)).read()
     assert "type='ShardedDataParallel'" in dumped and "device_id='cpu'" in dumped
@@ -170,7 +163,7 @@ def test_sharded_load_from_refuses_weights_that_do_not_fit(shard, init_weights, 
     renamed = {k.replace('backbone.model.norm.', 'backbone.norm.'): v for k, v in state.items()}
     bad = str(tmp_path / 'renamed.pth')
     torch.save(dict(state_dict=renamed), bad)
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', PORT=str(_free_port()))
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', PORT=str(free_port()))
     proc = subprocess.run(['bash', 'tools/dist_train.sh', CONFIG, '1', '--work-dir',
                            str(tmp_path / 'w'), *_opts(shard, PER_RANK, bad)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)

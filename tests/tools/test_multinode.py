@@ -4,22 +4,14 @@ command that tools/slurm_train.sh / slurm_test.sh build (checked without Slurm, 
 import os
 import os.path as osp
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from ..conftest import REPO, run_tool
+from ..conftest import REPO, free_port, run_tool
 
 QUICKSTART = 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'
-
-
-def _free_port() -> int:
-    """A port nobody listens on now (the OS picks it), so parallel test workers do not collide."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _tiny_digits(digits_root, batch_size):
@@ -77,7 +69,7 @@ def test_two_nodes_of_32_equal_one_process_of_64(tmp_path, python, digits_root):
     iterations) ends 2.8e-2 away. The reference is tools/train.py without a launcher (no DDP).
     Each node has its own work dir: only node 0 (global rank 0) writes checkpoints."""
     nodes = [str(tmp_path / f'node{r}') for r in (0, 1)]
-    port = _free_port()
+    port = free_port()
     logs = [open(tmp_path / f'node{r}.log', 'w') for r in (0, 1)]
     procs = [_launch_node(r, port, nodes[r], logs[r], digits_root) for r in (0, 1)]
     one, neg = str(tmp_path / 'one'), str(tmp_path / 'one_b32')

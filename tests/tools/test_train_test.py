@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ..conftest import run_python, run_tool
+from ..conftest import free_port, run_python, run_tool
 
 QUICKSTART = 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'
 
@@ -101,7 +101,7 @@ def test_dist_train_two_processes_on_cpu(tmp_path, digits_root):
     out = run_tool(['bash', 'tools/dist_train.sh', QUICKSTART, '2', '--work-dir', str(tmp_path),
                     *_digits_opts(digits_root, 'train_cfg.max_epochs=1',
                                   'train_cfg.val_interval=1')],
-                   env={'PORT': '29613'})
+                   env={'PORT': str(free_port())})
     assert 'Distributed launcher: pytorch' in out or 'launcher: pytorch' in out
     assert re.search(r'Epoch\(train\)\s+\[1\]\[10/12\]', out), out[-3000:]  # 1437/64/2 -> 12
     assert glob.glob(osp.join(str(tmp_path), 'epoch_1.pth'))
@@ -119,7 +119,7 @@ def test_dist_train_two_processes_of_32_equal_one_of_64(tmp_path, python, digits
     one, two = str(tmp_path / 'one'), str(tmp_path / 'two')
     run_tool([python, 'tools/train.py', QUICKSTART, '--work-dir', one, *opts])
     out = run_tool(['bash', 'tools/dist_train.sh', QUICKSTART, '2', '--work-dir', two, *opts,
-                    'train_dataloader.batch_size=32'], env={'PORT': '29614'})
+                    'train_dataloader.batch_size=32'], env={'PORT': str(free_port())})
     assert re.search(r'Epoch\(train\)\s+\[1\]\[8/8\]', out), out[-3000:]
     a, b = (load_checkpoint_file(osp.join(w, 'epoch_1.pth'))['state_dict'] for w in (one, two))
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
