@@ -5,10 +5,11 @@ import glob
 import json
 import os
 import os.path as osp
-import re
 import shutil
 import signal
 import subprocess
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -49,25 +50,76 @@ def _train(python, work, opts, resume=None):
     return run_tool(args + opts)
 
 
-def _train_and_kill(python, work, opts, epoch, batch):
-    """Start training and SIGKILL it (and its workers) once iteration [epoch][batch] is logged."""
+def _complete_checkpoint(work, name, epoch):
+    """Why ``work``'s checkpoint ``name`` is not yet the one to resume from, or None once it is:
+    ``last_checkpoint`` names it and it loads with ``torch.load(weights_only=True)`` as the state
+    at the end of ``epoch``."""
+    last = osp.join(work, 'last_checkpoint')
+    if not osp.exists(last):
+        return f'{last} does not exist'
+    named = open(last).read().strip()
+    if osp.basename(named) != name:
+        return f'{last} names {named!r}, not {name}'
+    try:
+        meta = load_checkpoint_file(osp.join(work, name))['meta']
+    except Exception as err:  # absent, or not complete: a torch.load error of any kind
+        return f'{name} does not load with weights_only=True: {type(err).__name__}: {err}'
+    if (meta['epoch'], meta['iter']) != (epoch, epoch * ITERS_PER_EPOCH):
+        return f"{name} holds epoch {meta['epoch']}, iter {meta['iter']}"
+    return None
+
+
+def _train_and_kill(python, work, opts, epoch, batch, timeout=300):
+    """Start training and SIGKILL it (and its workers) mid-epoch ``epoch``: once the checkpoint
+    of epoch ``epoch - 1`` is complete (:func:`_complete_checkpoint`) and the run has gone
+    ``batch`` iterations past it (its scalars.json records iteration ``(epoch - 1) * 6 + batch``).
+    Fails, naming what was missing, if the run ends or ``timeout`` seconds pass first."""
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
     proc = subprocess.Popen([python, 'tools/train.py', QUICKSTART, '--work-dir', work] + opts,
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    pattern = re.compile(rf'Epoch\(train\)\s+\[{epoch}\]\[{batch}/{ITERS_PER_EPOCH}\]')
-    lines = []
+    lines = []  # read on a thread: a full pipe would stall the run
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    name, step = f'epoch_{epoch - 1}.pth', (epoch - 1) * ITERS_PER_EPOCH + batch
+    deadline, complete, waiting = time.monotonic() + timeout, False, 'nothing checked yet'
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            if pattern.search(line):
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
+        while proc.poll() is None and time.monotonic() < deadline:
+            if not complete:
+                waiting = _complete_checkpoint(work, name, epoch - 1)
+                complete = waiting is None
+            if complete:
+                done = _last_iteration(work)
+                if done >= step:
+                    waiting = None
+                    break
+                waiting = f'{name} is complete, iteration {step} not reached (last: {done})'
+            time.sleep(0.05)
     finally:
+        ended = proc.poll()
+        if ended is None:  # killed here: on time, on a timeout or on an error of this test
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+        reader.join(timeout=10)
     out = ''.join(lines)
+    if waiting is not None:
+        state = f'exited {ended}' if ended is not None else f'still running after {timeout} s'
+        pytest.fail(f'tools/train.py {state} before it could be killed mid-epoch {epoch}: '
+                    f'{waiting}\n{out[-3000:]}')
     assert proc.returncode == -signal.SIGKILL, out[-3000:]
     return out
+
+
+def _last_iteration(work):
+    """The last training iteration a running run has recorded in its scalars.json (0 if none; a
+    line being written is not counted)."""
+    last = 0
+    for path in glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json')):
+        with open(path) as f:
+            for line in f:
+                if line.endswith('\n') and '"loss"' in line:
+                    last = max(last, json.loads(line)['step'])
+    return last
 
 
 def _losses(work):
