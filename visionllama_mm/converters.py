@@ -15,9 +15,12 @@ This package's own checkpoints (``tools/train.py`` outputs, converted files) are
 refused with :class:`AlreadyConvertedError` ("already a visionllama_mm checkpoint, no conversion
 needed"): they load as they are. So are mmpretrain's released ConvNeXt V2 checkpoints, whose layout
 is ours.
-Sources are read with ``torch.load(weights_only=True)``; the only non-tensor objects allowed are
-those the official training scripts store beside the weights (``argparse.Namespace`` in DeiT-style
-checkpoints, mmengine's logging state in mmpretrain-fork ones).
+Sources are read by :func:`visionllama_mm.utils.read_state_dict`: a torch file (``.pth``, ``.pt``,
+``.bin``, ``.ckpt``) with ``torch.load(weights_only=True)``, where the only non-tensor objects
+allowed are those the official training scripts store beside the weights (``argparse.Namespace`` in
+DeiT-style checkpoints, mmengine's logging state in mmpretrain-fork ones); a ``.safetensors`` file
+(timm's and the hub's format); a sharded checkpoint through its ``*.index.json``; or a hub folder
+holding one of these.
 """
 import argparse
 import os
@@ -27,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .compat import load_checkpoint_file
+from .utils.checkpoint_io import checkpoint_files, read_state_dict
 
 __all__ = ['KINDS', 'AlreadyConvertedError', 'load_source', 'detect_kind', 'convert_state_dict',
            'convert_file', 'FAMILIES', 'run_cli']
@@ -229,9 +232,10 @@ def _known_formats() -> str:
 
 
 def load_source(path: str) -> Dict:
-    """Read a released checkpoint with ``weights_only=True`` (errors name the file and the fault:
-    missing, not a torch checkpoint, truncated, or holding code)."""
-    return load_checkpoint_file(path, map_location='cpu', extra_safe_globals=[argparse.Namespace])
+    """Read a released checkpoint: a torch file (``weights_only=True``), a ``.safetensors`` file, a
+    shard index or a folder holding one (errors name the file and the fault: missing, not a
+    checkpoint, truncated, holding code, shards that disagree with their index)."""
+    return read_state_dict(path, map_location='cpu', extra_safe_globals=[argparse.Namespace])
 
 
 class AlreadyConvertedError(ValueError):
@@ -323,13 +327,29 @@ def convert_file(src: str, dst: str, family: Optional[str] = None) -> str:
                 f'{", ".join(FAMILIES[family])} only')
     kind, state_dict = convert_state_dict(ckpt)
     torch.save({'state_dict': state_dict,
-                'meta': {'converted_from': osp.basename(src), 'source_format': kind}}, dst)
+                'meta': {'converted_from': osp.basename(osp.normpath(src)),
+                         'source_format': kind}}, dst)
     return kind
 
 
+def source_path(text: str) -> str:
+    """``argparse`` type of a converter's SRC: an existing checkpoint file, or a folder (a hub
+    snapshot: its ``model.safetensors``, ``*.index.json``, ``pytorch_model.bin``, ...)."""
+    from .cli import existing_file
+    return text if osp.isdir(text) else existing_file(text)
+
+
 def check_not_source(parser, src: str, dst: str) -> None:
-    """Refuse a converter output path that is its source file: the source would be overwritten."""
-    if osp.exists(dst) and osp.samefile(src, dst):
+    """Refuse a converter output path that is its source file (or one of the files a source folder
+    or index is read from): the source would be overwritten."""
+    if not osp.exists(dst):
+        return
+    try:
+        index, files = checkpoint_files(src)
+        sources = ([index] if index else []) + files
+    except (FileNotFoundError, ValueError):  # left to the conversion, which names the fault
+        sources = []
+    if any(osp.samefile(path, dst) for path in [src] + sources if osp.exists(path)):
         parser.error(f'argument dst: {dst!r} is the source checkpoint itself; converting would '
                      'overwrite it. Give another output path')
 
@@ -338,9 +358,11 @@ def run_cli(family: str, description: str, argv=None) -> None:
     """``tools/model_converters/*_official.py SRC DST`` for one family: convert, print the
     detected format and the output path, or exit with ``error: SRC: ...``."""
     import sys
-    from .cli import existing_file, output_file
+    from .cli import output_file
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('src', type=existing_file, help='released checkpoint')
+    parser.add_argument('src', type=source_path,
+                        help='released checkpoint: .pth / .bin / .safetensors file, a shard '
+                        '*.index.json, or a folder holding one')
     parser.add_argument('dst', type=output_file, help='where to write the converted checkpoint '
                         '(missing folders are created)')
     args = parser.parse_args(argv)

@@ -5,7 +5,9 @@ configs load.
         [--prefix denoiser.] [--num-heads N] [--input-size N]
 
 SRC is what the official ``dit/train.py`` saves, ``{'model', 'ema', 'opt', 'args'}`` (``args`` an
-``argparse.Namespace``), or a bare state dict (a released sampling checkpoint). It is read with
+``argparse.Namespace``), or a bare state dict (a released sampling checkpoint), as a torch file
+(``.pt``, ``.pth``, ``.bin``), a ``.safetensors`` file, a shard ``*.index.json`` or a folder
+holding one (:func:`visionllama_mm.utils.read_state_dict`). A torch file is read with
 ``torch.load(weights_only=True)``; the only non-tensor object allowed is ``argparse.Namespace``
 (``weights_only`` refuses it otherwise), so a file holding code is refused. ``--key auto`` (the
 default) takes ``ema``, the weights the official ``sample.py`` uses, when present, else ``model``.
@@ -45,11 +47,12 @@ def key_prefix(text):
 
 
 def parse_args(argv=None):
-    from visionllama_mm.cli import existing_file, output_file, positive_int
-    from visionllama_mm.converters import check_not_source
+    from visionllama_mm.cli import output_file, positive_int
+    from visionllama_mm.converters import check_not_source, source_path
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', type=existing_file,
-                        help="official checkpoint ({'model', 'ema', ...} or a state dict)")
+    parser.add_argument('src', type=source_path,
+                        help="official checkpoint ({'model', 'ema', ...} or a state dict): .pt / "
+                        ".pth / .safetensors, a shard *.index.json or a folder holding one")
     parser.add_argument('dst', type=output_file,
                         help='output file (.pth; missing folders are created)')
     parser.add_argument('--key', choices=['auto', 'ema', 'model'], default='auto',
@@ -175,7 +178,7 @@ def convert(src: str, dst: str, key='auto', prefix='denoiser.', num_heads=None,
     model = DiTLLaMA(**{k: v for k, v in denoiser.items() if k != 'type'})
     check_keys(model, converted)
     model.load_state_dict(converted, strict=True)
-    meta = dict(converted_from=osp.basename(src),
+    meta = dict(converted_from=osp.basename(osp.normpath(src)),
                 source_format=f'official-{"dit-llama" if denoiser["block_type"] == "llama" else "dit"}',
                 weights=which, prefix=prefix, denoiser=denoiser, notes=notes)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)

@@ -6,19 +6,21 @@ SRC is one of (detected from its config.json, printed):
 
 - ``llama``: the released decoder in transformers' format (``Emma02/LVM_ckpts``; any
   ``LlamaForCausalLM`` directory with multi-head attention): ``config.json`` and
-  ``model.safetensors`` / ``pytorch_model.bin``, sharded with an ``*.index.json`` or not. The
-  names are already ours, so every key is checked against the ``LLaMADecoder`` the config
-  describes (missing, unexpected and mis-shaped keys are listed and nothing is written) and
-  written under ``backbone.``: load it with ``load_from=DST`` in an LVM config of that size (the
-  printed arch). Unsupported variants (grouped-query attention, tied embeddings, RoPE scaling)
-  are refused.
+  ``model.safetensors`` / ``pytorch_model.bin``, sharded with an ``*.index.json`` or not (every
+  shard is checked against the index's ``weight_map``). The names are already ours, so every key
+  is checked against the ``LLaMADecoder`` the config describes (missing, unexpected and
+  mis-shaped keys are listed and nothing is written) and written under ``backbone.``: load it
+  with ``load_from=DST`` in an LVM config of that size (the printed arch). Unsupported variants
+  (grouped-query attention, tied embeddings, RoPE scaling) are refused.
 - ``vqgan``: the MUSE VQGAN tokenizer (``Emma02/vqvae_ckpts`` = ``VictorSanh/vqvae_ckpts``):
-  ``config.json`` and ``pytorch_model.bin``, checked key by key against ``VQGANTokenizer`` built
-  from that config; load it with ``model.tokenizer.init_cfg=dict(type='Pretrained',
-  checkpoint=DST)`` (or ``--tokenizer-checkpoint`` of the LVM tools).
+  ``config.json`` and ``pytorch_model.bin`` (or ``model.safetensors``), checked key by key
+  against ``VQGANTokenizer`` built from that config; load it with
+  ``model.tokenizer.init_cfg=dict(type='Pretrained', checkpoint=DST)`` (or
+  ``--tokenizer-checkpoint`` of the LVM tools).
 
-Tensors are read with safetensors or ``torch.load(weights_only=True)``; DST is
-``{'state_dict', 'meta'}`` with tensors only.
+Tensors are read by :func:`visionllama_mm.utils.read_state_dict` (safetensors, or
+``torch.load(weights_only=True)``); a fault (a missing shard, a truncated file) is one line
+``error: SRC: ...``. DST is ``{'state_dict', 'meta'}`` with tensors only.
 """
 import argparse
 import json
@@ -59,7 +61,10 @@ def main(argv=None):
     kind = detect(args.src)
     if kind == 'llama':
         from visionllama_mm.models.lvm.convert import convert_hf_llama
-        state_dict, arch, kwargs = convert_hf_llama(args.src)
+        try:
+            state_dict, arch, kwargs = convert_hf_llama(args.src)
+        except (ValueError, RuntimeError, FileNotFoundError) as err:
+            raise SystemExit(f'error: {args.src}: {err}')
         meta = dict(format='transformers-llama', arch=arch, **kwargs)
         from visionllama_mm.models.backbones.llama import LLaMADecoder
         names = [n for n, a in LLaMADecoder.arch_zoo.items() if a == arch]
@@ -71,8 +76,8 @@ def main(argv=None):
             config = json.load(f)
         try:
             state_dict = load_muse_vqgan(args.src)
-        except ValueError as e:
-            raise SystemExit(str(e))
+        except (ValueError, RuntimeError) as err:
+            raise SystemExit(f'error: {args.src}: {err}')
         meta = dict(format='muse-vqgan', config=config)
         print('format: MUSE VQGAN -> VQGANTokenizer')
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)

@@ -9,10 +9,9 @@
 * The MUSE VQGAN (``Emma02/vqvae_ckpts``): ``config.json`` + ``pytorch_model.bin``, read by
   :func:`~visionllama_mm.models.lvm.vqgan.load_muse_vqgan`.
 
-Tensors are read with ``safetensors`` or ``torch.load(weights_only=True)``; no code runs from the
-files.
+Tensors are read by :func:`visionllama_mm.utils.read_state_dict` (``safetensors``, or
+``torch.load(weights_only=True)``); no code runs from the files.
 """
-import glob
 import json
 import os.path as osp
 from typing import Dict, Tuple
@@ -22,38 +21,16 @@ import torch
 __all__ = ['read_hf_state_dict', 'llama_arch_from_hf_config', 'convert_hf_llama', 'check_keys']
 
 
-def _read_tensors(path: str) -> Dict[str, torch.Tensor]:
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path)
-    obj = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f'{path}: expected a flat state dict of tensors.')
-    return obj
-
-
 def read_hf_state_dict(src: str) -> Dict[str, torch.Tensor]:
-    """All tensors of a transformers checkpoint directory (one file or index-sharded), or of a
-    single ``.safetensors`` / ``.bin`` file."""
-    if osp.isfile(src):
-        return _read_tensors(src)
-    if not osp.isdir(src):
+    """All tensors of a transformers checkpoint directory (one file or index-sharded), of its
+    ``*.index.json``, or of a single ``.safetensors`` / ``.bin`` file."""
+    from ...utils.checkpoint_io import read_state_dict
+    if not osp.exists(src):
         raise FileNotFoundError(f'{src}: no such checkpoint file or directory.')
-    for index_name in ('model.safetensors.index.json', 'pytorch_model.bin.index.json'):
-        index = osp.join(src, index_name)
-        if osp.isfile(index):
-            with open(index) as f:
-                files = sorted(set(json.load(f)['weight_map'].values()))
-            sd = {}
-            for name in files:
-                sd.update(_read_tensors(osp.join(src, name)))
-            return sd
-    for name in ('model.safetensors', 'pytorch_model.bin'):
-        if osp.isfile(osp.join(src, name)):
-            return _read_tensors(osp.join(src, name))
-    found = sorted(osp.basename(p) for p in glob.glob(osp.join(src, '*')))
-    raise FileNotFoundError(f'{src}: no model.safetensors, pytorch_model.bin or their '
-                            f'*.index.json; found {found}.')
+    obj = read_state_dict(src)
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f'{src}: expected a flat state dict of tensors.')
+    return obj
 
 
 def llama_arch_from_hf_config(config: Dict) -> Tuple[dict, Dict]:

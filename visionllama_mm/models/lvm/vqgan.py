@@ -403,8 +403,9 @@ class VQGANTokenizer(PretrainedInitMixin, BaseModule):
 
 def load_muse_vqgan(src: str, strict: bool = True) -> Dict[str, torch.Tensor]:
     """Read a released MUSE VQGAN (a directory with ``config.json`` and ``pytorch_model.bin`` or
-    ``*.safetensors``, or the weights file itself) with ``weights_only=True`` and check it key by
-    key and shape by shape against :class:`VQGANTokenizer` built from its config.
+    ``model.safetensors``, or the weights file itself; read by
+    :func:`visionllama_mm.utils.read_state_dict`) and check it key by key and shape by shape
+    against :class:`VQGANTokenizer` built from its config.
 
     Returns the state dict in our layout (the same names). Raises ``ValueError`` naming the
     missing/unexpected/mis-shaped keys.
@@ -416,18 +417,14 @@ def load_muse_vqgan(src: str, strict: bool = True) -> Dict[str, torch.Tensor]:
         with open(cfg_file) as f:
             config = json.load(f)
         arch.update({k: v for k, v in config.items() if k in MUSE_VQGAN_ARCH})
-    if osp.isdir(src):
-        names = [n for n in ('pytorch_model.bin', 'model.safetensors', 'diffusion_pytorch_model.bin')
-                 if osp.isfile(osp.join(src, n))]
-        if not names:
-            raise ValueError(f'{src}: no pytorch_model.bin or model.safetensors in the directory.')
-        src = osp.join(src, names[0])
-    if src.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        state = load_file(src)
-    else:
-        state = torch.load(src, map_location='cpu', weights_only=True)
-        state = state.get('state_dict', state)
+    from ...utils.checkpoint_io import checkpoint_files, read_state_dict
+    try:
+        index, files = checkpoint_files(src)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from err
+    state = read_state_dict(src)
+    state = state.get('state_dict', state)
+    src = index or files[0]
     with torch.device('meta'):
         own = VQGANTokenizer(arch).state_dict()
     missing = sorted(set(own) - set(state))
