@@ -29,6 +29,13 @@ def _opts(digits_root, *extra):
             'test_dataloader.dataset.indices=120', *extra]
 
 
+def _raises(exc_type, build):
+    """The message of the ``exc_type`` that ``build()`` raises (compared whole by the tests)."""
+    with pytest.raises(exc_type) as err:
+        build()
+    return str(err.value)
+
+
 def _fails(args, timeout=600):
     """Run a tool that must fail; return its output."""
     proc = run_python(args, timeout=timeout)
@@ -50,48 +57,56 @@ def tiny_ckpt(tmp_path_factory, digits_root):
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('rate', [-0.1, 1.5])
 def test_drop_path_rate_out_of_range(rate):
-    with pytest.raises(ValueError, match='drop_path_rate'):
-        VisionLLaMA(arch=TINY, img_size=32, patch_size=4, drop_path_rate=rate)
+    assert _raises(ValueError, lambda: VisionLLaMA(
+        arch=TINY, img_size=32, patch_size=4, drop_path_rate=rate)) == \
+        f'VisionLLaMA: drop_path_rate must be in [0, 1), got {rate}.'
 
 
 def test_rope_ratio_above_one():
-    with pytest.raises(ValueError, match='rope_ratio'):
-        VisionLLaMA(arch=TINY, img_size=32, patch_size=4, rope_ratio=1.5)
+    assert _raises(ValueError, lambda: VisionLLaMA(
+        arch=TINY, img_size=32, patch_size=4, rope_ratio=1.5)) == \
+        'VisionLLaMA: rope_ratio must be in (0, 1], got 1.5.'
 
 
 def test_patch_size_zero():
-    with pytest.raises(ValueError, match='patch_size'):
-        VisionLLaMA(arch=TINY, img_size=32, patch_size=0)
+    assert _raises(ValueError, lambda: VisionLLaMA(arch=TINY, img_size=32, patch_size=0)) == \
+        'VisionLLaMA: patch_size must be an int >= 1, got 0.'
 
 
 def test_float_num_heads():
-    with pytest.raises(ValueError, match='num_heads'):
-        VisionLLaMA(arch=dict(embed_dims=64, num_layers=2, num_heads=2.0,
-                              feedforward_channels=128), img_size=32, patch_size=4)
+    arch = dict(embed_dims=64, num_layers=2, num_heads=2.0, feedforward_channels=128)
+    assert _raises(ValueError, lambda: VisionLLaMA(arch=arch, img_size=32, patch_size=4)) == \
+        'VisionLLaMA: num_heads must be an int >= 1, got 2.0.'
 
 
 def test_unknown_arch_lists_the_names():
-    with pytest.raises(ValueError, match=r"unknown arch 'huge'; valid names: .*\bs, small\b"):
-        VisionLLaMA(arch='huge')
+    assert _raises(ValueError, lambda: VisionLLaMA(arch='huge')) == (
+        "VisionLLaMA: unknown arch 'huge'; valid names: b, base, l, large, mae-b, mae-base, "
+        "mae-l, mae-large, s, small, or a dict with keys ['embed_dims', 'num_layers', "
+        "'num_heads', 'feedforward_channels'].")
 
 
 def test_pyramid_window_size_zero():
-    with pytest.raises(ValueError, match='window_size'):
-        PyramidVisionLLaMA(arch=TINY_PYRAMID, window_size=0)
+    assert _raises(ValueError, lambda: PyramidVisionLLaMA(arch=TINY_PYRAMID, window_size=0)) == \
+        'PyramidVisionLLaMA: window_size must be an int >= 1, got 0.'
 
 
-@pytest.mark.parametrize('sr_ratios', [(8, 4, 2), (3, 4, 2, 1)],
-                         ids=['wrong_length', 'not_dividing_stage_grid'])
-def test_pyramid_sr_ratios(sr_ratios):
+@pytest.mark.parametrize('sr_ratios, message', [
+    ((8, 4, 2), 'sr_ratios needs one entry per stage (4), got (8, 4, 2).'),
     # at img_size=224 the first stage grid is 56x56: 3 does not divide it
-    with pytest.raises(ValueError, match='sr_ratios'):
-        PyramidVisionLLaMA(arch=TINY_PYRAMID, img_size=224, sr_ratios=sr_ratios)
+    ((3, 4, 2, 1), 'sr_ratios[0]=3 does not divide the stage-0 grid 56x56 (img_size (224, 224), '
+                   'stride 4).'),
+], ids=['wrong_length', 'not_dividing_stage_grid'])
+def test_pyramid_sr_ratios(sr_ratios, message):
+    assert _raises(ValueError, lambda: PyramidVisionLLaMA(
+        arch=TINY_PYRAMID, img_size=224, sr_ratios=sr_ratios)) == f'PyramidVisionLLaMA: {message}'
 
 
 def test_pyramid_empty_batch():
     model = PyramidVisionLLaMA(arch=TINY_PYRAMID, img_size=64)
-    with pytest.raises(ValueError, match='empty batch'):
-        model(torch.zeros(0, 3, 64, 64))
+    assert _raises(ValueError, lambda: model(torch.zeros(0, 3, 64, 64))) == (
+        'PyramidVisionLLaMA: got an empty batch (shape (0, 3, 64, 64)); the data loader or the '
+        'caller produced no images.')
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,7 +123,8 @@ def test_cfg_options_typo_in_train_py(digits_root):
 def test_cfg_options_typo_in_test_py(tiny_ckpt, digits_root):
     out = _fails([sys.executable, 'tools/test.py', QUICKSTART, tiny_ckpt,
                   *_opts(digits_root, 'test_evaluatr.topk=(1,)')])
-    assert "did you mean 'test_evaluator'" in out, out[-2000:]
+    assert ("test_evaluatr.topk: the config has no top-level key 'test_evaluatr'; did you mean "
+            "'test_evaluator' or 'val_evaluator'?") in out, out[-2000:]
 
 
 def test_cfg_options_own_variables_and_nested_keys_stay_allowed():
@@ -118,8 +134,9 @@ def test_cfg_options_own_variables_and_nested_keys_stay_allowed():
     cfg = Config.fromfile(QUICKSTART)
     check_cfg_options(cfg, {'data_root': 'x', 'model.backbone.newkey': 1, 'load_strict': False,
                             'model_wrapper_cfg.type': 'x'})
-    with pytest.raises(ValueError, match="no top-level key 'data_rot'; did you mean 'data_root'"):
-        check_cfg_options(cfg, {'data_rot': 'x'})
+    assert _raises(ValueError, lambda: check_cfg_options(cfg, {'data_rot': 'x'})) == (
+        "--cfg-options: unknown key(s):\n"
+        "  data_rot: the config has no top-level key 'data_rot'; did you mean 'data_root'?")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,17 +157,20 @@ def test_test_py_refuses_a_resnet18_state_dict(tmp_path, digits_root):
 def test_test_py_refuses_own_checkpoint_under_another_arch(tiny_ckpt, digits_root):
     out = _fails([sys.executable, 'tools/test.py', QUICKSTART, tiny_ckpt,
                   *_opts(digits_root, 'model.backbone.arch.num_layers=2')])
-    assert re.search(r'does not fit the model \(ImageClassifier\): 0 missing, (\d+) unexpected',
-                     out), out[-3000:]
-    assert 'not in the model' in out and 'backbone.layers.2.' in out
+    # the quickstart has 4 blocks of 12 tensors: blocks 2 and 3 are left over
+    assert re.search(r'checkpoint \S*epoch_1.pth does not fit the model \(ImageClassifier\): '
+                     r'0 missing, 24 unexpected, 0 shape-mismatched keys', out), out[-3000:]
+    assert 'not in the model (24): backbone.layers.2.' in out, out[-3000:]
+    assert ('To load only the matching tensors on purpose, set `load_strict = False` in the '
+            'config or pass --cfg-options load_strict=False.') in out
     assert 'accuracy/top1' not in out
 
 
 def test_partial_loading_is_explicit(tiny_ckpt, digits_root):
     out = run_tool([sys.executable, 'tools/test.py', QUICKSTART, tiny_ckpt,
                     *_opts(digits_root, 'model.backbone.arch.num_layers=2', 'load_strict=False')])
-    assert 'load_strict=False, loading the matching tensors only' in out
-    assert 'backbone.layers.2.' in out
+    assert 'load_strict=False, loading the matching tensors only' in out, out[-3000:]
+    assert 'not in the model (24): backbone.layers.2.' in out, out[-3000:]
     assert re.search(r"'accuracy/top1': [\d.]+", out), out[-2000:]
 
 
@@ -188,6 +208,7 @@ def test_pretrained_init_cfg_reports_unmatched_keys(tmp_path, capfd):
     finally:
         logger.removeHandler(handler)
     out = buf.getvalue() + ''.join(capfd.readouterr())
+    assert 'loading the matching tensors only (15 of 25)' in out, out[-2000:]
     assert 'unexpected key in source state_dict: extra.weight' in out, out[-2000:]
     assert re.search(r'missing keys in source state_dict: .*layers\.1\.', out)
     loaded, reference = model.state_dict(), src.state_dict()
@@ -224,7 +245,9 @@ def test_converter_cli_names_a_text_file(not_checkpoints, tmp_path):
     _, text = not_checkpoints
     out = _fails([sys.executable, 'tools/model_converters/vision_llama_official.py', text,
                   str(tmp_path / 'out.pth')])
-    assert 'notes.pth is not a torch checkpoint: it looks like a text file' in out, out
+    assert ("notes.pth is not a torch checkpoint: it looks like a text file (starts with 'epoch "
+            "20: top-1 98.1\\n'). Expected a file written by torch.save") in out, out
+    assert not osp.exists(tmp_path / 'out.pth')
 
 
 def test_truncated_checkpoint(tiny_ckpt, tmp_path, digits_root):
@@ -233,8 +256,11 @@ def test_truncated_checkpoint(tiny_ckpt, tmp_path, digits_root):
         data = f.read()
     half.write_bytes(data[:len(data) // 2])
     from mmengine.runner.checkpoint import _load_checkpoint
-    with pytest.raises(ValueError, match='half.pth is truncated or corrupt'):
-        _load_checkpoint(str(half))
+    message = _raises(ValueError, lambda: _load_checkpoint(str(half)))
+    assert message.startswith(
+        f'checkpoint {half} is truncated or corrupt: it starts as a torch.save zip archive but '
+        f'has no zip directory at its end ({len(data) // 2} bytes). A run killed while saving '
+        'leaves such a file; use the previous checkpoint'), message
     out = _fails([sys.executable, 'tools/test.py', QUICKSTART, str(half), *_opts(digits_root)])
     assert re.search(r'ValueError: checkpoint \S*half.pth is truncated or corrupt', out), \
         out[-2000:]
@@ -286,8 +312,9 @@ def test_digits_labels_beyond_the_head(digits_root, tmp_path):
     out = _fails([sys.executable, 'tools/train.py', QUICKSTART, '--work-dir', str(tmp_path),
                   *_opts(digits_root, 'model.head.num_classes=5')])
     assert re.search(r'train_dataloader: label [5-9] is out of range for the model, which has '
-                     r'num_classes=5 \(labels 0..4\): \S*digits/meta/train.txt:\d+: ', out), \
-        out[-3000:]
+                     r'num_classes=5 \(labels 0..4\): \S*digits/meta/train.txt:\d+: .*Fix the '
+                     r'annotation file, or num_classes in the model \(head and '
+                     r'data_preprocessor\)\.', out), out[-3000:]
 
 
 def test_diffusion_labels_beyond_the_denoiser(tmp_path):
@@ -307,9 +334,10 @@ def test_digits_dataset_at_an_unrelated_folder(tmp_path):
     from visionllama_mm.datasets import DigitsDataset
     (tmp_path / 'photos').mkdir()
     (tmp_path / 'photos' / 'cat.jpg').write_bytes(b'\xff\xd8')
-    with pytest.raises(ValueError, match=r'DigitsDataset: data_root \S*photos exists but is not a '
-                                         r'folder written by DigitsDataset \(it has no \.complete'):
-        DigitsDataset(data_root=str(tmp_path / 'photos'))
+    assert _raises(ValueError, lambda: DigitsDataset(data_root=str(tmp_path / 'photos'))) == (
+        f'DigitsDataset: data_root {tmp_path}/photos exists but is not a folder written by '
+        'DigitsDataset (it has no .complete marker). Point data_root at a new or empty folder (the '
+        'data are written there on first use), or delete this one.')
     assert sorted(p.name for p in (tmp_path / 'photos').iterdir()) == ['cat.jpg']  # untouched
 
 
@@ -332,16 +360,16 @@ TINY_CNX = dict(depths=[1, 1, 1, 1], channels=[8, 16, 24, 32])
 
 def test_convnextv2_v1_arch_name():
     from visionllama_mm.models.backbones import ConvNeXtV2
-    with pytest.raises(ValueError, match=r"ConvNeXtV2: unknown arch 'small'; valid names: atto, "
-                                         r'base, femto, huge, large, nano, pico, tiny'):
-        ConvNeXtV2(arch='small')
+    assert _raises(ValueError, lambda: ConvNeXtV2(arch='small')) == (
+        "ConvNeXtV2: unknown arch 'small'; valid names: atto, base, femto, huge, large, nano, "
+        "pico, tiny, or a dict with keys ['depths', 'channels'].")
 
 
 def test_fcmae_input_not_a_multiple_of_32():
     from visionllama_mm.models.selfsup import SparseConvNeXtV2
-    with pytest.raises(ValueError, match=r'SparseConvNeXtV2: FCMAE masks 32x32-pixel cells; '
-                                         r'input size 200x200 must be a multiple of 32'):
-        SparseConvNeXtV2(TINY_CNX)(torch.randn(1, 3, 200, 200))
+    assert _raises(ValueError, lambda: SparseConvNeXtV2(TINY_CNX)(torch.randn(1, 3, 200, 200))) \
+        == ('SparseConvNeXtV2: FCMAE masks 32x32-pixel cells; input size 200x200 must be a '
+            'multiple of 32 (crop or resize to e.g. 224).')
 
 
 def test_fcmae_mask_of_the_wrong_shape():
@@ -357,7 +385,11 @@ def test_convnextv2_converter_refuses_a_v1_checkpoint(tmp_path):
     torch.save(timm.create_model('convnext_atto').state_dict(), src)
     out = _fails([sys.executable, 'tools/model_converters/convnextv2_official.py', str(src),
                   str(tmp_path / 'out.pth')])
-    assert 'unrecognised checkpoint' in out and 'convnextv2-official' in out, out
+    assert re.search(r'convnext_v1.pth: unrecognised checkpoint: none of the known release '
+                     r'formats \(VisionLLaMA: .*; ConvNeXt V2: convnextv2-official, '
+                     r'convnextv2-fcmae, timm-convnextv2[;)].*\) matches. Top-level keys: '
+                     r"\['head\.fc\.bias', ", out), out
+    assert not osp.exists(tmp_path / 'out.pth')  # nothing is written
 
 
 @pytest.mark.parametrize('kwargs, message', [

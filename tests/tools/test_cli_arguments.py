@@ -65,7 +65,8 @@ CASES = [
     ('train.py', [CFG, '--resume', '{t}/missing.pth'],
      ["argument --resume: no such file: '{t}/missing.pth'"]),
     ('train.py', [CFG, '--launcher', 'torchrun'],
-     ["argument --launcher: invalid choice: 'torchrun'"]),
+     ["argument --launcher: invalid choice: 'torchrun' (choose from 'none', 'pytorch', 'slurm', "
+      "'mpi')"]),
     ('train.py', [CFG, '--local-rank', '-1'],
      ["argument --local_rank/--local-rank: must be an integer >= 0, got '-1'"]),
     # test.py
@@ -78,11 +79,13 @@ CASES = [
     ('test.py', [CFG, '{t}/ck.pth', '--show', '--interval', '0'],
      ["argument --interval: must be an integer >= 1, got '0'"]),
     ('test.py', [CFG, '{t}/ck.pth', '--interval', '5'],
-     ['argument --interval: 5 has no effect without --show or --show-dir']),
+     ['argument --interval: 5 has no effect without --show or --show-dir (it sets how often '
+      'predictions are drawn)']),
     ('test.py', [CFG, '{t}/ck.pth', '--show', '--wait-time', '-1'],
      ["argument --wait-time: must be a number >= 0, got '-1'"]),
     ('test.py', [CFG, '{t}/ck.pth', '--wait-time', '3'],
-     ['argument --wait-time: 3 has no effect without --show']),
+     ['argument --wait-time: 3 has no effect without --show (it is the display time of the '
+      'window)']),
     ('test.py', [CFG, '{t}/ck.pth', '--show-dir', '{t}/notes.txt'],
      ["argument --show-dir: '{t}/notes.txt' is a file, not a folder"]),
     # get_flops.py
@@ -109,18 +112,21 @@ CASES = [
                                      '--reference-model', 'm'],
      ["argument --reference-file: no such file: '{t}/models.py'"]),
     ('analysis_tools/benchmark.py', [CFG, '--reference-model', 'DiT_LLaMA'],
-     ['--reference-file and --reference-model go together']),
+     ['--reference-file and --reference-model go together: the file defines the factories, '
+      '--reference-model names the ones to measure']),
     ('analysis_tools/benchmark.py', [CFG, '--variant', 'a', 'model.x=1', '--variant', 'a',
                                      'model.x=2'],
-     ['--variant a: the name is given twice']),
+     ['--variant a: the name is given twice; each variant needs its own name (it labels a row '
+      'of the table)']),
     ('analysis_tools/benchmark.py', [CFG, '--timm', 'vit_smal_patch16_224'],
      ["argument --timm: 'vit_smal_patch16_224' is not a timm model name; did you mean "
-      'vit_small_patch16_224']),
+      'vit_small_patch16_224, ']),
     ('analysis_tools/benchmark.py', [CFG, '--precisions', 'int8'],
-     ["argument --precisions: invalid choice: 'int8'"]),
+     ["argument --precisions: invalid choice: 'int8' (choose from 'fp32', 'bf16', 'fp16')"]),
     # check_recipe.py
     ('analysis_tools/check_recipe.py', ['--markdown', '--verbose'],
-     ['--verbose and --markdown exclude each other']),
+     ['--verbose and --markdown exclude each other: --markdown prints the README tables, '
+      '--verbose the field-by-field check']),
     # sample.py
     ('generation/sample.py', [DIT, '{t}/ck.pth', '--classes', '1', '--cfg-scale', '0.5'],
      ["argument --cfg-scale: must be a number >= 1, got '0.5'"]),
@@ -138,7 +144,7 @@ CASES = [
      ["argument --seed: must be an integer in [0, 4294967295], got '-1'"]),
     ('generation/sample.py', [DIT, '{t}/ck.pth', '--classes', '1', '--out', '{t}/grid.txt'],
      ["argument --out: '{t}/grid.txt': the suffix must name an image format, one of .png, "
-      '.jpg']),
+      '.jpg, .jpeg, .bmp, .webp, .tif, .tiff']),
     ('generation/sample.py', [DIT, '{t}/ck.pth', '--classes', '1', '--out', '{t}/empty'],
      ["argument --out: '{t}/empty' is a folder; give a file name"]),
     ('generation/sample.py', [DIT, '{t}/ck.pth', '--classes', '1', '--out',
@@ -168,11 +174,12 @@ CASES = [
      ["argument --top-p: must be a number in (0, 1], got '1.5'"]),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/frames', '--out-dir', '{t}/o',
                          '--temperature', '0', '--top-k', '10'],
-     ['argument --temperature: 0 samples greedily, so --top-k 10 would have no effect']),
+     ['argument --temperature: 0 samples greedily, so --top-k 10 would have no effect; drop '
+      'them or use a temperature > 0']),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/frames', '--out-dir', '{t}/o',
                          '--temperature', '0', '--candidates', '3'],
      ['argument --candidates: 3 candidates with --temperature 0 (greedy) would all be the same '
-      'images']),
+      'images; use --candidates 1 or a temperature > 0']),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/frames', '--out-dir', '{t}/o',
                          '--context-images', '0'],
      ['argument --context-images: 0 leaves no prompt image in the window, which holds '
@@ -180,10 +187,13 @@ CASES = [
       'prompt image only) to 4 (the whole prompt of 3 image(s))']),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/frames', '--out-dir', '{t}/o',
                          '--context-images', '1'],
-     ['argument --context-images: 1 leaves no prompt image in the window', 'Use 2 (the last '
-      'prompt image only) to 4 (the whole prompt of 3 image(s))']),
+     ['argument --context-images: 1 leaves no prompt image in the window, which holds '
+      'context_images - 1 = 0 prompt image(s) and the image being generated. Use 2 (the last '
+      'prompt image only) to 4 (the whole prompt of 3 image(s)); larger values keep the whole '
+      'prompt too']),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/empty', '--out-dir', '{t}/o'],
-     ["argument --prompt: the folder '{t}/empty' has no images (files ending in .png, .jpg"]),
+     ["argument --prompt: the folder '{t}/empty' has no images (files ending in .png, .jpg, "
+      '.jpeg, .bmp, .webp, .tif, .tiff)']),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/f9.png', '--out-dir', '{t}/o'],
      ["argument --prompt: no such image file or folder: '{t}/f9.png'"]),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/frames', '{t}/frames/f0.png',
@@ -193,7 +203,8 @@ CASES = [
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/frames', '--out-dir', '{t}/o',
                          '--layout', 'analogy', '--context-images', '3'],
      ['argument --context-images: 3 keeps the last 2 of the 3 prompt images, which starts the '
-      'context with a y image; for --layout analogy use an even value', 'e.g. 4']),
+      'context with a y image; for --layout analogy use an even value (it keeps whole x y pairs '
+      'and the query), e.g. 4']),
     ('lvm/generate.py', [LVM, '{t}/ck.pth', '--prompt', '{t}/frames', '--out-dir',
                          '{t}/notes.txt'],
      ["argument --out-dir: '{t}/notes.txt' is a file, not a folder"]),
@@ -281,7 +292,8 @@ def test_checks_that_need_the_config(files, monkeypatch):
                                       '--steps', '1001'])
     with pytest.raises(SystemExit, match=r"--steps 1001: DDPM sampling respaces the 1000 "
                                          r"training timesteps \(the config's "
-                                         r"model.objective.num_timesteps\), so it takes 2..1000"):
+                                         r"model.objective.num_timesteps\), so it takes "
+                                         r"2\.\.1000 steps\.$"):
         sample.main()
     recipe = tool('analysis_tools/check_recipe.py')
     monkeypatch.setattr(sys, 'argv', ['check_recipe.py', 'visionllama', '--config',
