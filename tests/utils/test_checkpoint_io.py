@@ -129,7 +129,8 @@ def test_lvm_decoder_sharded_safetensors_and_bin_agree(tmp_path, capsys):
     for name, safe in (('st', True), ('bin_sharded', False)):
         src = _llama(tmp_path / name, safe_serialization=safe, max_shard_size='1MB')
         index = src / ('model.safetensors.index.json' if safe else 'pytorch_model.bin.index.json')
-        assert len(checkpoint_files(str(src))[1]) == 3 and checkpoint_files(str(src))[0] == str(index)
+        found_index, shards = checkpoint_files(str(src))
+        assert found_index == str(index) and len(shards) == 3
         _assert_same(convert_hf_llama(str(src))[0], ref)
     _tool_module('lvm_official').main([str(tmp_path / 'st'), str(tmp_path / 'lvm.pth')])
     assert 'transformers LlamaForCausalLM -> LVM' in capsys.readouterr().out
@@ -140,7 +141,6 @@ def test_dit_llama_official_pth_and_safetensors_agree(tmp_path):
     """What dit/train.py saves ({'model', 'ema', 'opt', 'args'}) and its EMA weights as a released
     .safetensors give the same converted denoiser."""
     from ..models.diffusion.official_dit_reference import OfficialDiTLLaMA
-    torch.manual_seed(0)
     ema, model = (_randomise(OfficialDiTLLaMA(dim=64, heads=4), seed) for seed in (0, 1))
     torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt={},
                     args=argparse.Namespace(model='DiT-LLaMA-tiny/2', num_classes=10)),
@@ -190,7 +190,8 @@ def test_broken_safetensors_files(tmp_path, capsys):
         assert str(err.value) == f'{tmp_path / name} is not a readable safetensors file: {fault}'
     torch.save(_tensors(), tmp_path / 'torch.safetensors')
     with pytest.raises(ValueError, match=r'torch.safetensors is not a readable safetensors file: '
-                       r'it is a torch.save file \(a zip archive or a pickle\); give it a .pth name'):
+                       r'it is a torch.save file \(a zip archive or a pickle\); give it a .pth '
+                       'name'):
         read_state_dict(str(tmp_path / 'torch.safetensors'))
     # through a converter: one line naming the file and the fault, nothing written
     src, dst = tmp_path / 'cut.safetensors', tmp_path / 'out.pth'
