@@ -1,7 +1,8 @@
 """FCMAE learns on real images, through tools/train.py with the shipped atto configs (shrunk by
---cfg-options): the masked-cell loss falls well below its start; then fine-tuning on the digits
-from that checkpoint is compared with training from scratch for the same steps (reported either
-way; the pre-training data are two photographs, far from handwritten digits)."""
+--cfg-options): the masked-cell loss falls well below its start; then the fine-tuning config
+loads that checkpoint and learns the digits, as training from scratch does for the same steps.
+Which of the two is ahead is printed, not asserted: the pre-training data are two photographs,
+far from handwritten digits, and scratch is ahead at every seed measured."""
 import os.path as osp
 import re
 
@@ -69,17 +70,27 @@ def _finetune(python, digits_root, work, init):
     out = run_tool([python, 'tools/train.py', FT, '--work-dir', work, *opts])
     acc = re.findall(r'Epoch\(val\) \[8\]\[\d+/\d+\]\s+accuracy/top1: ([\d.]+)', out)
     assert acc, out[-3000:]
-    return float(acc[-1])
+    return float(acc[-1]), out
 
 
-def test_finetune_from_fcmae_vs_scratch_on_digits(pretrained, python, digits_root, tmp_path):
+def test_finetune_from_the_fcmae_checkpoint_and_from_scratch_both_learn_digits(
+        pretrained, python, digits_root, tmp_path):
+    """The fine-tuning config loads the FCMAE checkpoint into its backbone (every tensor but the
+    final norm, which the encoder does not have) and learns the digits; so does the same recipe
+    from scratch. Top-1 measured (10 classes: chance is 10%): 47.9% from FCMAE vs 62.4% from
+    scratch at seed 0, 44.3% vs 74.4% at seed 1 (both runs and the pre-training seeded alike), so
+    a "fine-tuned beats scratch" bar would assert the opposite of what happens; the two numbers
+    are printed."""
     work, _ = pretrained
     ckpt = osp.join(work, f'epoch_{PRE_EPOCHS}.pth')
-    pre = _finetune(python, digits_root, str(tmp_path / 'pre'),
-                    f'model.backbone.init_cfg.checkpoint={ckpt}')
-    scratch = _finetune(python, digits_root, str(tmp_path / 'scratch'),
-                        'model.backbone.init_cfg=None')
+    pre, out = _finetune(python, digits_root, str(tmp_path / 'pre'),
+                         f'model.backbone.init_cfg.checkpoint={ckpt}')
+    assert f'load backbone. in model from: {ckpt}' in out, out[-3000:]
+    assert ('loading the matching tensors only (136 of 138):\nmissing keys in source state_dict: '
+            'norm3.weight, norm3.bias\n') in out, out[-3000:]
+    scratch, out = _finetune(python, digits_root, str(tmp_path / 'scratch'),
+                             'model.backbone.init_cfg=None')
+    assert 'load backbone. in model from' not in out
     print(f'digits, 240 steps of fine-tuning: top-1 {pre:.2f} from FCMAE (photos) vs '
           f'{scratch:.2f} from scratch')
-    # both learn (10 classes: chance is 10%); which one is ahead is reported, not asserted
     assert pre > 30 and scratch > 30
