@@ -12,7 +12,7 @@ from mmengine.config import Config
 import visionllama_mm  # noqa: F401
 from visionllama_mm import compat
 
-from .conftest import REPO
+from .conftest import REPO, free_port
 
 
 def test_shims_applied_once():
@@ -40,7 +40,7 @@ def test_cpu_dist_init_uses_gloo_without_cuda(tmp_path):
         'init_dist("pytorch", backend="nccl")\n'
         'print("backend", dist.get_backend(), dist.get_world_size())\n')
     env = dict(os.environ, RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-               MASTER_PORT='29731', CUDA_VISIBLE_DEVICES='')
+               MASTER_PORT=str(free_port()), CUDA_VISIBLE_DEVICES='')
     out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
