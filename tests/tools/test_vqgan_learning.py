@@ -39,7 +39,7 @@ def _baselines(data_root, f):
     return psnr(tiles.mean((1, 2), keepdims=True)), psnr(cells), n
 
 
-def test_vqgan_beats_trivial_baselines_on_sample_photos(python, tmp_path):
+def test_vqgan_psnr_against_trivial_baselines_on_sample_photos(python, tmp_path):
     data = [f'{s}_dataloader.dataset.data_root={tmp_path / "photos"}'
             for s in ('train', 'val', 'test')]
     untrained = _psnr(run_tool([python, 'tools/train.py', CFG, '--work-dir',
