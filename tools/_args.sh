@@ -47,3 +47,19 @@ slurm_layout() {  # slurm_layout: GPUS_PER_NODE capped at GPUS, NODES = GPUS / G
     fi
     NODES=$((GPUS / GPUS_PER_NODE))
 }
+
+slurm_srun() {  # slurm_srun CMD...: CMD as GPUS tasks, GPUS_PER_NODE per node (after slurm_layout)
+    local srun_argv
+    read -r -a srun_argv <<< "${SRUN_ARGS:-}"  # split at spaces, never globbed
+    set -x
+    srun -p "$PARTITION" \
+        --job-name="$JOB_NAME" \
+        --nodes="$NODES" \
+        --gres=gpu:"$GPUS_PER_NODE" \
+        --ntasks="$GPUS" \
+        --ntasks-per-node="$GPUS_PER_NODE" \
+        --cpus-per-task="$CPUS_PER_TASK" \
+        --kill-on-bad-exit=1 \
+        "${srun_argv[@]}" \
+        "$@"
+}

@@ -12,7 +12,6 @@ CHECKPOINT=$4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-read -r -a SRUN_ARGV <<< "${SRUN_ARGS:-}"
 PY_ARGS=("${@:5}")
 need_file CONFIG "$CONFIG"
 need_checkpoint CHECKPOINT "$CHECKPOINT"
@@ -21,14 +20,4 @@ need_int GPUS_PER_NODE "$GPUS_PER_NODE" 1
 need_int CPUS_PER_TASK "$CPUS_PER_TASK" 1
 slurm_layout
 source "$(dirname "$0")/_python.sh"
-set -x
-srun -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --nodes="$NODES" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    "${SRUN_ARGV[@]}" \
-    "$PYTHON" -u "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher=slurm "${PY_ARGS[@]}"
+slurm_srun "$PYTHON" -u "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher=slurm "${PY_ARGS[@]}"

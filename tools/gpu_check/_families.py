@@ -10,6 +10,7 @@ Runner's ``ReproducibleRandomnessHook`` and drawn by eager's generator in compil
 (inductor's ``fallback_random``).
 """
 import glob
+import importlib
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
@@ -73,6 +74,13 @@ class Family:
     note: str = ''
 
 
+def _zoo_head_dims(module: str, name: str) -> List[int]:
+    """The head widths (embed_dims / num_heads) of every variant in the ``arch_zoo`` of class
+    ``name`` of ``module`` (imported only when a head-width sweep asks for it)."""
+    cls = getattr(importlib.import_module(module), name)
+    return sorted({a['embed_dims'] // a['num_heads'] for a in cls.arch_zoo.values()})
+
+
 # ---------------------------------------------------------------- VisionLLaMA
 def _plain_arch(d=64, heads=2, layers=2):
     return dict(embed_dims=heads * d, num_layers=layers, num_heads=heads,
@@ -86,8 +94,7 @@ def _plain(cfg, data, batch):
 
 
 def _plain_dims():
-    from visionllama_mm.models.backbones.vision_llama import VisionLLaMA
-    return sorted({a['embed_dims'] // a['num_heads'] for a in VisionLLaMA.arch_zoo.values()})
+    return _zoo_head_dims('visionllama_mm.models.backbones.vision_llama', 'VisionLLaMA')
 
 
 def _plain_set(cfg, d):
@@ -163,8 +170,7 @@ def _vitamin(cfg, data, batch):
 
 
 def _vitamin_dims():
-    from visionllama_mm.models.backbones.vitamin import ViTamin
-    return sorted({a['embed_dims'] // a['num_heads'] for a in ViTamin.arch_zoo.values()})
+    return _zoo_head_dims('visionllama_mm.models.backbones.vitamin', 'ViTamin')
 
 
 def _vitamin_set(cfg, d):
@@ -205,8 +211,7 @@ def _lvm(cfg, data, batch):
 
 
 def _lvm_dims():
-    from visionllama_mm.models.backbones.llama import LLaMADecoder
-    return sorted({a['embed_dims'] // a['num_heads'] for a in LLaMADecoder.arch_zoo.values()})
+    return _zoo_head_dims('visionllama_mm.models.backbones.llama', 'LLaMADecoder')
 
 
 def _lvm_set(cfg, d):
@@ -235,8 +240,7 @@ def _diffusion(cfg, data, batch, d):
 
 
 def _dit_dims():
-    from visionllama_mm.models.diffusion.dit_llama import DiTLLaMA
-    return sorted({a['embed_dims'] // a['num_heads'] for a in DiTLLaMA.arch_zoo.values()})
+    return _zoo_head_dims('visionllama_mm.models.diffusion.dit_llama', 'DiTLLaMA')
 
 
 def _dit_set(cfg, d):
