@@ -95,6 +95,11 @@ def read_safetensors(path: str, map_location='cpu') -> Dict[str, torch.Tensor]:
     fault = _safetensors_fault(path)
     if fault:
         raise ValueError(f'{path} is not a readable safetensors file: {fault}')
+    return _load_safetensors(path, map_location)
+
+
+def _load_safetensors(path: str, map_location) -> Dict[str, torch.Tensor]:
+    """A file whose layout :func:`_safetensors_fault` accepted -> its tensors."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     device = str(map_location) if isinstance(map_location, (str, torch.device)) else 'cpu'
@@ -153,7 +158,7 @@ def _read_file(path: str, map_location, extra_safe_globals):
     it looks like a text file ...'); a ``.safetensors`` name gets the safetensors fault."""
     fault = _safetensors_fault(path)
     if not fault:
-        return read_safetensors(path, map_location)
+        return _load_safetensors(path, map_location)
     if path.endswith('.safetensors'):  # torch.load, too, reads this name with safetensors
         raise ValueError(f'{path} is not a readable safetensors file: {fault}')
     from ..compat import load_checkpoint_file

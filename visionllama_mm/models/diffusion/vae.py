@@ -47,8 +47,8 @@ def _read_weights(path: str) -> dict:
     """One weights file -> a state dict (safetensors, or a torch file read with
     ``weights_only=True``; a top-level ``state_dict`` entry is unwrapped)."""
     if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path, device='cpu')
+        from ...utils import read_safetensors  # a damaged file: one line naming it and the fault
+        return read_safetensors(path)
     if not path.endswith(_TORCH_SUFFIXES):
         raise ValueError(f'StableDiffusionVAE: {path}: unknown weights format; expected a '
                          f'diffusers directory, a .safetensors file or one of {_TORCH_SUFFIXES}.')
