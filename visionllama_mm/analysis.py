@@ -518,17 +518,7 @@ def benchmark_causal_lm(cfg: Config, batch_size: int = 4, seq_len: int = 512,
 
     runners = [(n, p, mode, fn) for n, m in models for p in precisions
                for mode, fn in runs(n, m, _DTYPES[p]).items() if mode in modes]
-    for *_, fn in runners:
-        for _ in range(warmup):
-            fn()
-    best = {}
-    for _ in range(repeats):
-        for p in precisions:
-            for mode in modes:
-                for n, p2, m2, fn in runners:
-                    if (p2, m2) == (p, mode):
-                        s = _time(fn, iters, device)
-                        best[n, p, mode] = min(best.get((n, p, mode), float('inf')), s)
+    best = best_times(runners, precisions, iters, warmup, repeats, device, modes)
     per_call = {'train': batch_size * seq_len, 'generate': gen_batch * gen_new}
     rows = []
     for n, m in models:
