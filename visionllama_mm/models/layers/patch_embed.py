@@ -1,15 +1,16 @@
-"""Non-overlapping patch embedding: refuses inputs it cannot tile, or pads them (dense tasks)."""
-from typing import Optional, Tuple
+"""mmcv's patch embedding with the checks a plain (non-dense) backbone wants: a bad patch size
+or an input it cannot tile is refused with the owner's name instead of being cropped."""
+from typing import Tuple
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import PatchEmbed as MMCVPatchEmbed
 
 __all__ = ['PatchEmbed']
 
 
-class PatchEmbed(nn.Module):
-    """Conv(k = s = patch_size) patch embedding with an optional LayerNorm.
+class PatchEmbed(MMCVPatchEmbed):
+    """``mmcv.cnn.bricks.transformer.PatchEmbed`` (Conv k = s = P, optional LayerNorm; state-dict
+    keys ``projection.*`` / ``norm.*``) that names its owner in errors.
 
     Args:
         in_channels: Image channels.
@@ -17,9 +18,10 @@ class PatchEmbed(nn.Module):
         patch_size: Patch side P (a positive int).
         norm: Apply LayerNorm(C, eps=norm_eps) to the tokens (pyramid models).
         norm_eps: LayerNorm epsilon.
-        pad: Zero-pad the right and bottom of an input not divisible by P (as mmcv's
+        pad: Zero-pad the right and bottom of an input not divisible by P (mmcv's
             ``AdaptivePadding(padding='corner')``), giving a ceil(H/P) x ceil(W/P) grid; if
-            False, such an input is refused with a clear error (classification).
+            False, such an input is refused with a clear error (classification) where mmcv's
+            convolution would silently drop the last rows and columns.
         owner: Name used in error messages.
 
     Shapes:
@@ -28,14 +30,14 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_channels: int, embed_dims: int, patch_size: int, norm: bool = False,
                  norm_eps: float = 1e-5, pad: bool = False, owner: str = 'PatchEmbed'):
-        super().__init__()
         if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
             raise ValueError(f'{owner}: patch_size must be a positive int, got {patch_size!r}.')
+        super().__init__(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size,
+                         padding='corner' if pad else 0,
+                         norm_cfg=dict(type='LN', eps=norm_eps) if norm else None)
         self.patch_size = patch_size
         self.pad = pad
         self.owner = owner
-        self.projection = nn.Conv2d(in_channels, embed_dims, patch_size, stride=patch_size)
-        self.norm: Optional[nn.Module] = nn.LayerNorm(embed_dims, eps=norm_eps) if norm else None
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         if x.dim() != 4:
@@ -43,15 +45,8 @@ class PatchEmbed(nn.Module):
                              f'{tuple(x.shape)}.')
         H, W = x.shape[-2:]
         P = self.patch_size
-        if H % P or W % P:
-            if not self.pad:
-                raise ValueError(
-                    f'{self.owner}: input size {H}x{W} is not divisible by the patch size {P}; '
-                    f'resize or pad the image to a multiple of {P} (e.g. pad_size_divisor={P}).')
-            x = F.pad(x, (0, -W % P, 0, -H % P))
-        x = self.projection(x)
-        hw = (x.shape[2], x.shape[3])
-        x = x.flatten(2).transpose(1, 2)
-        if self.norm is not None:
-            x = self.norm(x)
-        return x, hw
+        if not self.pad and (H % P or W % P):
+            raise ValueError(
+                f'{self.owner}: input size {H}x{W} is not divisible by the patch size {P}; '
+                f'resize or pad the image to a multiple of {P} (e.g. pad_size_divisor={P}).')
+        return super().forward(x)
