@@ -50,6 +50,8 @@ def test_expand_shards(tmp_path):
         (tmp_path / name).write_bytes(b'')
     assert expand_shards(str(tmp_path / '*.tar')) == [str(tmp_path / 'a.tar'),
                                                       str(tmp_path / 'b.tar')]
+    assert expand_shards(str(tmp_path / '{b,a}*.tar')) == [str(tmp_path / 'b.tar'),
+                                                           str(tmp_path / 'a.tar')]
 
 
 def test_webdataset_streams_each_sample_once_per_pass_with_two_workers(shards):
@@ -102,6 +104,10 @@ def test_webdataset_clear_failures(tmp_path, shards):
         logger.removeHandler(handler)
     assert any('skips.tar: skipped 1 samples without an image' in r.getMessage()
                for r in records)
+    twice = write_shard(tmp_path / 'twice.tar', [('a', {'png': _png(1), 'txt': b'ok'}),
+                                                 ('a', {'txt': b'again'})])
+    with pytest.raises(ValueError, match=r'shard .*twice.tar: a.txt: duplicate file name'):
+        list(WebDatasetImageText(twice, shuffle=False))
 
 
 def test_image_text_dataset_jsonl_and_csv(tmp_path):

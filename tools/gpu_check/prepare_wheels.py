@@ -69,6 +69,8 @@ OURS = [
     ('diffusers', 'runtime.txt'),
     ('torch-fidelity', 'runtime.txt'),
     ('setuptools', 'runtime.txt'),  # pkg_resources (mmengine's pkg:: configs, mmcv's setup.py)
+    ('webdataset', 'runtime.txt'),  # the image-text shards (imported with the datasets)
+    ('braceexpand', 'runtime.txt'),
     ('transformers', 'tests.txt'),  # 5.x breaks `import mmpretrain.models`
     ('tokenizers', 'tests.txt'),
     ('huggingface_hub', 'tests.txt'),

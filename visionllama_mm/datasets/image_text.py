@@ -5,11 +5,11 @@
 * :class:`WebDatasetImageText`: a streamed ``IterableDataset`` over tar shards in the webdataset
   layout that DataComp and LAION use (``<key>.jpg`` / ``.png`` / ``.webp`` beside ``<key>.txt``,
   members of one sample adjacent). Shards are split between ranks and data-loader workers (each
-  reads whole shards, none twice), shuffled per pass, and samples pass a shuffle buffer. Read with
-  the standard library's ``tarfile`` in streaming mode: the ``webdataset`` package's pipeline
-  objects do not fit mmengine's Runner (its rank split, seeds and mmpretrain transforms), and
-  reading a tar needs nothing more. Nothing in a shard is executed: images are decoded by
-  mmcv, captions read as UTF-8 text, other members ignored.
+  reads whole shards, none twice), shuffled per pass, and samples pass a shuffle buffer. Brace
+  patterns are expanded by ``braceexpand``, members grouped into samples and shuffled by
+  ``webdataset``; the Runner-facing parts (rank split, seeds, mmpretrain transforms, errors naming
+  the shard and member) are ours. Nothing in a shard is executed: images are decoded by mmcv,
+  captions read as UTF-8 text, other members ignored.
 * :class:`TokenizeText`: a transform turning ``results['text']`` into ``text_tokens`` with the
   CLIP BPE, in the data-loader workers.
 """
@@ -17,19 +17,20 @@ import csv
 import json
 import os.path as osp
 import random
-import re
 import tarfile
 import zlib
 from glob import glob
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
-import numpy as np
+from braceexpand import braceexpand
 from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset, Compose
 from mmengine.dist import get_dist_info
 from mmengine.logging import MMLogger
 from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
 from torch.utils.data import IterableDataset, get_worker_info
+from webdataset.filters import shuffle as shuffle_buffered
+from webdataset.tariterators import base_plus_ext, group_by_keys
 
 from ..registry import DATASETS, TRANSFORMS
 from .transforms import decode_image, use_checked_image_loading
@@ -151,24 +152,13 @@ def build_pipeline(pipeline: Sequence) -> Compose:
 #: Magic bytes of the compressed shards ``tarfile`` reads (gzip, bzip2, xz).
 _COMPRESSED = (b'\x1f\x8b', b'BZh', b'\xfd7zXZ')
 
-_RANGE = re.compile(r'\{(\d+)\.\.(\d+)\}')
-_LIST = re.compile(r'\{([^{}]*,[^{}]*)\}')
-
 
 def expand_shards(pattern: str) -> List[str]:
-    """``'train-{00000..00003}.tar'`` -> four names (zero padding kept), ``'{a,b}.tar'`` -> two;
-    a pattern with ``*`` or ``?`` is globbed (sorted)."""
-    found = [m for m in (_RANGE.search(pattern), _LIST.search(pattern)) if m is not None]
-    m = min(found, key=lambda m: m.start()) if found else None  # left to right, as a shell
-    if m is None:
-        return sorted(glob(pattern)) if any(c in pattern for c in '*?[') else [pattern]
-    if m.re is _RANGE:
-        lo, hi = m.group(1), m.group(2)
-        items = [str(i).zfill(len(lo)) for i in range(int(lo), int(hi) + 1)]
-    else:
-        items = m.group(1).split(',')
-    return [name for item in items
-            for name in expand_shards(pattern[:m.start()] + item + pattern[m.end():])]
+    """``'train-{00000..00003}.tar'`` -> four names (zero padding kept), ``'{a,b}.tar'`` -> two
+    (``braceexpand``, left to right as a shell); a name with ``*``, ``?`` or ``[`` is then
+    globbed (sorted)."""
+    return [name for p in braceexpand(pattern)
+            for name in (sorted(glob(p)) if any(c in p for c in '*?[') else [p])]
 
 
 @DATASETS.register_module()
@@ -273,24 +263,65 @@ class WebDatasetImageText(IterableDataset):
                 f'WebDatasetImageText: {len(self.shards)} shards for {readers} readers '
                 f'({world} ranks x {workers} workers): every reader needs at least one shard. '
                 'Use more shards or fewer data-loader workers.')
+        # Ours, not webdataset's split_by_node / split_by_worker: those interleave readers as
+        # rank + world * worker and leave a reader without shards silently empty.
         order = list(self.shards)
         if self.shuffle:
             random.Random(self.seed + self.epoch).shuffle(order)
         return order[rank * workers + worker::readers]
 
-    def _samples(self, shard: str) -> Iterator[dict]:
-        """Samples of one shard, in order. Errors name the shard, the member, its index among
-        the shard's members and the index of the sample in the shard."""
-        skipped, first_skipped, index, yielded = 0, None, -1, 0
+    def _members(self, shard: str, where: dict) -> Iterator[dict]:
+        """The shard's regular files in order, as webdataset's file records (``fname``, ``data``:
+        ``(bytes, member name, member index)``). Read with the standard library's ``tarfile`` in
+        streaming mode rather than webdataset's tar iterator: that one drops the member index and
+        the end offset the errors report, and stops quietly at a cut-off or garbled header.
+        ``where`` follows the reader (last member, its index, the sample index) for errors."""
+        wanted = set(self.image_exts) | {self.text_ext}
+        key = None
+        with open(shard, 'rb') as f:
+            try:
+                with tarfile.open(fileobj=f, mode='r|*') as tar:
+                    for number, member in enumerate(tar):
+                        where.update(name=member.name, number=number)
+                        if not member.isfile():
+                            continue
+                        this_key, ext = base_plus_ext(member.name)
+                        if this_key is None:
+                            continue
+                        if this_key != key:
+                            key = this_key
+                            where['index'] += 1
+                        data = (tar.extractfile(member).read() if ext.lower() in wanted
+                                else b'')  # other members are named for the grouping only
+                        yield dict(fname=member.name, data=(data, member.name, number),
+                                   __url__=shard)
+                    end = tar.offset
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+                name, number, index = where['name'], where['number'], where['index']
+                after = (f'reading member {name} or the header after it (member {number} of the '
+                         f'shard, sample {index})'
+                         if name is not None else 'at its first member')
+                raise ValueError(f'WebDatasetImageText: shard {shard} is not a readable tar '
+                                 f'(failed {after}: {type(err).__name__}: {err}). Re-create '
+                                 'or remove the shard.') from None
+            self._check_end(f, shard, end, where['name'], where['number'], where['index'])
 
-        def finish(key, members):
-            nonlocal skipped, first_skipped
-            image = next((members[e] for e in self.image_exts if e in members), None)
-            text = members.get(self.text_ext)
+    def _samples(self, shard: str) -> Iterator[dict]:
+        """Samples of one shard, in order (members grouped by key with webdataset's
+        ``group_by_keys``). Errors name the shard, the member, its index among the shard's
+        members and the index of the sample in the shard."""
+        skipped, first_skipped, yielded = 0, None, 0
+        where = dict(name=None, number=-1, index=-1)
+        groups = group_by_keys(self._members(shard, where),
+                               suffixes=set(self.image_exts) | {self.text_ext})
+        for index, group in enumerate(_named_errors(groups, shard)):
+            key = group['__key__']
+            image = next((group[e] for e in self.image_exts if e in group), None)
+            text = group.get(self.text_ext)
             if image is None or text is None:
                 skipped += 1
                 first_skipped = first_skipped or key
-                return None
+                continue
             (data, member, number), (caption, text_member, text_number) = image, text
             img = decode_image(data, f'WebDatasetImageText: {shard}: member {member}',
                                f'member {number} of the shard, sample {index}')
@@ -300,47 +331,10 @@ class WebDatasetImageText(IterableDataset):
                 raise ValueError(f'WebDatasetImageText: {shard}: member {text_member} is not '
                                  f'UTF-8 text ({err}; member {text_number} of the shard, sample '
                                  f'{index}).') from None
-            return dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
-                        text=caption, img_path=f'{shard}/{member}',
-                        sample_idx=f'{osp.basename(shard)}/{key}')
-
-        key, members, number, name = None, {}, -1, None
-        with open(shard, 'rb') as f:
-            try:
-                with tarfile.open(fileobj=f, mode='r|*') as tar:
-                    for number, member in enumerate(tar):
-                        name = member.name
-                        if not member.isfile():
-                            continue
-                        base = osp.basename(member.name)
-                        if '.' not in base:
-                            continue
-                        stem, ext = base.split('.', 1)
-                        this_key = osp.join(osp.dirname(member.name), stem)
-                        if this_key != key:
-                            if key is not None:
-                                sample = finish(key, members)
-                                if sample is not None:
-                                    yielded += 1
-                                    yield sample
-                            key, members, index = this_key, {}, index + 1
-                        ext = ext.lower()
-                        if ext in self.image_exts or ext == self.text_ext:
-                            members[ext] = (tar.extractfile(member).read(), member.name, number)
-                    end = tar.offset
-            except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-                after = (f'reading member {name} or the header after it (member {number} of the '
-                         f'shard, sample {index})'
-                         if name is not None else 'at its first member')
-                raise ValueError(f'WebDatasetImageText: shard {shard} is not a readable tar '
-                                 f'(failed {after}: {type(err).__name__}: {err}). Re-create '
-                                 'or remove the shard.') from None
-            self._check_end(f, shard, end, name, number, index)
-        if key is not None:
-            sample = finish(key, members)
-            if sample is not None:
-                yielded += 1
-                yield sample
+            yielded += 1
+            yield dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2], text=caption,
+                       img_path=f'{shard}/{member}', sample_idx=f'{osp.basename(shard)}/{key}')
+        number = where['number']
         if number < 0:
             raise ValueError(f'WebDatasetImageText: shard {shard} is an empty tar (no members). '
                              'Re-create or remove the shard.')
@@ -385,17 +379,19 @@ class WebDatasetImageText(IterableDataset):
         self.epoch += 1
         if self.shuffle:
             rng.shuffle(shards)
-        buffer: List[dict] = []
-        for shard in shards:
-            for sample in self._samples(shard):
-                sample = self.pipeline(sample)
-                if sample is None:
-                    continue
-                if not self.shuffle or self.shuffle_buffer <= 1:
-                    yield sample
-                    continue
-                buffer.append(sample)
-                if len(buffer) >= self.shuffle_buffer:
-                    yield buffer.pop(rng.randrange(len(buffer)))
-        rng.shuffle(buffer)
-        yield from buffer
+        samples = (out for shard in shards for sample in self._samples(shard)
+                   for out in [self.pipeline(sample)] if out is not None)
+        if self.shuffle and self.shuffle_buffer > 1:
+            samples = shuffle_buffered(self.shuffle_buffer, self.shuffle_buffer, rng=rng)(samples)
+        yield from samples
+
+
+def _named_errors(groups: Iterator[dict], shard: str) -> Iterator[dict]:
+    """webdataset's grouping refuses a key with two members of one extension; name the shard."""
+    try:
+        yield from groups
+    except ValueError as err:
+        if 'duplicate file name' not in str(err.args[0]):
+            raise
+        raise ValueError(f'WebDatasetImageText: shard {shard}: {err.args[0]}. Re-create the '
+                         'shard with one member per extension and key.') from None
