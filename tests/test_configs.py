@@ -6,7 +6,7 @@ import pytest
 from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.analysis import build_model_on_meta
+from visionllama_mm.models.builder import build_model_on_meta
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(f'{REPO}/configs/**/*.py', recursive=True)

@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.analysis import build_model_from_cfg
+from visionllama_mm.models.builder import build_model_from_cfg
 from visionllama_mm.converters import (AlreadyConvertedError, _is_deit_plain, convert_state_dict,
                                         detect_kind)
 

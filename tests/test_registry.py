@@ -26,7 +26,7 @@ def test_dataset_registered_everywhere(toolbox):
 def test_config_with_custom_imports_builds(repo):
     from mmengine.config import Config
 
-    from visionllama_mm.analysis import build_model_from_cfg
+    from visionllama_mm.models.builder import build_model_from_cfg
     cfg = Config.fromfile(f'{repo}/configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py')
     assert cfg.custom_imports['imports'] == ['visionllama_mm']
     model = build_model_from_cfg(cfg)

@@ -251,7 +251,7 @@ def effective_param_settings(cfg: Config, names=None) -> Dict[str, Dict[str, flo
     """
     from mmengine.registry import DefaultScope
 
-    from .analysis import build_model_on_meta
+    from .models.builder import build_model_on_meta
     model, scope = build_model_on_meta(cfg)
     wrapper_cfg = cfg.optim_wrapper.copy()
     # as mmengine's build_optim_wrapper: the constructor's own keys are not the wrapper's

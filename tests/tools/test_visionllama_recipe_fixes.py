@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.analysis import build_model_from_cfg
+from visionllama_mm.models.builder import build_model_from_cfg
 
 from ..conftest import REPO
 

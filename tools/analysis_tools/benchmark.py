@@ -46,10 +46,16 @@ factories such as the official ``DiT_XL_2``); ``--variant`` overrides ``model.de
 """
 import argparse
 import inspect
+import os.path as osp
+import sys
 from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
+
+_REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if _REPO not in sys.path:  # the measuring code is tools/analysis_tools/analysis.py
+    sys.path.insert(0, _REPO)
 
 from visionllama_mm.cli import (config_file, device, existing_file, non_negative_int,
                                 positive_int)
@@ -142,7 +148,8 @@ _DIT_SIZES = ('patch_size', 'hidden_size', 'depth', 'num_heads')
 def build_denoiser(cfg: Config, options: Optional[dict] = None):
     """``cfg.model.denoiser`` alone (after ``--cfg-options``-style ``options``), with the
     constructor's random initialisation (no checkpoint is read)."""
-    from visionllama_mm.analysis import build_model_from_cfg, variant_config
+    from tools.analysis_tools.analysis import variant_config
+    from visionllama_mm.models.builder import build_model_from_cfg
     alone = variant_config(cfg, options or {})
     alone.model = alone.model.denoiser
     return build_model_from_cfg(alone, init=False)
@@ -182,12 +189,12 @@ def benchmark_denoisers(models, batch_size: int, size: int, in_channels: int, nu
     ``out.float().square().mean()`` for ``(name, model)`` pairs on one random batch: latents
     (B, in_channels, size, size), timesteps in [0, 1000), labels in [0, num_classes).
 
-    As :func:`visionllama_mm.analysis.benchmark_models`: same input and warm-up for all, each
+    As :func:`tools.analysis_tools.analysis.benchmark_models`: same input and warm-up for all, each
     (precision, mode) timed for every model in turn, best of ``repeats`` rounds; ``modes``
     picks the measured steps.
     Returns one dict per model: ``name``, ``params``, ``'{precision} fwd'`` / ``'... fwd+bwd'``.
     """
-    from visionllama_mm.analysis import _DTYPES, best_times
+    from tools.analysis_tools.analysis import _DTYPES, best_times
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, in_channels, size, size, generator=g).to(device)
     t = torch.randint(0, 1000, (batch_size, ), generator=g).to(device)
@@ -222,9 +229,7 @@ def benchmark_denoisers(models, batch_size: int, size: int, in_channels: int, nu
 
 def main_diffusion(args, cfg: Config, variants) -> None:
     """The denoiser of a diffusion config beside reference factories and config variants."""
-    import os.path as osp
-
-    from visionllama_mm.analysis import add_compiled, format_benchmark, load_reference_file
+    from tools.analysis_tools.analysis import add_compiled, format_benchmark, load_reference_file
     unsupported = [flag for flag, on in (('--timm', args.timm), ('--memory', args.memory),
                                          ('--channels-last', args.channels_last)) if on]
     if unsupported:
@@ -273,8 +278,8 @@ def compile_options(args) -> dict:
 def main():
     args = parse_args()
     import visionllama_mm  # noqa: F401
-    from visionllama_mm.analysis import (benchmark_models, build_references, format_benchmark,
-                                         variant_config)
+    from tools.analysis_tools.analysis import (benchmark_models, build_references,
+                                               format_benchmark, variant_config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         from visionllama_mm.engine.checks import check_cfg_options
@@ -285,7 +290,7 @@ def main():
         main_diffusion(args, cfg, variants)
         return
     if cfg.model.get('type') == 'LVM':
-        from visionllama_mm.analysis import benchmark_causal_lm, format_causal_lm_benchmark
+        from tools.analysis_tools.analysis import benchmark_causal_lm, format_causal_lm_benchmark
         rows = benchmark_causal_lm(
             cfg, batch_size=args.batch_size, seq_len=args.seq_len, gen_batch=args.gen_batch,
             gen_prompt=args.gen_prompt, gen_new=args.gen_new, iters=args.iters,

@@ -8,8 +8,14 @@ counted as 2*B*heads*Nq*Nk*head_dim MACs). Element-wise ops (norms, RoPE, activa
 counted, as in fvcore and the papers.
 """
 import argparse
+import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
+
+_REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if _REPO not in sys.path:  # the counting code is tools/analysis_tools/analysis.py
+    sys.path.insert(0, _REPO)
 
 from visionllama_mm.cli import config_file, positive_int
 
@@ -32,7 +38,7 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     import visionllama_mm  # noqa: F401
-    from visionllama_mm.analysis import count_complexity
+    from tools.analysis_tools.analysis import count_complexity
     from visionllama_mm.engine.checks import check_cfg_options
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

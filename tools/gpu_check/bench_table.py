@@ -14,8 +14,8 @@ Pairs (ours / reference, the config file each model is built from):
 * ``llama``: the LVM LLaMA decoder (300m widths) / transformers' ``LlamaForCausalLM``
 * ``fcmae``: the sparse FCMAE ConvNeXt V2-B encoder / the same config's masked-dense encoder
 
-Every model is built from the config (``visionllama_mm.analysis``) at its real widths with fewer
-blocks (the depth is stated in the table; the reference gets the same depth), because compiling
+Every model is built from the config (``visionllama_mm.models.builder``) at its real widths with
+fewer blocks (the depth is stated in the table; the reference gets the same depth), because compiling
 fourteen full-size models takes longer than the few minutes this step has. Measured: the training
 step (forward+backward, autocast bf16) in images/s (tokens/s for the decoder), first eager for every
 pair, then ``torch.compile``-d (inductor) pair by pair while the budget lasts, each pair's eager and
@@ -35,6 +35,8 @@ import time
 import traceback
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:  # tools.analysis_tools (the benchmark's measuring code)
+    sys.path.insert(0, ROOT)
 
 # name, title, ours, reference, config, batch, input size, real-width arch overrides (``cfg``),
 # the reference's kwargs, depth text, target (ratio of compiled images/s) and the tiny variants
@@ -181,7 +183,7 @@ def timm_reference(pair: dict, tiny: bool, size: int, num_classes: int):
 
 
 def peak_memory(step, device) -> float:
-    from visionllama_mm.analysis import _peak_memory_cuda
+    from tools.analysis_tools.analysis import _peak_memory_cuda
     return _peak_memory_cuda(step, device) if device.type == 'cuda' else float('nan')
 
 
@@ -190,8 +192,8 @@ def measure(pair: dict, device, tiny: bool, compiled: bool) -> dict:
     the reference, then (``compiled``) their compiled twins."""
     import torch
 
-    from visionllama_mm.analysis import (add_compiled, benchmark_causal_lm, benchmark_models,
-                                         build_hf_llama, variant_config)
+    from tools.analysis_tools.analysis import (add_compiled, benchmark_causal_lm, benchmark_models,
+                                               build_hf_llama, variant_config)
     s = settings(pair, tiny)
     cfg = load_config(pair, s['cfg'])
     options = dict(backend='eager' if tiny else 'inductor') if compiled else None
@@ -202,7 +204,7 @@ def measure(pair: dict, device, tiny: bool, compiled: bool) -> dict:
             refs = [timm_reference(pair, tiny, s['size'],
                                    cfg.model.get('head', {}).get('num_classes', 1000))]
         else:
-            from visionllama_mm.analysis import build_model_from_cfg
+            from visionllama_mm.models.builder import build_model_from_cfg
             dense = variant_config(cfg, {'model.backbone.impl': 'masked_dense'})
             refs = [('masked-dense', build_model_from_cfg(dense, init=False))]
         rows = benchmark_models(cfg, refs, batch_size=s['batch'], shape=[s['size']],
@@ -214,10 +216,9 @@ def measure(pair: dict, device, tiny: bool, compiled: bool) -> dict:
                                                 peak=r.get(f'{PRECISION} peak MiB', float('nan')))
                                            for r in rows])
     if kind == 'denoiser':
-        sys.path.insert(0, ROOT)
         from tools.analysis_tools.benchmark import (benchmark_denoisers, build_denoiser,
                                                     build_dit_reference, official_dit_kwargs)
-        from visionllama_mm.analysis import load_reference_file
+        from tools.analysis_tools.analysis import load_reference_file
         ours = build_denoiser(cfg)
         kwargs = official_dit_kwargs(ours)
         module = load_reference_file(osp.join(ROOT, 'tools/analysis_tools/dit_official_models.py'))
@@ -253,7 +254,7 @@ def measure(pair: dict, device, tiny: bool, compiled: bool) -> dict:
     out = [dict(name=r['name'], params=r['params'], rate=r[f'{PRECISION} train'],
                 generate=r.get(f'{PRECISION} generate'), peak=float('nan')) for r in rows]
     if device.type == 'cuda':  # peak memory of one training step of each eager model
-        from visionllama_mm.analysis import build_model_from_cfg
+        from visionllama_mm.models.builder import build_model_from_cfg
         model = build_model_from_cfg(cfg, init=False).to(device)
         ids = torch.randint(0, model.num_codes, (s['batch'], s['size'] + 1), device=device)
 

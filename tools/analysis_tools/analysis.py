@@ -1,58 +1,22 @@
-"""Model complexity and throughput, used by tools/analysis_tools/get_flops.py and benchmark.py."""
-import importlib
-import importlib.util
+"""Model complexity and throughput: the measuring code of get_flops.py and benchmark.py (and of
+tools/gpu_check/bench_table.py), imported as ``tools.analysis_tools.analysis``."""
 import copy
+import importlib.util
 import inspect
-import os
 import os.path as osp
 import sys
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-__all__ = ['build_model_from_cfg', 'build_model_on_meta', 'default_input_shape', 'count_complexity', 'benchmark_models',
+from visionllama_mm.models.builder import build_model_from_cfg
+
+__all__ = ['default_input_shape', 'count_complexity', 'benchmark_models',
            'build_references', 'format_benchmark', 'load_reference_file', 'variant_config',
            'benchmark_causal_lm', 'build_hf_llama', 'format_causal_lm_benchmark', 'add_compiled',
            'ratio_lines']
-
-
-def build_model_from_cfg(cfg: Config, init: bool = True) -> nn.Module:
-    """Build ``cfg.model`` with the MODELS registry of the config's toolbox.
-
-    ``init=False`` skips ``init_weights`` (no pretrained files are read; the constructors' own
-    random initialisation stays), which is all that FLOP counting and benchmarking need.
-    """
-    from mmengine.registry import init_default_scope
-
-    from .engine.launch import toolbox_of
-    scope = toolbox_of(cfg)
-    init_default_scope(scope)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    model = registry.build(cfg.model)
-    if init and hasattr(model, 'init_weights'):
-        model.init_weights()
-    return model
-
-
-def build_model_on_meta(cfg: Config) -> Tuple[nn.Module, str]:
-    """``cfg.model`` built on the meta device (no memory, no weights read) in its toolbox's scope,
-    which is restored afterwards; returns ``(model, scope)``.
-
-    A ``ClassConditionalDiffusion`` is built with a random-weights VAE: its frozen SD VAE holds
-    no parameter of the model, and its weights folder need not exist.
-    """
-    from mmengine.registry import DefaultScope
-
-    from .engine.launch import toolbox_of
-    scope = toolbox_of(cfg)
-    model_cfg = cfg.model.copy()
-    if model_cfg.get('type') == 'ClassConditionalDiffusion' and model_cfg.get('vae'):
-        model_cfg.vae = dict(model_cfg.vae, path=None)
-    with DefaultScope.overwrite_default_scope(scope), torch.device('meta'):
-        return importlib.import_module(f'{scope}.registry').MODELS.build(model_cfg), scope
 
 
 def default_input_shape(cfg: Config) -> tuple:
@@ -140,34 +104,34 @@ def _sum_outputs(out) -> torch.Tensor:
     raise TypeError(f'cannot reduce model output of type {type(out)}')
 
 
-def _time(fn, iters: int, device: torch.device) -> float:
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def best_times(runners, precisions: Sequence[str], iters: int, warmup: int, repeats: int,
-               device: torch.device, modes: Sequence[str] = ('fwd', 'fwd+bwd')
-               ) -> Dict[tuple, float]:
-    """Time ``runners`` ``[(name, precision, mode, fn)]`` (``mode`` one of ``modes``)
-    alternately after ``warmup`` calls each: ``{(name, precision, mode): best seconds for
-    iters calls}`` over ``repeats`` rounds."""
-    for *_, fn in runners:  # warm-up (also builds RoPE caches, oneDNN/cuDNN plans)
-        for _ in range(warmup):
-            fn()
+               device: Optional[torch.device] = None,
+               modes: Sequence[str] = ('fwd', 'fwd+bwd')) -> Dict[tuple, float]:
+    """Time ``runners`` ``[(name, precision, mode, fn)]`` (``mode`` one of ``modes``):
+    ``{(name, precision, mode): best seconds for iters calls}`` over ``repeats`` rounds.
+
+    Each measurement is ``torch.utils.benchmark.Timer.timeit(iters)`` (accelerator synchronised,
+    this process's thread count, two untimed calls of its own first); ``warmup`` more untimed
+    calls of every runner come before the first round (they also build RoPE caches and
+    oneDNN/cuDNN plans, and compile the compiled twins). The rounds loop stays ours: a Timer
+    measures one statement at a time, and the rounds alternate between the runners so that a
+    slow-down of a shared machine hits all of them alike. ``device`` is not needed (kept for
+    callers that pass it)."""
+    from torch.utils.benchmark import Timer  # imports cpp_extension, which logs about CUDA_HOME
+    threads = torch.get_num_threads()
+    timers = {(name, p, m): Timer('fn()', globals=dict(fn=fn), num_threads=threads)
+              for name, p, m, fn in runners}
+    if warmup:
+        for timer in timers.values():
+            timer.timeit(warmup)
     best = {}
     for _ in range(repeats):
         for precision in precisions:
             for mode in modes:
-                for name, p, m, fn in runners:
-                    if (p, m) == (precision, mode):
-                        seconds = _time(fn, iters, device)
-                        best[name, p, m] = min(best.get((name, p, m), float('inf')), seconds)
+                for key, timer in timers.items():
+                    if key[1:] == (precision, mode):
+                        seconds = timer.timeit(iters).raw_times[0]
+                        best[key] = min(best.get(key, float('inf')), seconds)
     return best
 
 
@@ -444,7 +408,7 @@ def build_hf_llama(decoder: nn.Module) -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
     cfg = LlamaConfig(
         vocab_size=decoder.vocab_size, hidden_size=decoder.embed_dims,
-        intermediate_size=decoder.hidden_dims, num_hidden_layers=decoder.num_layers,
+        intermediate_size=decoder.feedforward_channels, num_hidden_layers=decoder.num_layers,
         num_attention_heads=decoder.num_heads, num_key_value_heads=decoder.num_heads,
         rms_norm_eps=decoder.model.norm.eps, rope_theta=decoder.rope.theta,
         tie_word_embeddings=False, attn_implementation='sdpa', max_position_embeddings=4096)
