@@ -7,8 +7,8 @@ from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.builder import build_model_from_cfg
-from visionllama_mm.converters import (AlreadyConvertedError, _is_deit_plain, convert_state_dict,
-                                        detect_kind)
+from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
+from visionllama_mm.models.backbones.vision_llama_convert import _is_deit_plain
 
 from .conftest import run_python, run_tool
 from .models.backbones.official_plain_reference import OfficialPlainVisionLLaMA

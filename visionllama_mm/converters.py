@@ -1,335 +1,302 @@
-"""Turn the authors' released checkpoints into checkpoints of this package.
+"""The shared runner of ``tools/model_converters/``: released checkpoints in, this package's out,
+and back (``--to``).
 
-Three families: VisionLLaMA (``tools/model_converters/vision_llama_official.py``), ConvNeXt V2
-(``tools/model_converters/convnextv2_official.py``: the official dense and FCMAE checkpoints and
-timm's ``convnextv2_*`` weights) and ViTamin (``tools/model_converters/vitamin_official.py``:
-timm's ``vitamin_*`` state dicts and the OpenCLIP ViTamin CLIP checkpoints).
-Each released format is recognised from its keys; the key mapping itself lives beside the model it
-targets (``convert_official_*``, ``convert_timm_*``), so tests and ``tools/model_converters/`` share
-one code path.
-DiT / DiT-LLaMA checkpoints (image generation, ``{'model', 'ema', ...}`` or a bare state dict) are
-recognised only to be refused with a message naming their own converter,
-``tools/model_converters/dit_llama_official.py`` (whose SwiGLU keys would otherwise pass for
-``deit-plain``).
-This package's own checkpoints (``tools/train.py`` outputs, converted files) are recognised too and
-refused with :class:`AlreadyConvertedError` ("already a visionllama_mm checkpoint, no conversion
-needed"): they load as they are. So are mmpretrain's released ConvNeXt V2 checkpoints, whose layout
-is ours.
-Sources are read by :func:`visionllama_mm.utils.read_state_dict`: a torch file (``.pth``, ``.pt``,
+Each model family keeps its conversion in one module beside its model (a *family module*, listed
+in :data:`FAMILY_MODULES`), with the same module-level interface:
+
+* ``FAMILY``: its name in messages (``'ConvNeXt V2'``);
+* ``FORMATS``: the release formats it reads (``'timm-convnextv2'``, ...);
+* ``EXPORTS``: the ``--to`` targets it writes (may be empty);
+* ``detect(ckpt)``: ``(format, weights)`` when the loaded file ``ckpt`` is one of ``FORMATS``
+  (``weights``: the state dict inside it), else ``None``; raises :class:`AlreadyConvertedError`
+  when ``ckpt`` is already in this package's layout;
+* ``to_ours(weights, fmt)``: the weights of release format ``fmt`` -> this package's state dict
+  (the keys ``load_from`` / ``init_cfg=dict(type='Pretrained')`` load);
+* ``from_ours(state_dict, to)``: this package's state dict -> the state dict of target ``to``.
+
+and, where it needs them:
+
+* ``add_arguments(parser)``: options of its CLI, handed as keyword arguments to ``detect`` /
+  ``to_ours`` / ``from_ours`` where those name them (or take ``**options``); ``from_ours`` also
+  gets ``meta``, the source checkpoint's ``meta`` (or ``None``);
+* ``read_source(src) -> dict``: reads SRC for a conversion instead of :func:`load_source`;
+* ``meta(weights, fmt, args) -> dict``: entries added to the output's ``meta`` (``args``: an
+  ``argparse.Namespace`` of ``src``, ``dst`` and the options);
+* ``describe(meta) -> List[str]``: lines the CLI prints after the detected format;
+* ``write_export(state_dict, to, dst, args)``: writes a target that is not one plain file of
+  tensors (a folder, a wrapped dict); returns the path written (``None``: ``dst``).
+
+:func:`run_cli` is the whole command line of a family's converter::
+
+    python tools/model_converters/<family>_official.py SRC DST            # release -> ours
+    python tools/model_converters/<family>_official.py SRC DST --to T     # ours -> target T
+
+SRC is read by :func:`visionllama_mm.utils.read_state_dict`: a torch file (``.pth``, ``.pt``,
 ``.bin``, ``.ckpt``) with ``torch.load(weights_only=True)``, where the only non-tensor objects
-allowed are those the official training scripts store beside the weights (``argparse.Namespace`` in
-DeiT-style checkpoints, mmengine's logging state in mmpretrain-fork ones); a ``.safetensors`` file
-(timm's and the hub's format); a sharded checkpoint through its ``*.index.json``; or a hub folder
-holding one of these.
+allowed are those the official training scripts store beside the weights (``argparse.Namespace``
+in DeiT-style checkpoints, mmengine's logging state in mmpretrain-fork ones); a ``.safetensors``
+file; a sharded checkpoint through its ``*.index.json``; or a hub folder holding one of these.
+
+Without ``--to``, DST is ``{'state_dict', 'meta'}`` (``meta``: ``converted_from``,
+``source_format``), tensors only, or a ``.safetensors`` file of the same tensors with the ``meta``
+entries in its header when DST ends with ``.safetensors``. A checkpoint of another family is
+refused naming that family, and one already in this package's layout (``tools/train.py`` outputs,
+converted files) with :class:`AlreadyConvertedError`: it loads as it is.
+
+With ``--to T``, SRC is this package's checkpoint (``tools/train.py`` output or a converted file:
+its ``'state_dict'``, or a bare state dict) and DST the target's file: ``.safetensors`` when DST
+ends with it, a torch file when it ends with ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt``, and
+DST + ``.safetensors`` (the default) when it has no extension.
 """
 import argparse
+import importlib
+import inspect
+import json
 import os
 import os.path as osp
-import re
-from typing import Callable, Dict, List, Optional, Tuple
+import sys
+from types import ModuleType
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
 from .utils.checkpoint_io import checkpoint_files, read_state_dict
 
-__all__ = ['KINDS', 'AlreadyConvertedError', 'load_source', 'detect_kind', 'convert_state_dict',
-           'convert_file', 'FAMILIES', 'run_cli']
+__all__ = ['FAMILY_MODULES', 'AlreadyConvertedError', 'family_modules', 'family_module',
+           'load_source', 'detect_any', 'detect_kind', 'convert_state_dict', 'convert_file',
+           'export_file', 'run_cli', 'without_module_prefix']
 
+#: The family modules, in the order :func:`detect_any` asks them. VisionLLaMA comes first: its
+#: ``detect`` names official DiT / DiT-LLaMA checkpoints, whose SwiGLU keys are ``deit-plain``'s.
+FAMILY_MODULES = (
+    'visionllama_mm.models.backbones.vision_llama_convert',
+    'visionllama_mm.models.backbones.convnextv2_convert',
+    'visionllama_mm.models.backbones.vitamin_convert',
+    'visionllama_mm.models.lvm.convert',
+    'visionllama_mm.models.diffusion.convert',
+)
 
-def _is_deit_plain(sd: Dict) -> bool:
-    return 'blocks.0.mlp.c_fc1.weight' in sd and 'blocks.0.attn.qkv.weight' in sd
-
-
-def _is_deit_pyramid(sd: Dict) -> bool:
-    return 'patch_embeds.0.proj.weight' in sd and 'blocks.0.0.norm1.weight' in sd
-
-
-def _convert_pyramid(sd):
-    from .models.backbones.pyramid_vision_llama import convert_official_pyramid
-    return convert_official_pyramid(sd)
-
-
-def _is_mmpretrain_fork(sd: Dict) -> bool:
-    # the fork keeps a frozen, never-added ``backbone.pos_embed`` (vision_llama.py); ours have none
-    return ('backbone.pos_embed' in sd and 'backbone.layers.0.ffn.w12.weight' in sd
-            and 'backbone.patch_embed.projection.weight' in sd)
-
-
-# a block FFN key of our plain (``layers.i``) or pyramid (``stages.i.j``) backbone
-_OWN_KEY = re.compile(r'(backbone\.)?(layers\.\d+|stages\.\d+\.\d+)\.ffn\.w12\.weight')
-
-
-def _own_layout_key(sd: Dict) -> str:
-    """The first key of this package's layout in ``sd``, or ''."""
-    return next((k for k in sorted(map(str, sd)) if _OWN_KEY.fullmatch(k)), '')
-
-
-def _convert_fork(sd):
-    from .models.selfsup.mae_vision_llama import convert_official_mae
-    return convert_official_mae(sd)
-
-
-def _convert_plain(sd):
-    from .models.backbones.vision_llama import convert_official_plain
-    return convert_official_plain(sd)
-
-
-# ConvNeXt V2. Each detector asks for keys only its format has: the official layouts' ``dwconv``
-# (ours and mmpretrain's say ``depthwise_conv``, timm's ``conv_dw``), ME's ``.kernel`` under
-# ``encoder.`` for FCMAE, and a GRN parameter in every case, so that V1 checkpoints (same names,
-# LayerScale ``gamma`` instead of GRN) are not taken for V2.
-def _is_convnextv2_official(sd: Dict) -> bool:
-    return ('downsample_layers.0.0.weight' in sd and 'stages.0.0.dwconv.weight' in sd
-            and 'stages.0.0.grn.gamma' in sd)
-
-
-def _is_convnextv2_fcmae(sd: Dict) -> bool:
-    return ('encoder.downsample_layers.0.0.weight' in sd
-            and 'encoder.stages.0.0.dwconv.kernel' in sd and 'encoder.stages.0.0.grn.gamma' in sd)
-
-
-def _is_timm_convnextv2(sd: Dict) -> bool:
-    return 'stem.0.weight' in sd and 'stages.0.blocks.0.mlp.grn.weight' in sd
-
-
-def _convert_convnextv2_official(sd):
-    from .models.backbones.convnextv2_convert import convert_official_convnextv2
-    return convert_official_convnextv2(sd)
-
-
-def _convert_convnextv2_fcmae(sd):
-    from .models.backbones.convnextv2_convert import convert_official_fcmae
-    return convert_official_fcmae(sd)
-
-
-def _convert_timm_convnextv2(sd):
-    from .models.backbones.convnextv2_convert import convert_timm_convnextv2
-    return convert_timm_convnextv2(sd)
-
-
-# a GRN gamma of our (= mmpretrain's) ConvNeXt V2 layout: 1-D, where the official dense layout
-# (same name, no ``backbone.``) has (1, 1, 1, C)
-_OWN_CONVNEXT_KEY = re.compile(r'(backbone\.)?stages\.\d+\.\d+\.grn\.gamma')
-
-
-def _own_convnext_key(sd: Dict) -> str:
-    """The first ConvNeXt V2 GRN key of this package's layout in ``sd``, or ''."""
-    return next((k for k in sorted(map(str, sd)) if _OWN_CONVNEXT_KEY.fullmatch(k)
-                 and isinstance(sd[k], torch.Tensor) and sd[k].dim() == 1), '')
-
-
-# ViTamin. timm's image tower keeps the MBConv part under ``patch_embed.backbone.`` and the GeGLU
-# gate as ``mlp.w0`` (ours: ``stem``, ``blocks.i.ffn.w12``); OpenCLIP's ViTamin CLIP models hold
-# that tower under ``visual.trunk.`` beside ``logit_scale``, with ``module.`` in front of every key
-# when a DDP run saved them.
-_TIMM_VITAMIN_KEYS = ('patch_embed.backbone.stem.conv1.weight', 'blocks.0.mlp.w0.weight')
-
-
-def _is_timm_vitamin(sd: Dict) -> bool:
-    return all(k in sd for k in _TIMM_VITAMIN_KEYS)
-
-
-def _without_module(sd: Dict) -> Dict:
-    """``sd`` without the ``module.`` prefix a DDP-wrapped model puts on every key."""
-    if any(isinstance(k, str) and k.startswith('module.') for k in sd):
-        return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
-    return sd
-
-
-def _is_open_clip_vitamin(sd: Dict) -> bool:
-    return any(p + 'logit_scale' in sd and all(f'{p}visual.trunk.{k}' in sd
-                                               for k in _TIMM_VITAMIN_KEYS)
-               for p in ('', 'module.'))
-
-
-def _convert_timm_vitamin(sd):
-    from .models.backbones.vitamin import convert_timm_vitamin
-    head = {k: v for k, v in sd.items() if k.startswith('head.')}
-    unknown = sorted(set(head) - {'head.weight', 'head.bias'})
-    if unknown:
-        raise KeyError(f'timm-vitamin: unexpected head keys {unknown} (expected the linear '
-                       'head.weight / head.bias)')
-    out = convert_timm_vitamin({k: v for k, v in sd.items() if k not in head}, prefix='backbone.')
-    out.update({'head.fc.' + k[len('head.'):]: v for k, v in head.items()})
-    return out
-
-
-def _convert_open_clip_vitamin(sd):
-    from .models.multimodal.clip_convert import convert_open_clip
-    return convert_open_clip(_without_module(sd))
-
-
-# this package's ViTamin layout under ``prefix`` (ImageClassifier / dense models: ``backbone.``,
-# ContrastiveCLIP: ``visual.``, a bare backbone: ''), and this package's CLIP layout (any image
-# tower, ``text.blocks``); neither occurs in a released format
-_OWN_VITAMIN_PARTS = ('stem.conv1.weight', 'transition.proj.weight', 'blocks.0.ffn.w12.weight')
-
-
-def _own_vitamin_key(sd: Dict) -> str:
-    """A key showing this package's ViTamin or CLIP layout in ``sd``, or ''."""
-    for prefix in ('backbone.', 'visual.', ''):
-        if all(prefix + k in sd for k in _OWN_VITAMIN_PARTS):
-            return prefix + 'transition.proj.weight'
-    if 'visual_proj.weight' in sd and 'text.blocks.0.attn.qkv.weight' in sd:
-        return 'text.blocks.0.attn.qkv.weight'
-    return ''
-
-
-# DiT (``dit/models.py``) and DiT-LLaMA: timestep embedder and adaLN modulation, which no
-# recognition backbone has. The official train.py saves {'model', 'ema', 'opt', 'args'}; the
-# released sampling checkpoints are bare state dicts.
-_DIT_KEYS = ('t_embedder.mlp.0.weight', 'blocks.0.adaLN_modulation.1.weight')
-
-
-def _dit_checkpoint(ckpt: Dict) -> str:
-    """A description of ``ckpt`` when it is an official DiT / DiT-LLaMA checkpoint, else ''."""
-    for field in ('ema', 'model', ''):
-        weights = ckpt.get(field) if field else ckpt
-        if isinstance(weights, dict):
-            weights = _without_module(weights)
-            if all(k in weights for k in _DIT_KEYS):
-                name = 'DiT-LLaMA' if 'blocks.0.mlp.c_fc1.weight' in weights else 'DiT'
-                where = f'its {field!r} weights have' if field else 'its top-level dict has'
-                return f'a {name} checkpoint ({where} {", ".join(_DIT_KEYS)})'
-    return ''
-
-
-# (name, where the weights sit in the file ('' = the top-level dict), detector on those weights,
-# converter). A format stored in more than one place has one row per place.
-KINDS: List[Tuple[str, str, Callable[[Dict], bool], Callable[[Dict], Dict]]] = [
-    ('deit-plain', 'model', _is_deit_plain, _convert_plain),
-    ('deit-pyramid', 'model', _is_deit_pyramid, _convert_pyramid),
-    ('mmpretrain-fork', 'state_dict', _is_mmpretrain_fork, _convert_fork),
-    # main_finetune.py / main_pretrain.py save {'model', 'optimizer', 'epoch', 'args', ...}
-    ('convnextv2-official', 'model', _is_convnextv2_official, _convert_convnextv2_official),
-    ('convnextv2-official', '', _is_convnextv2_official, _convert_convnextv2_official),
-    ('convnextv2-fcmae', 'model', _is_convnextv2_fcmae, _convert_convnextv2_fcmae),
-    ('convnextv2-fcmae', '', _is_convnextv2_fcmae, _convert_convnextv2_fcmae),
-    # timm's hub weights are a bare state dict; its train.py writes {'state_dict', 'arch', ...}
-    ('timm-convnextv2', '', _is_timm_convnextv2, _convert_timm_convnextv2),
-    ('timm-convnextv2', 'state_dict', _is_timm_convnextv2, _convert_timm_convnextv2),
-    # timm: a bare state dict (``model.state_dict()``), train.py's {'state_dict', ...}, or 'model'
-    ('timm-vitamin', '', _is_timm_vitamin, _convert_timm_vitamin),
-    ('timm-vitamin', 'state_dict', _is_timm_vitamin, _convert_timm_vitamin),
-    ('timm-vitamin', 'model', _is_timm_vitamin, _convert_timm_vitamin),
-    # OpenCLIP: the released open_clip_pytorch_model.bin is a bare state dict; its training
-    # checkpoints are {'epoch', 'name', 'state_dict' (``module.`` keys under DDP), 'optimizer'}
-    ('open-clip-vitamin', '', _is_open_clip_vitamin, _convert_open_clip_vitamin),
-    ('open-clip-vitamin', 'state_dict', _is_open_clip_vitamin, _convert_open_clip_vitamin),
-]
-
-# model family -> its formats, in KINDS order
-FAMILIES: Dict[str, Tuple[str, ...]] = {
-    'VisionLLaMA': ('deit-plain', 'deit-pyramid', 'mmpretrain-fork'),
-    'ConvNeXt V2': ('convnextv2-official', 'convnextv2-fcmae', 'timm-convnextv2'),
-    'ViTamin': ('timm-vitamin', 'open-clip-vitamin'),
-}
-assert sorted(sum(FAMILIES.values(), ())) == sorted({k[0] for k in KINDS})
-
-
-def _known_formats() -> str:
-    return '; '.join(f'{family}: {", ".join(kinds)}' for family, kinds in FAMILIES.items())
-
-
-def load_source(path: str) -> Dict:
-    """Read a released checkpoint: a torch file (``weights_only=True``), a ``.safetensors`` file, a
-    shard index or a folder holding one (errors name the file and the fault: missing, not a
-    checkpoint, truncated, holding code, shards that disagree with their index)."""
-    return read_state_dict(path, map_location='cpu', extra_safe_globals=[argparse.Namespace])
+_TORCH_SUFFIXES = ('.pth', '.pt', '.bin', '.ckpt')
 
 
 class AlreadyConvertedError(ValueError):
     """The checkpoint is already in this package's layout: nothing to convert."""
 
 
-def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
-    """Which released format ``ckpt`` is -> (kind name, the weights dict).
+def without_module_prefix(sd: Dict) -> Dict:
+    """``sd`` without the ``module.`` prefix a DDP-wrapped model puts on every key."""
+    if any(isinstance(k, str) and k.startswith('module.') for k in sd):
+        return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
+    return sd
 
-    Raises:
-        AlreadyConvertedError: ``ckpt`` is this package's own checkpoint (written by this
-            converter, ``meta.source_format``, or by ``tools/train.py``: our key layout without the
-            fork's frozen ``backbone.pos_embed``, or our ConvNeXt V2 layout with 1-D GRN
-            parameters, which mmpretrain's released ConvNeXt V2 checkpoints share, or our
-            ViTamin / CLIP layout: ``stem``, ``transition`` and ``blocks.i.ffn.w12`` under
-            ``backbone.``, ``visual.`` or no prefix, or ``visual_proj`` with ``text.blocks``);
-            it loads as it is.
-        ValueError: no known format matches (the message shows the first keys), or ``ckpt`` is
-            an official DiT / DiT-LLaMA checkpoint (the message names
-            ``tools/model_converters/dit_llama_official.py``, its converter).
-    """
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
-    dit = _dit_checkpoint(ckpt)
-    if dit:
-        raise ValueError(
-            f'{dit}: an image-generation denoiser, not a VisionLLaMA, ConvNeXt V2 or ViTamin '
-            'backbone; convert it with tools/model_converters/dit_llama_official.py')
-    for name, field, detect, _ in KINDS:
-        weights = ckpt.get(field, None) if field else ckpt
-        if isinstance(weights, dict) and detect(weights):
-            return name, weights
+
+def family_modules() -> List[ModuleType]:
+    """The family modules of :data:`FAMILY_MODULES` that define the interface, imported."""
+    modules = []
+    for path in FAMILY_MODULES:
+        try:
+            module = importlib.import_module(path)
+        except ModuleNotFoundError as err:
+            if err.name != path:
+                raise
+            module = None
+        if module is None or not hasattr(module, 'detect'):
+            module = _PENDING.get(path)  # a family whose module does not define it yet
+        if module is not None:
+            modules.append(module)
+    return modules
+
+
+def family_module(family: Union[str, ModuleType]) -> ModuleType:
+    """A family module from itself, its import path or its ``FAMILY`` name (``'ViTamin'``)."""
+    if not isinstance(family, str):
+        return family
+    for module in family_modules():
+        if family in (module.FAMILY, module.__name__):
+            return module
+    raise ValueError(f'no converter family {family!r}; known: '
+                     f'{", ".join(m.FAMILY for m in family_modules())}')
+
+
+def _known_formats() -> str:
+    return '; '.join(f'{m.FAMILY}: {", ".join(m.FORMATS)}' for m in family_modules())
+
+
+def _call(fn, *args, options: Optional[Dict] = None):
+    """``fn(*args, **the options fn takes)``: family options go to the hooks that name them."""
+    if not options:
+        return fn(*args)
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return fn(*args, **options)
+    return fn(*args, **{k: v for k, v in options.items() if k in params})
+
+
+def load_source(path: str) -> Dict:
+    """Read a checkpoint: a torch file (``weights_only=True``), a ``.safetensors`` file, a shard
+    index or a folder holding one (errors name the file and the fault: missing, not a
+    checkpoint, truncated, holding code, shards that disagree with their index)."""
+    return read_state_dict(path, map_location='cpu', extra_safe_globals=[argparse.Namespace])
+
+
+def _refuse_converted(ckpt: Dict) -> None:
+    """A file this runner wrote carries ``meta.source_format``: refuse it as already converted."""
     meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
     if 'source_format' in meta:
         raise AlreadyConvertedError(
             f"already a visionllama_mm checkpoint, no conversion needed: converted from "
             f"{meta.get('converted_from', '?')} (format {meta['source_format']}) by this tool; "
             'load it directly (load_from=, or init_cfg=dict(type=\'Pretrained\', checkpoint=...))')
-    for field in ('state_dict', None):
-        weights = ckpt.get(field) if field else ckpt
-        if isinstance(weights, dict) and _own_layout_key(weights):
-            raise AlreadyConvertedError(
-                'already a visionllama_mm checkpoint, no conversion needed: its '
-                f"{'state_dict' if field else 'top-level dict'} has this package's key layout "
-                f"({_own_layout_key(weights)}) and none of the released formats' keys (the fork's "
-                'checkpoints carry a frozen backbone.pos_embed); load it directly')
-        if isinstance(weights, dict) and _own_vitamin_key(weights):
-            raise AlreadyConvertedError(
-                'already a visionllama_mm checkpoint, no conversion needed: its '
-                f"{'state_dict' if field else 'top-level dict'} has this package's ViTamin / CLIP "
-                f'key layout ({_own_vitamin_key(weights)}) and none of the released formats\' '
-                "keys (timm's patch_embed.backbone.*, OpenCLIP's visual.trunk.*); load it directly")
-        if isinstance(weights, dict) and _own_convnext_key(weights):
-            key = _own_convnext_key(weights)
-            raise AlreadyConvertedError(
-                'already a visionllama_mm checkpoint, no conversion needed: its '
-                f"{'state_dict' if field else 'top-level dict'} has this package's "
-                f"(= mmpretrain's) ConvNeXt V2 key layout ({key} of shape "
-                f"{tuple(weights[key].shape)}), as mmpretrain's released ConvNeXt V2 checkpoints "
-                'do; load it directly')
-    top = sorted(ckpt)[:8]
+
+
+def detect_any(ckpt: Dict, options: Optional[Dict] = None) -> Tuple[ModuleType, str, Dict]:
+    """Which family and release format ``ckpt`` is -> (family module, format, weights).
+
+    A release format of any family wins over a family's "already converted" verdict.
+
+    Raises:
+        AlreadyConvertedError: ``ckpt`` is this package's own checkpoint (``meta.source_format``
+            of a converted file, or a family's own key layout); it loads as it is.
+        ValueError: ``ckpt`` is not a dict, a family refuses it (an official DiT checkpoint:
+            the message names its converter), or no release format matches (the message lists
+            them and shows the first keys).
+    """
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
+    _refuse_converted(ckpt)
+    converted = None
+    for module in family_modules():
+        try:
+            found = _call(module.detect, ckpt, options=options)
+        except AlreadyConvertedError as err:
+            converted = converted or err
+            continue
+        if found:
+            return (module, ) + tuple(found)
+    if converted is not None:
+        raise converted
+    top = sorted(map(str, ckpt))[:8]
     inner = next((ckpt[k] for k in ('model', 'state_dict') if isinstance(ckpt.get(k), dict)), ckpt)
-    sample = sorted(inner)[:8]
     raise ValueError(
         f'unrecognised checkpoint: none of the known release formats ({_known_formats()}) '
-        f'matches. Top-level keys: {top}; first weight keys: {sample}')
+        f'matches. Top-level keys: {top}; first weight keys: {sorted(map(str, inner))[:8]}')
+
+
+def detect_kind(ckpt: Dict) -> Tuple[str, Dict]:
+    """(format, weights) of a loaded release checkpoint of any family (see :func:`detect_any`)."""
+    return detect_any(ckpt)[1:]
 
 
 def convert_state_dict(ckpt: Dict) -> Tuple[str, Dict]:
-    """(kind, converted state dict) of a loaded released checkpoint."""
-    kind, weights = detect_kind(ckpt)
-    convert = next(k[3] for k in KINDS if k[0] == kind)
-    return kind, convert(weights)
+    """(format, this package's state dict) of a loaded release checkpoint of any family."""
+    module, fmt, weights = detect_any(ckpt)
+    return fmt, module.to_ours(weights, fmt)
 
 
-def convert_file(src: str, dst: str, family: Optional[str] = None) -> str:
-    """Convert ``src`` into ``dst`` (``{'state_dict', 'meta'}``, tensors only) -> the kind.
+def _detect_for(module: ModuleType, ckpt: Dict, options: Optional[Dict]) -> Tuple[str, Dict]:
+    """(format, weights) of ``ckpt`` for ``module``'s converter; a checkpoint of another family is
+    refused naming it."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
+    _refuse_converted(ckpt)
+    found = _call(module.detect, ckpt, options=options)
+    if found:
+        return tuple(found)
+    other, fmt, _ = detect_any(ckpt)
+    raise ValueError(f'a {other.FAMILY} checkpoint (format {fmt}), not a {module.FAMILY} one; '
+                     f'this tool converts {", ".join(module.FORMATS)} only')
 
-    ``family`` (a key of :data:`FAMILIES`) refuses, with a ``ValueError`` and before anything is
-    written, a checkpoint that is recognised but belongs to another family.
+
+def _save_tensors(state_dict: Dict, dst: str, metadata: Optional[Dict[str, str]] = None) -> None:
+    """``state_dict`` as a ``.safetensors`` file (views that share memory are copied apart)."""
+    from safetensors.torch import save_file
+    seen, tensors = set(), {}
+    for key, value in state_dict.items():
+        value = value.detach().contiguous()
+        ptr = value.untyped_storage().data_ptr()
+        tensors[key] = value.clone() if ptr in seen and value.numel() else value
+        seen.add(ptr)
+    save_file(tensors, dst, metadata=metadata)
+
+
+def _meta_header(meta: Dict) -> Dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+
+def convert_file(src: str, dst: str, module: Union[str, ModuleType], **options) -> str:
+    """Convert the release checkpoint ``src`` into ``dst`` -> the detected format.
+
+    ``dst`` is ``{'state_dict', 'meta'}`` (tensors only), or a ``.safetensors`` file of the same
+    tensors with ``meta`` in its header when it ends with ``.safetensors``. ``module`` is a family
+    module (or its ``FAMILY`` name); ``options`` are its CLI options. A checkpoint of another
+    family, or one already in this package's layout, is refused and nothing is written.
     """
+    return _convert(src, dst, family_module(module), options)['source_format']
+
+
+def _convert(src: str, dst: str, module: ModuleType, options: Dict) -> Dict:
+    """:func:`convert_file` -> the ``meta`` written."""
+    ckpt = module.read_source(src) if hasattr(module, 'read_source') else load_source(src)
+    fmt, weights = _detect_for(module, ckpt, options)
+    state_dict = _call(module.to_ours, weights, fmt, options=options)
+    meta = {'converted_from': osp.basename(osp.normpath(src)), 'source_format': fmt}
+    if hasattr(module, 'meta'):
+        meta.update(module.meta(weights, fmt, argparse.Namespace(src=src, dst=dst, **options)))
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    if dst.endswith('.safetensors'):
+        _save_tensors(state_dict, dst, _meta_header(meta))
+    else:
+        torch.save({'state_dict': state_dict, 'meta': meta}, dst)
+    return meta
+
+
+def own_state_dict(ckpt: Dict) -> Dict:
+    """The weights of this package's checkpoint: its ``'state_dict'`` (``tools/train.py`` outputs,
+    converted files), or ``ckpt`` itself (a bare state dict)."""
+    weights = ckpt.get('state_dict') if isinstance(ckpt, dict) else None
+    return weights if isinstance(weights, dict) else ckpt
+
+
+def export_file(src: str, dst: str, module: Union[str, ModuleType], to: str, **options) -> str:
+    """Export this package's checkpoint ``src`` to target ``to`` of ``module`` -> the path written.
+
+    ``dst`` ending in ``.safetensors`` gets a ``.safetensors`` file, in a torch suffix a torch
+    file, and with no extension ``dst + '.safetensors'``; a family's ``write_export`` decides for
+    its targets instead. A release checkpoint is refused (convert it without ``--to``).
+    """
+    module = family_module(module)
+    if to not in module.EXPORTS:
+        exports = ', '.join(module.EXPORTS) or 'none'
+        raise ValueError(f'{module.FAMILY} checkpoints export to {exports}, not {to!r}')
     ckpt = load_source(src)
-    if family is not None:
-        kind, _ = detect_kind(ckpt)
-        if kind not in FAMILIES[family]:
-            other = next(f for f, kinds in FAMILIES.items() if kind in kinds)
-            raise ValueError(
-                f'a {other} checkpoint (format {kind}), not a {family} one; this tool converts '
-                f'{", ".join(FAMILIES[family])} only')
-    kind, state_dict = convert_state_dict(ckpt)
-    torch.save({'state_dict': state_dict,
-                'meta': {'converted_from': osp.basename(osp.normpath(src)),
-                         'source_format': kind}}, dst)
-    return kind
+    try:
+        other, fmt, _ = detect_any(ckpt)
+    except AlreadyConvertedError:
+        pass  # this package's layout: what is exported
+    except ValueError:
+        pass  # no family knows it: from_ours names the keys it cannot place
+    else:
+        raise ValueError(
+            f'a released {other.FAMILY} checkpoint (format {fmt}), not one of this package\'s: '
+            '--to exports a tools/train.py checkpoint or a converted file; convert this one '
+            'without --to first')
+    src_meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else None
+    options = dict(options, meta=src_meta)
+    out = _call(module.from_ours, own_state_dict(ckpt), to, options=options)
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    if hasattr(module, 'write_export'):
+        args = argparse.Namespace(src=src, dst=dst, to=to, **options)
+        return module.write_export(out, to, dst, args) or dst
+    if not osp.splitext(dst)[1]:
+        dst += '.safetensors'
+    if dst.endswith('.safetensors'):
+        _save_tensors(out, dst)
+    elif dst.endswith(_TORCH_SUFFIXES):
+        torch.save(out, dst)
+    else:
+        raise ValueError(f'{dst}: --to {to} writes .safetensors (the default) or a torch file '
+                         f'({", ".join(_TORCH_SUFFIXES)}), not {osp.splitext(dst)[1]!r}')
+    return dst
 
 
 def source_path(text: str) -> str:
@@ -354,22 +321,123 @@ def check_not_source(parser, src: str, dst: str) -> None:
                      'overwrite it. Give another output path')
 
 
-def run_cli(family: str, description: str, argv=None) -> None:
-    """``tools/model_converters/*_official.py SRC DST`` for one family: convert, print the
-    detected format and the output path, or exit with ``error: SRC: ...``."""
-    import sys
-    from .cli import output_file
-    parser = argparse.ArgumentParser(description=description)
+def run_cli(module: Union[str, ModuleType], description: Optional[str] = None,
+            argv=None) -> None:
+    """``tools/model_converters/<family>_official.py SRC DST [--to T] [family options]``: convert
+    (print the detected format, the family's ``describe`` lines and the output path) or export
+    (print the target and the path), or exit with ``error: SRC: ...``.
+
+    ``module``: a family module, its import path or its ``FAMILY`` name; ``description``: the
+    ``--help`` text (default: the first line of the module's docstring)."""
+    module = family_module(module)
+    parser = argparse.ArgumentParser(
+        description=description or (module.__doc__ or '').strip().split('\n')[0])
     parser.add_argument('src', type=source_path,
-                        help='released checkpoint: .pth / .bin / .safetensors file, a shard '
-                        '*.index.json, or a folder holding one')
-    parser.add_argument('dst', type=output_file, help='where to write the converted checkpoint '
-                        '(missing folders are created)')
+                        help='checkpoint: .pth / .bin / .safetensors file, a shard *.index.json, '
+                        'or a folder holding one; with --to, a checkpoint of this package')
+    parser.add_argument('dst', help='where to write (missing folders are created)')
+    if module.EXPORTS:
+        parser.add_argument('--to', choices=module.EXPORTS,
+                            help=f'export this package\'s {module.FAMILY} checkpoint SRC to the '
+                            'layout of TO (.safetensors unless DST ends with a torch suffix)')
+    if hasattr(module, 'add_arguments'):
+        module.add_arguments(parser)
     args = parser.parse_args(argv)
+    to = getattr(args, 'to', None)
+    if not (to and hasattr(module, 'write_export')):  # a target folder is the family's to check
+        _check_output_file(parser, args.dst)
     check_not_source(parser, args.src, args.dst)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    options = {k: v for k, v in vars(args).items() if k not in ('src', 'dst', 'to')}
     try:
-        kind = convert_file(args.src, args.dst, family=family)
+        if to:
+            path = export_file(args.src, args.dst, module, to, **options)
+            print(f'exported: {module.FAMILY} -> {to}\nwrote: {path}')
+            return
+        meta = _convert(args.src, args.dst, module, options)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
         sys.exit(f'error: {args.src}: {err}')
-    print(f'detected: {kind}\nwrote: {args.dst}')
+    print(f'detected: {meta["source_format"]}')
+    for line in module.describe(meta) if hasattr(module, 'describe') else ():
+        print(line)
+    print(f'wrote: {args.dst}')
+
+
+def _check_output_file(parser, dst: str) -> None:
+    from .cli import output_file
+    try:
+        output_file(dst)
+    except argparse.ArgumentTypeError as err:
+        parser.error(f'argument dst: {err}')
+
+
+class _PendingViTamin:
+    """The ViTamin formats (timm's image tower, OpenCLIP's ViTamin CLIP) until
+    ``visionllama_mm.models.backbones.vitamin_convert`` defines the family interface."""
+
+    FAMILY = 'ViTamin'
+    FORMATS = ('timm-vitamin', 'open-clip-vitamin')
+    EXPORTS = ()
+    # timm's image tower keeps the MBConv part under ``patch_embed.backbone.`` and the GeGLU gate
+    # as ``mlp.w0`` (ours: ``stem``, ``blocks.i.ffn.w12``); OpenCLIP's ViTamin CLIP models hold
+    # that tower under ``visual.trunk.`` beside ``logit_scale``
+    _TIMM_KEYS = ('patch_embed.backbone.stem.conv1.weight', 'blocks.0.mlp.w0.weight')
+    _OWN_PARTS = ('stem.conv1.weight', 'transition.proj.weight', 'blocks.0.ffn.w12.weight')
+
+    @classmethod
+    def _is_timm(cls, sd):
+        return all(k in sd for k in cls._TIMM_KEYS)
+
+    @classmethod
+    def _is_open_clip(cls, sd):
+        return any(p + 'logit_scale' in sd and all(f'{p}visual.trunk.{k}' in sd
+                                                   for k in cls._TIMM_KEYS)
+                   for p in ('', 'module.'))
+
+    @classmethod
+    def _own_key(cls, sd):
+        for prefix in ('backbone.', 'visual.', ''):
+            if all(prefix + k in sd for k in cls._OWN_PARTS):
+                return prefix + 'transition.proj.weight'
+        if 'visual_proj.weight' in sd and 'text.blocks.0.attn.qkv.weight' in sd:
+            return 'text.blocks.0.attn.qkv.weight'
+        return ''
+
+    @classmethod
+    def detect(cls, ckpt):
+        for fmt, field, test in (('timm-vitamin', '', cls._is_timm),
+                                 ('timm-vitamin', 'state_dict', cls._is_timm),
+                                 ('timm-vitamin', 'model', cls._is_timm),
+                                 ('open-clip-vitamin', '', cls._is_open_clip),
+                                 ('open-clip-vitamin', 'state_dict', cls._is_open_clip)):
+            weights = ckpt.get(field) if field else ckpt
+            if isinstance(weights, dict) and test(weights):
+                return fmt, weights
+        for field in ('state_dict', None):
+            weights = ckpt.get(field) if field else ckpt
+            if isinstance(weights, dict) and cls._own_key(weights):
+                raise AlreadyConvertedError(
+                    'already a visionllama_mm checkpoint, no conversion needed: its '
+                    f"{'state_dict' if field else 'top-level dict'} has this package's ViTamin / "
+                    f'CLIP key layout ({cls._own_key(weights)}) and none of the released '
+                    "formats' keys (timm's patch_embed.backbone.*, OpenCLIP's visual.trunk.*); "
+                    'load it directly')
+        return None
+
+    @staticmethod
+    def to_ours(sd, fmt):
+        if fmt == 'open-clip-vitamin':
+            from .models.multimodal.clip_convert import convert_open_clip
+            return convert_open_clip(without_module_prefix(sd))
+        from .models.backbones.vitamin import convert_timm_vitamin
+        head = {k: v for k, v in sd.items() if k.startswith('head.')}
+        unknown = sorted(set(head) - {'head.weight', 'head.bias'})
+        if unknown:
+            raise KeyError(f'timm-vitamin: unexpected head keys {unknown} (expected the linear '
+                           'head.weight / head.bias)')
+        out = convert_timm_vitamin({k: v for k, v in sd.items() if k not in head},
+                                   prefix='backbone.')
+        out.update({'head.fc.' + k[len('head.'):]: v for k, v in head.items()})
+        return out
+
+
+_PENDING = {'visionllama_mm.models.backbones.vitamin_convert': _PendingViTamin}

@@ -1,6 +1,8 @@
-"""Convert a released ConvNeXt V2 checkpoint into one that loads into this package's configs.
+"""Convert a released ConvNeXt V2 checkpoint into one that loads into this package's configs, or
+export one of this package's to timm.
 
     python tools/model_converters/convnextv2_official.py SRC DST
+    python tools/model_converters/convnextv2_official.py SRC DST.safetensors --to timm
 
 Recognised formats (detected from the keys, printed):
 
@@ -17,8 +19,15 @@ mmpretrain's released ConvNeXt V2 checkpoints already have this package's layout
 ``{'state_dict', 'meta'}`` with tensors only, loadable with ``torch.load(weights_only=True)``,
 ``load_from=DST`` or ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` (for a backbone alone,
 ``prefix='backbone.'``).
+
+``--to timm``: SRC is a ConvNeXt V2 ``ImageClassifier`` checkpoint of this package
+(``tools/train.py`` output or a converted file) of one of timm's sizes (atto ... huge); DST is the
+state dict of ``timm.create_model('convnextv2_<size>', num_classes=<head width>)``, a
+``.safetensors`` file unless DST ends with ``.pth`` / ``.pt`` / ``.bin``. FCMAE pre-training
+checkpoints have no timm model and are refused.
 """
 from visionllama_mm.converters import run_cli
+from visionllama_mm.models.backbones import convnextv2_convert
 
 if __name__ == '__main__':
-    run_cli('ConvNeXt V2', __doc__.split('\n')[0])
+    run_cli(convnextv2_convert, __doc__.split('\n')[0])

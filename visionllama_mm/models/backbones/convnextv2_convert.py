@@ -36,15 +36,29 @@ timm's ``convnextv2_*``: ``stem.{0,1}`` -> ``downsample_layers.0.{0,1}``,
 
 Every source key must have a rule: a key without one (V1 LayerScale ``gamma``, a timm
 ``norm_pre``, another stem type) raises ``ValueError`` naming it instead of being dropped.
+
+``--to timm`` (:func:`from_ours`) inverts the timm mapping for an ``ImageClassifier`` whose backbone
+is one of timm's ``convnextv2_*`` sizes (the MLP weights become 1x1 convs for atto / femto / pico /
+nano, which timm builds with ``conv_mlp=True``), so that ``timm.create_model('convnextv2_<size>',
+num_classes=<head width>)`` loads the file strictly. FCMAE pre-training checkpoints (no final norm,
+a decoder neck) and dense-task backbones (per-stage norms) have no timm model and are refused.
 """
 import math
 import re
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-__all__ = ['convert_official_convnextv2', 'convert_official_fcmae', 'convert_timm_convnextv2',
-           'me_kernel_to_conv_weight', 'me_depthwise_kernel_to_conv_weight']
+from ...converters import AlreadyConvertedError
+
+__all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'detect', 'to_ours', 'from_ours', 'TIMM_ARCHS',
+           'convert_official_convnextv2', 'convert_official_fcmae', 'convert_timm_convnextv2',
+           'export_timm_convnextv2', 'me_kernel_to_conv_weight',
+           'me_depthwise_kernel_to_conv_weight']
+
+FAMILY = 'ConvNeXt V2'
+FORMATS = ('convnextv2-official', 'convnextv2-fcmae', 'timm-convnextv2')
+EXPORTS = ('timm', )
 
 Rule = Tuple['re.Pattern', str, Callable[[torch.Tensor, str], torch.Tensor]]
 
@@ -197,3 +211,156 @@ def convert_official_fcmae(sd: Dict) -> Dict[str, torch.Tensor]:
 def convert_timm_convnextv2(sd: Dict) -> Dict[str, torch.Tensor]:
     """A timm ``convnextv2_*`` state dict -> ``ImageClassifier`` keys."""
     return _apply(sd, _TIMM, 'timm ConvNeXt V2 state dict')
+
+
+# ---------------------------------------------------------------------------------------------
+# the family interface
+
+
+# Each detector asks for keys only its format has: the official layouts' ``dwconv`` (ours and
+# mmpretrain's say ``depthwise_conv``, timm's ``conv_dw``), ME's ``.kernel`` under ``encoder.`` for
+# FCMAE, and a GRN parameter in every case, so that V1 checkpoints (same names, LayerScale
+# ``gamma`` instead of GRN) are not taken for V2.
+def _is_official(sd: Dict) -> bool:
+    return ('downsample_layers.0.0.weight' in sd and 'stages.0.0.dwconv.weight' in sd
+            and 'stages.0.0.grn.gamma' in sd)
+
+
+def _is_fcmae(sd: Dict) -> bool:
+    return ('encoder.downsample_layers.0.0.weight' in sd
+            and 'encoder.stages.0.0.dwconv.kernel' in sd and 'encoder.stages.0.0.grn.gamma' in sd)
+
+
+def _is_timm(sd: Dict) -> bool:
+    return 'stem.0.weight' in sd and 'stages.0.blocks.0.mlp.grn.weight' in sd
+
+
+# (format, where the weights sit in the file ('' = the top-level dict), detector). The official
+# main_finetune.py / main_pretrain.py save {'model', 'optimizer', 'epoch', 'args', ...}; timm's
+# hub weights are a bare state dict, its train.py writes {'state_dict', 'arch', ...}.
+_PLACES = (('convnextv2-official', 'model', _is_official), ('convnextv2-official', '', _is_official),
+           ('convnextv2-fcmae', 'model', _is_fcmae), ('convnextv2-fcmae', '', _is_fcmae),
+           ('timm-convnextv2', '', _is_timm), ('timm-convnextv2', 'state_dict', _is_timm))
+
+# a GRN gamma of our (= mmpretrain's) layout: 1-D, where the official dense layout (same name, no
+# ``backbone.``) has (1, 1, 1, C)
+_OWN_KEY = re.compile(r'(backbone\.)?stages\.\d+\.\d+\.grn\.gamma')
+
+
+def _own_layout_key(sd: Dict) -> str:
+    """The first ConvNeXt V2 GRN key of this package's layout in ``sd``, or ''."""
+    return next((k for k in sorted(map(str, sd)) if _OWN_KEY.fullmatch(k)
+                 and isinstance(sd[k], torch.Tensor) and sd[k].dim() == 1), '')
+
+
+def detect(ckpt: Dict) -> Optional[Tuple[str, Dict]]:
+    """(format, weights) of a ConvNeXt V2 release checkpoint, else ``None``.
+
+    Raises:
+        AlreadyConvertedError: our ConvNeXt V2 layout (1-D GRN parameters under
+            ``stages.i.j.grn``), which mmpretrain's released ConvNeXt V2 checkpoints share: it
+            loads as it is.
+    """
+    for fmt, field, test in _PLACES:
+        weights = ckpt.get(field) if field else ckpt
+        if isinstance(weights, dict) and test(weights):
+            return fmt, weights
+    for field in ('state_dict', None):
+        weights = ckpt.get(field) if field else ckpt
+        key = _own_layout_key(weights) if isinstance(weights, dict) else ''
+        if key:
+            raise AlreadyConvertedError(
+                'already a visionllama_mm checkpoint, no conversion needed: its '
+                f"{'state_dict' if field else 'top-level dict'} has this package's "
+                f"(= mmpretrain's) ConvNeXt V2 key layout ({key} of shape "
+                f"{tuple(weights[key].shape)}), as mmpretrain's released ConvNeXt V2 checkpoints "
+                'do; load it directly')
+    return None
+
+
+def to_ours(weights: Dict, fmt: str) -> Dict[str, torch.Tensor]:
+    """The weights of release format ``fmt`` -> this package's ``ImageClassifier`` keys
+    (``FCMAE`` model keys for ``convnextv2-fcmae``)."""
+    convert = {'convnextv2-official': convert_official_convnextv2,
+               'convnextv2-fcmae': convert_official_fcmae,
+               'timm-convnextv2': convert_timm_convnextv2}
+    if fmt not in convert:
+        raise ValueError(f'{FAMILY}: no release format {fmt!r}; known: {", ".join(FORMATS)}')
+    return convert[fmt](weights)
+
+
+def from_ours(state_dict: Dict, to: str) -> Dict[str, torch.Tensor]:
+    """This package's ConvNeXt V2 ``ImageClassifier`` state dict -> timm's (``to='timm'``)."""
+    if to not in EXPORTS:
+        raise ValueError(f'{FAMILY} checkpoints export to {", ".join(EXPORTS)}, not {to!r}')
+    return export_timm_convnextv2(state_dict)
+
+
+#: timm's ``convnextv2_*`` models: name -> (depths, channels, 1x1-conv MLP)
+TIMM_ARCHS = {
+    'atto': ((2, 2, 6, 2), (40, 80, 160, 320), True),
+    'femto': ((2, 2, 6, 2), (48, 96, 192, 384), True),
+    'pico': ((2, 2, 6, 2), (64, 128, 256, 512), True),
+    'nano': ((2, 2, 8, 2), (80, 160, 320, 640), True),
+    'tiny': ((3, 3, 9, 3), (96, 192, 384, 768), False),
+    'small': ((3, 3, 27, 3), (96, 192, 384, 768), False),
+    'base': ((3, 3, 27, 3), (128, 256, 512, 1024), False),
+    'large': ((3, 3, 27, 3), (192, 384, 768, 1536), False),
+    'huge': ((3, 3, 27, 3), (352, 704, 1408, 2816), False),
+}
+
+
+def timm_arch(state_dict: Dict) -> str:
+    """The timm ``convnextv2_*`` size of an ``ImageClassifier`` state dict (``backbone.*``)."""
+    channels = tuple(state_dict[f'backbone.downsample_layers.{i}.{0 if i == 0 else 1}.weight']
+                     .shape[0] for i in range(4)
+                     if f'backbone.downsample_layers.{i}.{0 if i == 0 else 1}.weight'
+                     in state_dict)
+    depths = tuple(len({k.split('.')[3] for k in state_dict
+                        if k.startswith(f'backbone.stages.{i}.')}) for i in range(4))
+    for name, (timm_depths, timm_channels, _) in TIMM_ARCHS.items():
+        if (depths, channels) == (timm_depths, timm_channels):
+            return name
+    raise ValueError(
+        f'--to timm: no timm convnextv2_* model has depths {list(depths)} and channels '
+        f'{list(channels)}; timm has ' + ', '.join(
+            f'{name} {list(d)}/{list(c)}' for name, (d, c, _) in TIMM_ARCHS.items()))
+
+
+_TO_TIMM = _rules(
+    (r'backbone\.downsample_layers\.0\.([01])\.(weight|bias)', r'stem.\1.\2', _same),
+    (r'backbone\.downsample_layers\.([1-9]\d*)\.([01])\.(weight|bias)',
+     r'stages.\1.downsample.\2.\3', _same),
+    (r'backbone\.stages\.(\d+)\.(\d+)\.depthwise_conv\.(weight|bias)',
+     r'stages.\1.blocks.\2.conv_dw.\3', _same),
+    (r'backbone\.stages\.(\d+)\.(\d+)\.norm\.(weight|bias)', r'stages.\1.blocks.\2.norm.\3', _same),
+    (r'backbone\.stages\.(\d+)\.(\d+)\.pointwise_conv([12])\.(weight|bias)',
+     r'stages.\1.blocks.\2.mlp.fc\3.\4', _same),
+    (r'backbone\.stages\.(\d+)\.(\d+)\.grn\.gamma', r'stages.\1.blocks.\2.mlp.grn.weight', _same),
+    (r'backbone\.stages\.(\d+)\.(\d+)\.grn\.beta', r'stages.\1.blocks.\2.mlp.grn.bias', _same),
+    (r'backbone\.norm3\.(weight|bias)', r'head.norm.\1', _same),
+    (r'head\.fc\.(weight|bias)', r'head.fc.\1', _same),
+)
+
+
+def export_timm_convnextv2(state_dict: Dict) -> Dict[str, torch.Tensor]:
+    """Our ConvNeXt V2 ``ImageClassifier`` keys -> the state dict of timm's
+    ``convnextv2_<size>`` (:func:`timm_arch`), MLP weights as 1x1 convs where timm uses them.
+
+    Raises:
+        ValueError: an FCMAE pre-training checkpoint (``neck.*``), a backbone without the final
+            norm (``norm3``) or with per-stage norms, a size timm does not have, or a key
+            without a timm counterpart.
+    """
+    neck = sorted(k for k in state_dict if k.startswith('neck.'))
+    if neck or 'backbone.norm3.weight' not in state_dict:
+        raise ValueError(
+            '--to timm: an FCMAE pre-training checkpoint (' + (f'{neck[0]}, ' if neck else '')
+            + 'no backbone.norm3) has no timm model: timm builds the ConvNeXt V2 classifier only. '
+            'Fine-tune it into an ImageClassifier (configs/convnextv2/) and export that')
+    conv_mlp = TIMM_ARCHS[timm_arch(state_dict)][2]
+    out = _apply(state_dict, _TO_TIMM, '--to timm: this ConvNeXt V2 checkpoint')
+    if conv_mlp:
+        out = {k: v[:, :, None, None] if re.fullmatch(r'.*\.mlp\.fc[12]\.weight', k) else v
+               for k, v in out.items()}
+    return out

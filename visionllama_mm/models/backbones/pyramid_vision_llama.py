@@ -24,7 +24,7 @@ from ..layers import (Attention, PatchEmbed, RopeTable, RotaryEmbedding, SwiGLUF
                       TransformerBlock, grid_positions)
 from .base import VisionBackbone, drop_path_rates
 
-__all__ = ['PyramidVisionLLaMA', 'convert_official_pyramid']
+__all__ = ['PyramidVisionLLaMA']
 
 
 @MODELS.register_module()
@@ -285,50 +285,3 @@ class PyramidVisionLLaMA(VisionBackbone):
             k, i = int(parts[1]), int(parts[2])
             return sum(self.depths[:k]) + i + 1
         return None
-
-
-def convert_official_pyramid(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Official deit-code ``pllama_wols_*`` checkpoint -> our ``ImageClassifier`` keys.
-
-    ``patch_embeds.k.proj`` -> ``backbone.patch_embeds.k.projection``; ``blocks.k.i`` ->
-    ``backbone.stages.k.i`` (``norm1/2`` -> ``ln1/2``, ``mlp.c_fc1`` + ``mlp.c_fc2`` ->
-    ``ffn.w12``, ``mlp.c_proj`` -> ``ffn.w3``, ``gamma_1/2`` -> ``ls1/2.weight``, attention names
-    unchanged: ``qkv``/``proj`` (LSA), ``q``/``kv``/``sr``/``norm``/``proj`` (GSA)); ``norm`` ->
-    ``backbone.norm`` (used twice by the head, ``out_type='avg_featmap'``); ``head`` -> ``head.fc``.
-    """
-    out: Dict[str, torch.Tensor] = {}
-    gates, ups = {}, {}
-    renames = {'norm1': 'ln1', 'norm2': 'ln2', 'gamma_1': 'ls1.weight', 'gamma_2': 'ls2.weight',
-               'mlp.c_proj': 'ffn.w3'}
-    for key, value in state_dict.items():
-        parts = key.split('.')
-        if parts[0] == 'patch_embeds':
-            sub = 'projection' if parts[2] == 'proj' else parts[2]
-            out[f'backbone.patch_embeds.{parts[1]}.{sub}.{parts[3]}'] = value
-        elif parts[0] == 'blocks':
-            prefix = f'backbone.stages.{parts[1]}.{parts[2]}.'
-            rest = '.'.join(parts[3:])
-            if rest.startswith('mlp.c_fc1'):
-                gates[prefix] = value
-            elif rest.startswith('mlp.c_fc2'):
-                ups[prefix] = value
-            elif rest.startswith('attn.'):
-                out[prefix + rest] = value
-            else:
-                for old, new in renames.items():
-                    if rest == old or rest.startswith(old + '.'):
-                        out[prefix + new + rest[len(old):]] = value
-                        break
-                else:
-                    raise KeyError(f'convert_official_pyramid: unexpected key {key!r}')
-        elif parts[0] == 'norm':
-            out[f'backbone.norm.{parts[1]}'] = value
-        elif parts[0] == 'head':
-            out[f'head.fc.{parts[1]}'] = value
-        else:
-            raise KeyError(f'convert_official_pyramid: unexpected key {key!r}')
-    if set(gates) != set(ups):
-        raise KeyError('convert_official_pyramid: mlp.c_fc1 / mlp.c_fc2 do not pair up')
-    for prefix in gates:
-        out[prefix + 'ffn.w12.weight'] = torch.cat([gates[prefix], ups[prefix]], dim=0)
-    return out

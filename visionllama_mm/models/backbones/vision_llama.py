@@ -22,7 +22,7 @@ from ...registry import MODELS
 from ..layers import Attention, PatchEmbed, RotaryEmbedding, SwiGLUFFN, TransformerBlock
 from .base import VisionBackbone, drop_path_rates
 
-__all__ = ['VisionLLaMA', 'convert_official_plain']
+__all__ = ['VisionLLaMA']
 
 
 @MODELS.register_module()
@@ -260,57 +260,3 @@ class VisionLLaMA(VisionBackbone):
         if name.startswith('layers.'):
             return int(name.split('.')[1]) + 1
         return None
-
-
-def convert_official_plain(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Official deit-code plain VisionLLaMA (timm 0.3.2 layout) -> our ``ImageClassifier`` keys.
-
-    ``patch_embed.proj`` -> ``backbone.patch_embed.projection``; ``blocks.i`` ->
-    ``backbone.layers.i`` (``norm1/2`` -> ``ln1/2``, ``mlp.c_fc1`` + ``mlp.c_fc2`` -> ``ffn.w12``
-    (gate rows first), ``mlp.c_proj`` -> ``ffn.w3``, ``gamma_1/2`` -> ``ls1/2.weight``); ``norm`` ->
-    ``backbone.ln1`` with a class token, ``backbone.ln2`` without one (the official GAP model
-    normalises after pooling: use ``out_type='avg_featmap', final_norm=False``); ``head`` ->
-    ``head.fc``.
-
-    Raises:
-        KeyError: for a key this layout does not have (e.g. an absolute ``pos_embed``).
-    """
-    with_cls = 'cls_token' in state_dict
-    out: Dict[str, torch.Tensor] = {}
-    gates, ups = {}, {}
-    for key, value in state_dict.items():
-        parts = key.split('.')
-        if key == 'cls_token':
-            out['backbone.cls_token'] = value
-        elif key.startswith('patch_embed.proj.'):
-            out[f'backbone.patch_embed.projection.{parts[-1]}'] = value
-        elif key.startswith('norm.'):
-            out[f'backbone.{"ln1" if with_cls else "ln2"}.{parts[-1]}'] = value
-        elif key.startswith('head.'):
-            out[f'head.fc.{parts[-1]}'] = value
-        elif parts[0] == 'blocks':
-            i, rest = parts[1], '.'.join(parts[2:])
-            prefix = f'backbone.layers.{i}.'
-            simple = {'norm1.weight': 'ln1.weight', 'norm1.bias': 'ln1.bias',
-                      'norm2.weight': 'ln2.weight', 'norm2.bias': 'ln2.bias',
-                      'attn.qkv.weight': 'attn.qkv.weight', 'attn.qkv.bias': 'attn.qkv.bias',
-                      'attn.proj.weight': 'attn.proj.weight', 'attn.proj.bias': 'attn.proj.bias',
-                      'mlp.c_proj.weight': 'ffn.w3.weight', 'gamma_1': 'ls1.weight',
-                      'gamma_2': 'ls2.weight'}
-            if rest in simple:
-                out[prefix + simple[rest]] = value
-            elif rest == 'mlp.c_fc1.weight':
-                gates[i] = value
-            elif rest == 'mlp.c_fc2.weight':
-                ups[i] = value
-            else:
-                raise KeyError(f'convert_official_plain: unexpected key {key!r}')
-        else:
-            raise KeyError(f'convert_official_plain: unexpected key {key!r} (absolute position '
-                           'embeddings are not part of the released VisionLLaMA models)')
-    if set(gates) != set(ups):
-        raise KeyError('convert_official_plain: mlp.c_fc1 and mlp.c_fc2 do not pair up in blocks '
-                       f'{sorted(set(gates) ^ set(ups))}')
-    for i in gates:
-        out[f'backbone.layers.{i}.ffn.w12.weight'] = torch.cat([gates[i], ups[i]], dim=0)
-    return out

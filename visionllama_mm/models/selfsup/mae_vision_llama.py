@@ -34,7 +34,7 @@ from ...engine.pretrained import split_pretrained
 from ...registry import MODELS
 from ..backbones.vision_llama import VisionLLaMA
 
-__all__ = ['MAEVisionLLaMA', 'convert_official_mae']
+__all__ = ['MAEVisionLLaMA']
 
 
 @MODELS.register_module()
@@ -170,14 +170,3 @@ class MAEVisionLLaMA(VisionLLaMA):
             x = self.run_block(layer, x, hw=(h, w), rope=rope)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         return self.ln1(x), mask, ids_restore
-
-
-def convert_official_mae(state_dict):
-    """Official mmpretrain-fork checkpoint (MAE pre-training or fine-tuning) -> our keys.
-
-    The fork's names already match ours (``backbone.cls_token``, ``backbone.patch_embed.
-    projection``, ``backbone.layers.i.{ln1, attn.qkv, attn.proj, ln2, ffn.w12, ffn.w3}``,
-    ``backbone.ln1``/``ln2``, ``neck.*``, ``head.*``); its ``backbone.pos_embed`` is a frozen
-    parameter that is never added and is dropped. Nothing else is touched.
-    """
-    return {k: v for k, v in state_dict.items() if k != 'backbone.pos_embed'}
