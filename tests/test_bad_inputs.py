@@ -439,7 +439,7 @@ TINY_VITAMIN = dict(stem_channels=8, channels=(8, 16), depths=(1, 2), embed_dims
      "'num_layers', 'num_heads']."),
     (dict(arch={**TINY_VITAMIN, 'depth': 3}),
      "ViTamin: unknown arch keys ['depth']; valid keys: ['stem_channels', 'channels', 'depths', "
-     "'embed_dims', 'num_layers', 'num_heads', 'mlp_ratio', 'pos_embed']."),
+     "'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels', 'pos_embed']."),
     (dict(out_type='avg_featmap', out_indices=(0, 1)),
      'ViTamin: out_type="avg_featmap" pools the transformer only (out_indices=-1); got '
      'out_indices=[0, 1]. Use out_type="featmap" for the MBConv stages.'),
@@ -517,16 +517,16 @@ def test_webdataset_fewer_shards_than_readers(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- LVM
-TINY_LLAMA = dict(embed_dims=32, hidden_dims=64, num_layers=1, num_heads=2)
+TINY_LLAMA = dict(embed_dims=32, feedforward_channels=64, num_layers=1, num_heads=2)
 
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(arch='2b'),
      "LLaMADecoder: unknown arch '2b'; valid names: 100m, 13b, 1b, 20b, 300m, 30b, 3b, 600m, 7b, "
      'debug, vqlm_100m, vqlm_13b, vqlm_1b, vqlm_20b, vqlm_300m, vqlm_30b, vqlm_3b, vqlm_600m, '
-     "vqlm_7b, vqlm_debug, or a dict with keys ['embed_dims', 'hidden_dims', 'num_layers', "
-     "'num_heads']."),
-    (dict(arch=dict(embed_dims=48, hidden_dims=64, num_layers=1, num_heads=5)),
+     "vqlm_7b, vqlm_debug, or a dict with keys ['embed_dims', 'feedforward_channels', "
+     "'num_layers', 'num_heads']."),
+    (dict(arch=dict(embed_dims=48, feedforward_channels=64, num_layers=1, num_heads=5)),
      'LLaMADecoder: embed_dims 48 is not divisible by num_heads 5.'),
 ], ids=['arch_name', 'heads'])
 def test_llama_decoder_bad_arguments(kwargs, message):

@@ -21,7 +21,7 @@ data_root = 'data/digits_8px'  # DigitsDataset writes the 8x8 PNGs there once
 
 model = dict(
     type='ClassConditionalDiffusion',
-    denoiser=dict(type='DiTLLaMA', arch=dict(embed_dims=64, depth=3, num_heads=4),
+    denoiser=dict(type='DiTLLaMA', arch=dict(embed_dims=64, num_layers=3, num_heads=4),
                   patch_size=2, in_channels=3, input_size=image_size, num_classes=10,
                   class_dropout_prob=0.1, learn_sigma=True, block_type='llama'),
     objective=dict(type='GaussianDiffusion', num_timesteps=1000, beta_schedule='linear',

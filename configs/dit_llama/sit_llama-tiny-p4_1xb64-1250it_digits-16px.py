@@ -12,7 +12,7 @@ image_size = 16
 data_root = 'data/digits_16px'  # DigitsDataset writes the 16x16 PNGs there once
 
 model = dict(
-    denoiser=dict(arch=dict(embed_dims=96, depth=3, num_heads=4), patch_size=4,
+    denoiser=dict(arch=dict(embed_dims=96, num_layers=3, num_heads=4), patch_size=4,
                   input_size=image_size),
     objective=dict(_delete_=True, type='FlowMatching', path='linear', prediction='velocity',
                    sampler=dict(mode='sde', num_steps=100, diffusion_form='sigma',

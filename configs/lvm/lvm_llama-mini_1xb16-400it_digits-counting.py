@@ -26,7 +26,8 @@ tokenizer = dict(
 model = dict(
     type='LVM',
     backbone=dict(type='LLaMADecoder', vocab_size=num_codes + 100,
-                  arch=dict(embed_dims=128, hidden_dims=352, num_layers=3, num_heads=4)),
+                  arch=dict(embed_dims=128, feedforward_channels=352, num_layers=3,
+                            num_heads=4)),
     tokenizer=tokenizer,
     num_codes=num_codes, bos_id=num_codes, eos_id=num_codes + 1, pad_id=num_codes + 2,
     log_accuracy=True)

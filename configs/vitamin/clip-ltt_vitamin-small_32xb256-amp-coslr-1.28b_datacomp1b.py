@@ -15,6 +15,6 @@
 _base_ = ['./clip_vitamin-small_32xb256-amp-coslr-1.28b_datacomp1b.py']
 
 model = dict(
-    text_encoder=dict(embed_dims=768, width=768, num_layers=12, num_heads=12),
+    text_encoder=dict(embed_dims=768, proj_dims=768, num_layers=12, num_heads=12),
     text_checkpoint='checkpoints/open_clip_vit-l-14_datacomp-xl-s13b-b90k.bin',
     lock_text=True)

@@ -4,4 +4,4 @@ _base_ = ['./clip_vitamin-small_32xb256-amp-coslr-1.28b_datacomp1b.py']
 
 model = dict(
     vision_backbone=dict(arch='base'),
-    text_encoder=dict(embed_dims=512, width=512, num_layers=12, num_heads=8))
+    text_encoder=dict(embed_dims=512, proj_dims=512, num_layers=12, num_heads=8))

@@ -3,7 +3,7 @@
 # samples); otherwise as the long ViTamin-L run. Released: 80.9% IN zero-shot at 224.
 _base_ = ['./clip_vitamin-large_280xb322-amp-coslr-12.8b_datacomp1b.py']
 
-model = dict(text_encoder=dict(embed_dims=1024, width=1024, num_layers=24, num_heads=16))
+model = dict(text_encoder=dict(embed_dims=1024, proj_dims=1024, num_layers=24, num_heads=16))
 warmup_iters = 4436
 max_iters = 142020  # as the ViTamin-L long run
 param_scheduler = [

@@ -7,7 +7,7 @@ _base_ = ['./clip_vitamin-small_32xb256-amp-coslr-1.28b_datacomp1b.py']
 
 model = dict(
     vision_backbone=dict(arch='large'),
-    text_encoder=dict(embed_dims=768, width=768, num_layers=12, num_heads=12))
+    text_encoder=dict(embed_dims=768, proj_dims=768, num_layers=12, num_heads=12))
 global_batch = 16384
 max_iters = 78126  # 78,125 batches rounded up to a multiple of 6 workers
 param_scheduler = [

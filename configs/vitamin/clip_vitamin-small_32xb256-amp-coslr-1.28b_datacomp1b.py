@@ -24,7 +24,7 @@ model = dict(
     type='ContrastiveCLIP',
     vision_backbone=dict(type='ViTamin', arch='small', img_size=image_size, drop_path_rate=0.1,
                          with_cp=True),
-    text_encoder=dict(type='CLIPTextTransformer', embed_dims=384, width=384, num_layers=12,
+    text_encoder=dict(type='CLIPTextTransformer', embed_dims=384, proj_dims=384, num_layers=12,
                       num_heads=6, with_cp=True),
     context_length=context_length,
     # the authors' configs: local_loss + gather_with_grad (each rank's rows against the global

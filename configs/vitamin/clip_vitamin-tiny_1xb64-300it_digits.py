@@ -21,7 +21,7 @@ model = dict(
         arch=dict(stem_channels=16, channels=(16, 32), depths=(1, 1), embed_dims=64,
                   num_layers=2, num_heads=2),
         img_size=image_size),
-    text_encoder=dict(type='CLIPTextTransformer', embed_dims=64, width=64, num_layers=2,
+    text_encoder=dict(type='CLIPTextTransformer', embed_dims=64, proj_dims=64, num_layers=2,
                       num_heads=2),
     context_length=context_length,
     zero_shot=dict(

@@ -10,7 +10,7 @@ _base_ = ['./clip_vitamin-large_280xb322-amp-coslr-12.8b_datacomp1b.py']
 
 model = dict(
     vision_backbone=dict(arch='xlarge'),
-    text_encoder=dict(embed_dims=1152, width=1152, num_layers=27, num_heads=16))
+    text_encoder=dict(embed_dims=1152, proj_dims=1152, num_layers=27, num_heads=16))
 global_batch = 90272
 warmup_iters = 4436
 max_iters = 141840  # 10 epochs x 14,184 batches (OpenCLIP's count)

@@ -22,7 +22,7 @@ CONFIGS = dict(
 @pytest.mark.parametrize('family', ['dit', 'sit'])
 def test_compiled_training_matches_eager(python, tmp_path, family):
     opts = (f'train_dataloader.dataset.data_root={tmp_path / "digits"}',
-            'train_dataloader.batch_size=16', 'model.denoiser.arch.depth=1',
+            'train_dataloader.batch_size=16', 'model.denoiser.arch.num_layers=1',
             'train_cfg.max_iters=5', 'default_hooks.checkpoint.interval=100',
             'default_hooks.checkpoint.save_last=False')
     config = osp.join(REPO, CONFIGS[family])

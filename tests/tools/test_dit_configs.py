@@ -233,7 +233,7 @@ def tiny_options(vae, iters=2, samples=10, batch=2, absent=None):
     """--cfg-options making an ImageNet config tiny: a 2-block 32-wide denoiser on 8x8 latents of
     the tiny VAE, 4 classes, fp32 (CPU), `iters` iterations, `samples` test samples."""
     opts = ['model.denoiser.arch._delete_=True', 'model.denoiser.arch.embed_dims=32',
-            'model.denoiser.arch.depth=2', 'model.denoiser.arch.num_heads=2',
+            'model.denoiser.arch.num_layers=2', 'model.denoiser.arch.num_heads=2',
             f'model.denoiser.input_size={LATENT}', f'model.denoiser.num_classes={CLASSES}',
             f'model.vae.path={vae}', 'optim_wrapper.type=OptimWrapper',
             f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',

@@ -65,7 +65,7 @@ def test_converted_ema_matches_the_reference(official, tmp_path):
     dst = tmp_path / 'dit.pth'
     out = run_tool([sys.executable, TOOL, str(src), str(dst), '--num-heads', '4'])
     assert 'format: official-dit-llama, weights: ema' in out, out
-    assert ("denoiser: type='DiTLLaMA', arch={'embed_dims': 64, 'depth': 2, 'num_heads': 4}, "
+    assert ("denoiser: type='DiTLLaMA', arch={'embed_dims': 64, 'num_layers': 2, 'num_heads': 4}, "
             "patch_size=2, in_channels=4, input_size=8, num_classes=10, class_dropout_prob=0.1, "
             "learn_sigma=True, block_type='llama'") in out, out
     assert 'note: dropped pos_embed (1, 16, 64)' in out, out

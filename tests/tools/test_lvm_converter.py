@@ -12,7 +12,7 @@ import transformers
 from ..conftest import REPO, run_python, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'lvm_official.py')
-ARCH = dict(embed_dims=64, hidden_dims=128, num_layers=2, num_heads=4)
+ARCH = dict(embed_dims=64, feedforward_channels=128, num_layers=2, num_heads=4)
 
 
 def _hf(num_kv_heads=4):

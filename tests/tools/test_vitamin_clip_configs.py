@@ -234,7 +234,7 @@ def test_small_recipe_trains_and_its_zero_shot_config_tests(digits_root, tmp_pat
              'model.vision_backbone.arch.depths=(1,1)', 'model.vision_backbone.arch.embed_dims=32',
              'model.vision_backbone.arch.num_layers=1', 'model.vision_backbone.arch.num_heads=2',
              'model.vision_backbone.img_size=32', 'model.text_encoder.embed_dims=16',
-             'model.text_encoder.width=16', 'model.text_encoder.num_layers=1',
+             'model.text_encoder.proj_dims=16', 'model.text_encoder.num_layers=1',
              'model.text_encoder.num_heads=2',
              "model.zero_shot.classes=['zero','one','two','three','four','five','six','seven',"
              "'eight','nine']", "model.zero_shot.templates=['a photo of a {}.','the digit {}.']",

@@ -2,8 +2,8 @@
 the FFNs of the pyramid VisionLLaMA of the same size.
 
 Pyramid VisionLLaMA keeps Twins-SVT's stages, LSA/GSA attention and widths but replaces the GELU
-MLPs (hidden 4x) by SwiGLU FFNs of three matrices (hidden ``ffn_dims``). At S that is 11% more
-multiply-adds than ``twins_svt_small``, so timm's Twins is the faster architecture, not only the
+MLPs (hidden 4x) by SwiGLU FFNs of three matrices (hidden ``feedforward_channels``). At S that
+is 11% more multiply-adds than ``twins_svt_small``, so timm's Twins is the faster architecture, not only the
 faster code. These factories put timm's own packed SwiGLU (``timm.layers.SwiGLUPacked``, one
 ``fc1`` to both halves, no bias, as ours) of the same hidden width into every timm Twins block:
 the same matrix work as ours, written by timm, which separates the cost of the architecture
@@ -28,7 +28,7 @@ def _with_swiglu(timm_name: str, arch: str, num_classes: int, drop_path_rate: fl
     model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes,
                               drop_path_rate=drop_path_rate)
     dims = PyramidVisionLLaMA.arch_zoo[arch]
-    for stage, dim, ffn in zip(model.blocks, dims['embed_dims'], dims['ffn_dims']):
+    for stage, dim, ffn in zip(model.blocks, dims['embed_dims'], dims['feedforward_channels']):
         for block in stage:
             block.mlp = SwiGLUPacked(in_features=dim, hidden_features=2 * ffn, bias=False)
     return model

@@ -106,7 +106,7 @@ def _pyramid_arch(d=32):
     # two blocks in the first stage: its second is a GSA block (keys from the 8x sub-sampled
     # grid); the other stages keep their LSA (windowed) block
     return dict(embed_dims=[d, 2 * d, 2 * d, 2 * d], depths=[2, 1, 1, 1], num_heads=[1, 2, 2, 2],
-                ffn_dims=[2 * d, 4 * d, 4 * d, 4 * d])
+                feedforward_channels=[2 * d, 4 * d, 4 * d, 4 * d])
 
 
 def _pyramid(cfg, data, batch):
@@ -180,7 +180,7 @@ def _vitamin_set(cfg, d):
 
 def _clip(cfg, data, batch):
     cfg.model.vision_backbone.update(arch=_vitamin_arch(), img_size=64, drop_path_rate=0.)
-    cfg.model.text_encoder.update(embed_dims=32, width=128, num_layers=1, num_heads=2)
+    cfg.model.text_encoder.update(embed_dims=128, proj_dims=32, num_layers=1, num_heads=2)
     dl = loader(cfg, batch, data_root=data['shards'], shards='train-{00000..00001}.tar',
                 num_samples=16)
     shrink_pipeline(dl.dataset.pipeline, 64)
@@ -191,18 +191,18 @@ def _clip_dims():
     dims = set(_vitamin_dims())
     for path in glob.glob(osp.join(REPO, 'configs/vitamin/clip*datacomp1b.py')):
         text = Config.fromfile(path).model.text_encoder
-        dims.add(text.width // text.num_heads)
+        dims.add(text.embed_dims // text.num_heads)
     return sorted(dims)
 
 
 def _clip_set(cfg, d):
     cfg.model.vision_backbone.arch = _vitamin_arch(d)
-    cfg.model.text_encoder.width = 2 * d
+    cfg.model.text_encoder.embed_dims = 2 * d
 
 
 # ---------------------------------------------------------------- LVM / VQGAN
 def _llama_arch(d=64):
-    return dict(embed_dims=2 * d, hidden_dims=4 * d, num_layers=2, num_heads=2)
+    return dict(embed_dims=2 * d, feedforward_channels=4 * d, num_layers=2, num_heads=2)
 
 
 def _lvm(cfg, data, batch):
@@ -228,7 +228,7 @@ def _vqgan(cfg, data, batch):
 
 # ---------------------------------------------------------------- DiT / SiT-LLaMA
 def _dit_arch(d=72):
-    return dict(embed_dims=2 * d, depth=2, num_heads=2)
+    return dict(embed_dims=2 * d, num_layers=2, num_heads=2)
 
 
 def _diffusion(cfg, data, batch, d):

@@ -30,7 +30,7 @@ model = dict(
     # numbers (the official PyTorch code's MinkowskiGRN pools the whole batch: grn_batch_stat=True)
     backbone=dict(type='SparseConvNeXtV2', arch='tiny', mask_ratio=0.6, drop_path_rate=0.,
                   grn_batch_stat=False),
-    neck=dict(type='FCMAEDecoder', in_channels=768, embed_dims=512, depth=1, patch_size=32),
+    neck=dict(type='FCMAEDecoder', in_channels=768, embed_dims=512, num_layers=1, patch_size=32),
     head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=32,
               loss=dict(type='PixelReconstructionLoss', criterion='L2')))
 

@@ -125,7 +125,8 @@ def test_bf16_autocast():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"unknown arch 'm'; valid names: s, b, l, xl"):
+    with pytest.raises(ValueError, match=r"unknown arch 'm'; valid names: b, l, s, xl, or a "
+                       r"dict with keys \['embed_dims', 'num_layers', 'num_heads'\]\."):
         DiTLLaMA(arch='m')
     with pytest.raises(ValueError, match='block_type must be "llama" or "dit"'):
         DiTLLaMA(arch=TINY, block_type='vit')

@@ -9,10 +9,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from ...engine.pretrained import PretrainedInitMixin
+from ..utils import checkpoint_call, parse_arch
 
 __all__ = ['VisionBackbone', 'drop_path_rates']
 
@@ -36,31 +36,26 @@ class VisionBackbone(PretrainedInitMixin, BaseBackbone):
     Attributes set by subclasses:
         arch_zoo: ``{name: settings}``; short and long aliases map to the same dict.
         arch_keys: Keys a custom ``arch`` dict must have.
+        arch_optional: Keys it may have (a dict gives their defaults).
+        arch_aliases: ``{old key: new key}`` of renamed arch keys (deprecated, still read).
         with_cp: Activation checkpointing of every block (used by :meth:`run_block`).
         frozen_stages: Read by :meth:`frozen_modules`.
     """
 
     arch_zoo: Dict[str, dict] = {}
     arch_keys: Tuple[str, ...] = ()
+    arch_optional: Union[Tuple[str, ...], Dict[str, object]] = ()
+    arch_aliases: Dict[str, str] = {}
     with_cp: bool = False
     frozen_stages: int = -1
 
     # ------------------------------------------------------------------------- construction
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
-        """An arch name of ``arch_zoo`` (case-insensitive) or a dict with ``arch_keys``."""
-        name = cls.__name__
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in cls.arch_zoo:
-                raise ValueError(f'{name}: unknown arch {arch!r}; valid names: '
-                                 f'{", ".join(sorted(cls.arch_zoo))}, or a dict with keys '
-                                 f'{list(cls.arch_keys)}.')
-            return dict(cls.arch_zoo[key])
-        if not isinstance(arch, dict) or not set(cls.arch_keys) <= set(arch):
-            raise ValueError(f'{name}: a custom arch must be a dict with keys '
-                             f'{list(cls.arch_keys)}, got {arch!r}.')
-        return dict(arch)
+        """An arch name of ``arch_zoo`` (case-insensitive) or a dict with ``arch_keys`` (and any
+        of ``arch_optional``); see :func:`~visionllama_mm.models.utils.parse_arch`."""
+        return parse_arch(arch, cls.arch_zoo, required=cls.arch_keys,
+                          optional=cls.arch_optional, aliases=cls.arch_aliases, owner=cls.__name__)
 
     def check_rate(self, name: str, value: float) -> float:
         """A probability-like rate (dropout, drop path) must lie in [0, 1)."""
@@ -113,9 +108,7 @@ class VisionBackbone(PretrainedInitMixin, BaseBackbone):
     def run_block(self, block: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """``block(x, *args, **kwargs)``, activation-checkpointed when ``with_cp`` is on and the
         forward needs gradients."""
-        if self.with_cp and self.training and x.requires_grad:
-            return cp.checkpoint(block, x, *args, use_reentrant=False, **kwargs)
-        return block(x, *args, **kwargs)
+        return checkpoint_call(block, x, *args, enabled=self.with_cp and self.training, **kwargs)
 
     # ------------------------------------------------------------------------------ freezing
     def frozen_modules(self) -> List[nn.Module]:

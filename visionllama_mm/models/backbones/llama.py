@@ -45,7 +45,9 @@ class LLaMADecoder(VisionBackbone):
 
     Args:
         arch: A name of :attr:`arch_zoo` (EasyLM's ``vqlm_*`` sizes) or a dict with
-            ``embed_dims`` (hidden), ``hidden_dims`` (intermediate), ``num_layers``, ``num_heads``.
+            ``embed_dims`` (transformers' ``hidden_size``), ``feedforward_channels``
+            (``intermediate_size``), ``num_layers``, ``num_heads`` (``hidden_dims``, the old name
+            of ``feedforward_channels``, is read too but deprecated).
         vocab_size: Embedding rows and logits: 8192 VQ codes + 100 reserved ids (specials) = 8292.
         rope_theta: Base of the RoPE frequencies.
         norm_eps: RMSNorm epsilon.
@@ -66,27 +68,38 @@ class LLaMADecoder(VisionBackbone):
     # hidden, intermediate, layers, heads of EasyLM's LLAMA_STANDARD_CONFIGS
     arch_zoo = {
         **dict.fromkeys(['debug', 'vqlm_debug'],
-                        dict(embed_dims=128, hidden_dims=256, num_layers=2, num_heads=4)),
+                        dict(embed_dims=128, feedforward_channels=256, num_layers=2,
+                             num_heads=4)),
         **dict.fromkeys(['100m', 'vqlm_100m'],
-                        dict(embed_dims=640, hidden_dims=1664, num_layers=22, num_heads=10)),
+                        dict(embed_dims=640, feedforward_channels=1664, num_layers=22,
+                             num_heads=10)),
         **dict.fromkeys(['300m', 'vqlm_300m'],
-                        dict(embed_dims=1024, hidden_dims=2688, num_layers=22, num_heads=8)),
+                        dict(embed_dims=1024, feedforward_channels=2688, num_layers=22,
+                             num_heads=8)),
         **dict.fromkeys(['600m', 'vqlm_600m'],
-                        dict(embed_dims=1536, hidden_dims=4096, num_layers=22, num_heads=16)),
+                        dict(embed_dims=1536, feedforward_channels=4096, num_layers=22,
+                             num_heads=16)),
         **dict.fromkeys(['1b', 'vqlm_1b'],
-                        dict(embed_dims=2048, hidden_dims=5504, num_layers=22, num_heads=16)),
+                        dict(embed_dims=2048, feedforward_channels=5504, num_layers=22,
+                             num_heads=16)),
         **dict.fromkeys(['3b', 'vqlm_3b'],
-                        dict(embed_dims=3200, hidden_dims=8640, num_layers=26, num_heads=32)),
+                        dict(embed_dims=3200, feedforward_channels=8640, num_layers=26,
+                             num_heads=32)),
         **dict.fromkeys(['7b', 'vqlm_7b'],
-                        dict(embed_dims=4096, hidden_dims=11008, num_layers=32, num_heads=32)),
+                        dict(embed_dims=4096, feedforward_channels=11008, num_layers=32,
+                             num_heads=32)),
         **dict.fromkeys(['13b', 'vqlm_13b'],
-                        dict(embed_dims=5120, hidden_dims=13824, num_layers=40, num_heads=40)),
+                        dict(embed_dims=5120, feedforward_channels=13824, num_layers=40,
+                             num_heads=40)),
         **dict.fromkeys(['20b', 'vqlm_20b'],
-                        dict(embed_dims=6144, hidden_dims=16128, num_layers=46, num_heads=48)),
+                        dict(embed_dims=6144, feedforward_channels=16128, num_layers=46,
+                             num_heads=48)),
         **dict.fromkeys(['30b', 'vqlm_30b'],
-                        dict(embed_dims=6656, hidden_dims=17920, num_layers=60, num_heads=52)),
+                        dict(embed_dims=6656, feedforward_channels=17920, num_layers=60,
+                             num_heads=52)),
     }
-    arch_keys = ('embed_dims', 'hidden_dims', 'num_layers', 'num_heads')
+    arch_keys = ('embed_dims', 'feedforward_channels', 'num_layers', 'num_heads')
+    arch_aliases = {'hidden_dims': 'feedforward_channels'}
 
     def __init__(self,
                  arch='debug',
@@ -101,7 +114,8 @@ class LLaMADecoder(VisionBackbone):
         super().__init__(init_cfg=init_cfg)
         arch = self.parse_arch(arch)
         self.embed_dims = self.check_int('embed_dims', arch['embed_dims'])
-        self.hidden_dims = self.check_int('hidden_dims', arch['hidden_dims'])
+        self.feedforward_channels = self.check_int('feedforward_channels',
+                                                   arch['feedforward_channels'])
         self.num_layers = self.check_int('num_layers', arch['num_layers'])
         self.num_heads = self.check_heads(self.embed_dims, arch['num_heads'])
         self.vocab_size = self.check_int('vocab_size', vocab_size)
@@ -118,7 +132,8 @@ class LLaMADecoder(VisionBackbone):
 
         attn = partial(Attention, num_heads=self.num_heads, qkv_bias=False, proj_bias=False,
                        layout='llama')
-        mlp = partial(SwiGLUFFN, hidden_dims=self.hidden_dims, bias=False, layout='llama')
+        mlp = partial(SwiGLUFFN, hidden_dims=self.feedforward_channels, bias=False,
+                      layout='llama')
         norm = partial(RMSNorm, eps=norm_eps)
         blocks = [
             TransformerBlock(self.embed_dims, attn, mlp, norm_layer=norm,
@@ -145,7 +160,7 @@ class LLaMADecoder(VisionBackbone):
         """Parameter count of an arch without building it: per block 4C^2 + 3CI + 2C, plus
         the embedding, the final norm and the head."""
         a = cls.parse_arch(arch)
-        c, i, n = a['embed_dims'], a['hidden_dims'], a['num_layers']
+        c, i, n = a['embed_dims'], a['feedforward_channels'], a['num_layers']
         return n * (4 * c * c + 3 * c * i + 2 * c) + vocab_size * c * (2 if with_head else 1) + c
 
     # ----------------------------------------------------------------------------- forward

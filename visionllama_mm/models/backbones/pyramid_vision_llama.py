@@ -38,7 +38,9 @@ class PyramidVisionLLaMA(VisionBackbone):
 
     Args:
         arch: ``'small'``/``'base'``/``'large'`` (``'s'``/``'b'``/``'l'``) or a dict with
-            ``embed_dims``, ``depths``, ``num_heads``, ``ffn_dims`` (one entry per stage).
+            ``embed_dims``, ``depths``, ``num_heads``, ``feedforward_channels`` (the SwiGLU
+            hidden widths), one entry per stage (``ffn_dims``, the old name of
+            ``feedforward_channels``, is read too but deprecated).
         img_size: Training resolution (the AS2DRoPE anchor for ``auto_scale_rule='anchor'``;
             each stage grid at this size must be divisible by its ``sr_ratios`` entry).
         in_channels: Image channels.
@@ -74,15 +76,16 @@ class PyramidVisionLLaMA(VisionBackbone):
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['s', 'small'], dict(
             embed_dims=[64, 128, 256, 512], depths=[2, 2, 10, 4], num_heads=[2, 4, 8, 16],
-            ffn_dims=[256, 512, 768, 1536])),
+            feedforward_channels=[256, 512, 768, 1536])),
         **dict.fromkeys(['b', 'base'], dict(
             embed_dims=[96, 192, 384, 768], depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
-            ffn_dims=[256, 512, 1024, 2048])),
+            feedforward_channels=[256, 512, 1024, 2048])),
         **dict.fromkeys(['l', 'large'], dict(
             embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
-            ffn_dims=[512, 768, 1536, 2816])),
+            feedforward_channels=[512, 768, 1536, 2816])),
     }
-    arch_keys = ('embed_dims', 'depths', 'num_heads', 'ffn_dims')
+    arch_keys = ('embed_dims', 'depths', 'num_heads', 'feedforward_channels')
+    arch_aliases = {'ffn_dims': 'feedforward_channels'}
 
     def __init__(self,
                  arch: Union[str, dict] = 'small',
@@ -182,7 +185,8 @@ class PyramidVisionLLaMA(VisionBackbone):
                           proj_drop=drop_rate)
             lsa = partial(Attention, **common)
             gsa = partial(Attention, sr_ratio=sr, norm_eps=norm_eps, **common)
-            ffn = partial(SwiGLUFFN, hidden_dims=arch['ffn_dims'][k], bias=False, drop=drop_rate)
+            ffn = partial(SwiGLUFFN, hidden_dims=arch['feedforward_channels'][k], bias=False,
+                          drop=drop_rate)
             # even blocks: LSA (windowed); odd blocks: GSA, in every stage as in the official code
             self.stages.append(nn.ModuleList([
                 TransformerBlock(dim, lsa if i % 2 == 0 else gsa, ffn,

@@ -34,6 +34,7 @@ from timm.layers import resample_abs_pos_embed
 
 from ...registry import MODELS
 from ..layers import Attention, GeGLUFFN, TransformerBlock
+from ..utils import renamed_arg
 from .base import VisionBackbone, drop_path_rates
 
 __all__ = ['ViTamin', 'convert_timm_vitamin']
@@ -146,7 +147,9 @@ class ViTamin(VisionBackbone):
             in the text tower), ``'xlarge'`` (no position embedding, as timm and the released
             weights), or a dict with ``stem_channels``, ``channels`` (two MBConv widths),
             ``depths`` (two MBConv depths), ``embed_dims``, ``num_layers``, ``num_heads``, and
-            optionally ``mlp_ratio`` (2.0) and ``pos_embed`` (True).
+            optionally ``feedforward_channels`` (the GeGLU hidden width, ``2 * embed_dims``) and
+            ``pos_embed`` (True). ``mlp_ratio`` (timm's name: ``feedforward_channels /
+            embed_dims``) is read too but deprecated.
         img_size: Input size the learned position embedding is laid out for (224, or 256 / 336 /
             384 for the high-resolution fine-tunes). A checkpoint of another size is resized
             bicubically when it loads; inputs of another size interpolate it on the fly.
@@ -185,6 +188,8 @@ class ViTamin(VisionBackbone):
             num_layers=32, num_heads=16, pos_embed=False)),
     }
     arch_keys = ('stem_channels', 'channels', 'depths', 'embed_dims', 'num_layers', 'num_heads')
+    arch_optional = ('feedforward_channels', 'pos_embed')
+    deprecated_names = ('arch.mlp_ratio', )  # an old arch key still read
     OUT_TYPES = ('avg_featmap', 'featmap')
 
     def __init__(self,
@@ -200,11 +205,14 @@ class ViTamin(VisionBackbone):
                  with_cp: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, dict) and 'mlp_ratio' in arch:  # a ratio, not a plain renaming
+            arch = dict(arch)
+            ratio = arch.pop('mlp_ratio')
+            ffn = renamed_arg('ViTamin', 'arch.mlp_ratio', ratio, 'arch.feedforward_channels',
+                              arch.get('feedforward_channels'))
+            if 'embed_dims' in arch and 'feedforward_channels' not in arch:
+                arch['feedforward_channels'] = int(arch['embed_dims'] * ffn)
         arch = self.parse_arch(arch)
-        unknown = set(arch) - set(self.arch_keys) - {'mlp_ratio', 'pos_embed'}
-        if unknown:
-            raise ValueError(f'ViTamin: unknown arch keys {sorted(unknown)}; valid keys: '
-                             f'{list(self.arch_keys) + ["mlp_ratio", "pos_embed"]}.')
         self.arch_settings = arch
         stem = self.check_int('stem_channels', arch['stem_channels'])
         channels, depths = tuple(arch['channels']), tuple(arch['depths'])
@@ -216,7 +224,8 @@ class ViTamin(VisionBackbone):
         self.embed_dims = self.check_int('embed_dims', arch['embed_dims'])
         self.num_layers = self.check_int('num_layers', arch['num_layers'])
         num_heads = self.check_heads(self.embed_dims, arch['num_heads'])
-        mlp_ratio = arch.get('mlp_ratio', 2.0)
+        ffn_dims = self.check_int('feedforward_channels',
+                                  arch.get('feedforward_channels', 2 * self.embed_dims))
         self.check_choice('out_type', out_type, self.OUT_TYPES)
         self.check_rate('drop_path_rate', drop_path_rate)
         self.check_choice('frozen_stages', frozen_stages, (-1, 0, 1, 2, 3))
@@ -242,7 +251,7 @@ class ViTamin(VisionBackbone):
         dpr = drop_path_rates(drop_path_rate, self.num_layers)
         norm = partial(nn.LayerNorm, eps=norm_eps)
         attn = partial(Attention, num_heads=num_heads, qkv_bias=qkv_bias)
-        ffn = partial(GeGLUFFN, hidden_dims=int(self.embed_dims * mlp_ratio), norm_layer=norm)
+        ffn = partial(GeGLUFFN, hidden_dims=ffn_dims, norm_layer=norm)
         self.blocks = nn.ModuleList([
             TransformerBlock(self.embed_dims, attn, ffn, norm_layer=norm, drop_path_rate=dpr[i])
             for i in range(self.num_layers)

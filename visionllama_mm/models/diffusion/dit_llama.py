@@ -24,6 +24,7 @@ from timm.layers import Mlp
 from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
 from ..layers import Attention, RotaryEmbedding, SwiGLUFFN
+from ..utils import checkpoint_call, parse_arch
 
 __all__ = ['DiTLLaMA']
 
@@ -126,8 +127,8 @@ class DiTLLaMA(PretrainedInitMixin, BaseModule):
 
     Args:
         arch: ``'s'``, ``'b'``, ``'l'``, ``'xl'`` (paper §4.1: 384/12/6, 768/12/12, 1024/24/16,
-            1152/28/16 as dims/depth/heads) or a dict with ``embed_dims``, ``depth``,
-            ``num_heads``.
+            1152/28/16 as dims/layers/heads) or a dict with ``embed_dims``, ``num_layers``,
+            ``num_heads`` (``depth``, the official name, is read too but deprecated).
         patch_size: Side of the latent patches (2 or 4 in the paper).
         in_channels: Latent channels (4 for the SD VAE; 3 for pixel-space models).
         input_size: Latent side (32 for 256 px images); sets DiT's position embedding.
@@ -144,26 +145,21 @@ class DiTLLaMA(PretrainedInitMixin, BaseModule):
     """
 
     arch_zoo: Dict[str, Dict[str, int]] = {
-        's': dict(embed_dims=384, depth=12, num_heads=6),
-        'b': dict(embed_dims=768, depth=12, num_heads=12),
-        'l': dict(embed_dims=1024, depth=24, num_heads=16),
-        'xl': dict(embed_dims=1152, depth=28, num_heads=16),
+        's': dict(embed_dims=384, num_layers=12, num_heads=6),
+        'b': dict(embed_dims=768, num_layers=12, num_heads=12),
+        'l': dict(embed_dims=1024, num_layers=24, num_heads=16),
+        'xl': dict(embed_dims=1152, num_layers=28, num_heads=16),
     }
+    arch_keys = ('embed_dims', 'num_layers', 'num_heads')
+    arch_aliases = {'depth': 'num_layers'}
 
     def __init__(self, arch: Union[str, dict] = 'xl', patch_size: int = 2, in_channels: int = 4,
                  input_size: int = 32, num_classes: int = 1000, class_dropout_prob: float = 0.1,
                  learn_sigma: bool = True, block_type: str = 'llama', with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'DiTLLaMA: unknown arch {arch!r}; valid names: '
-                                 f'{", ".join(self.arch_zoo)}, or a dict with embed_dims, depth, '
-                                 'num_heads.')
-            arch = self.arch_zoo[arch.lower()]
-        elif set(arch) != {'embed_dims', 'depth', 'num_heads'}:
-            raise ValueError(f'DiTLLaMA: an arch dict needs exactly embed_dims, depth, num_heads; '
-                             f'got {sorted(arch)}.')
+        arch = parse_arch(arch, self.arch_zoo, required=self.arch_keys,
+                          aliases=self.arch_aliases, owner='DiTLLaMA')
         if block_type not in ('llama', 'dit'):
             raise ValueError(f'DiTLLaMA: block_type must be "llama" or "dit", got {block_type!r}.')
         if input_size % patch_size:
@@ -187,7 +183,8 @@ class DiTLLaMA(PretrainedInitMixin, BaseModule):
             self.register_buffer('pos_embed', torch.cat(table.chunk(2, dim=-1)[::-1], dim=-1))
         else:
             self.rope = RotaryEmbedding(D // heads, ndim=2)
-        self.blocks = nn.ModuleList(DiTBlock(D, heads, block_type) for _ in range(arch['depth']))
+        self.blocks = nn.ModuleList(DiTBlock(D, heads, block_type)
+                                    for _ in range(arch['num_layers']))
         self.final_layer = FinalLayer(D, patch_size, self.out_channels)
         self._init()
 
@@ -233,11 +230,8 @@ class DiTLLaMA(PretrainedInitMixin, BaseModule):
             rope = self.rope.grid(h, w, device=x.device)
         c = self.t_embedder(t) + self.y_embedder(y, drop_labels)
         for block in self.blocks:
-            if self.with_cp and self.training and tokens.requires_grad:
-                tokens = torch.utils.checkpoint.checkpoint(block, tokens, c, rope,
-                                                           use_reentrant=False)
-            else:
-                tokens = block(tokens, c, rope)
+            tokens = checkpoint_call(block, tokens, c, rope,
+                                     enabled=self.with_cp and self.training)
         out = self.final_layer(tokens, c)  # (B, h*w, p*p*C_out)
         out = out.view(B, h, w, p, p, self.out_channels).permute(0, 5, 1, 3, 2, 4)
         return out.reshape(B, self.out_channels, H, W)

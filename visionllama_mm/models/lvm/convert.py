@@ -56,7 +56,8 @@ def llama_arch_from_hf_config(config: Dict) -> Tuple[dict, Dict]:
     if problems:
         raise ValueError('config.json describes a LLaMA that LLaMADecoder does not build: '
                          + '; '.join(problems) + '.')
-    arch = dict(embed_dims=config['hidden_size'], hidden_dims=config['intermediate_size'],
+    arch = dict(embed_dims=config['hidden_size'],
+                feedforward_channels=config['intermediate_size'],
                 num_layers=config['num_hidden_layers'], num_heads=heads)
     kwargs = dict(vocab_size=config['vocab_size'], rope_theta=config.get('rope_theta', 10000.),
                   norm_eps=config.get('rms_norm_eps', 1e-6))

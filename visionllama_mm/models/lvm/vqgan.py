@@ -34,12 +34,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.model import BaseModel, BaseModule
 from mmengine.structures import BaseDataElement
 
 from ...engine.pretrained import PretrainedInitMixin
 from ...registry import MODELS
+from ..utils import checkpoint_call, parse_arch
 
 __all__ = ['VQGANTokenizer', 'VQGANAutoEncoder', 'load_muse_vqgan', 'MUSE_VQGAN_ARCH']
 
@@ -141,7 +141,7 @@ class Level(nn.Module):
 
     def forward(self, x: torch.Tensor, with_cp: bool = False) -> torch.Tensor:
         for i, block in enumerate(self.block):
-            x = cp.checkpoint(block, x, use_reentrant=False) if with_cp else block(x)
+            x = checkpoint_call(block, x, enabled=with_cp)
             if len(self.attn) > 1:  # official quirk: a single attention block is never run
                 x = self.attn[i](x)
         if hasattr(self, 'downsample'):
@@ -278,22 +278,15 @@ class VQGANTokenizer(PretrainedInitMixin, BaseModule):
     ``decode`` ids (B, h*w) -> (B, 3, h*f, w*f) in [0, 1] (square grid unless ``hw`` is given).
     """
     arch_zoo = {'muse': MUSE_VQGAN_ARCH, 'lvm': MUSE_VQGAN_ARCH}
+    # the keys are the fields of the released config.json (not mmpretrain's names), so that a
+    # checkpoint's config reads as it is; every key is optional (the released value)
+    arch_optional = MUSE_VQGAN_ARCH
 
     def __init__(self, arch: Union[str, dict] = 'muse', frozen: bool = True, with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_zoo:
-                raise ValueError(f'VQGANTokenizer: unknown arch {arch!r}; choose from '
-                                 f'{sorted(self.arch_zoo)} or pass a dict of the checkpoint\'s '
-                                 'config.json fields.')
-            arch = self.arch_zoo[arch]
-        else:
-            unknown = sorted(set(arch) - set(MUSE_VQGAN_ARCH))
-            if unknown:
-                raise ValueError(f'VQGANTokenizer: unknown arch keys {unknown}; the keys are '
-                                 f'{sorted(MUSE_VQGAN_ARCH)}.')
-            arch = {**MUSE_VQGAN_ARCH, **arch}
+        arch = parse_arch(arch, self.arch_zoo, optional=self.arch_optional,
+                          owner='VQGANTokenizer')
         arch = dict(arch, channel_mult=tuple(arch['channel_mult']),
                     attn_resolutions=tuple(arch['attn_resolutions']))
         if not isinstance(arch['num_embeddings'], int) or arch['num_embeddings'] < 2:

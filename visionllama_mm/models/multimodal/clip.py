@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.dist import all_gather, get_dist_info
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel, BaseModule
@@ -38,6 +37,7 @@ from timm.layers import Mlp, QuickGELU
 from ...engine.pretrained import PretrainedInitMixin, load_checkpoint_source, split_pretrained
 from ...registry import MODELS
 from ..layers import Attention, TransformerBlock
+from ..utils import checkpoint_call, renamed_arg, warn_deprecated
 
 __all__ = ['CLIPTextTransformer', 'CLIPTokenizer', 'ContrastiveCLIP', 'zero_shot_prompts']
 
@@ -74,54 +74,80 @@ class CLIPTextTransformer(PretrainedInitMixin, BaseModule):
     """OpenCLIP's text encoder on the package's shared blocks.
 
     Args:
-        embed_dims: Output (joint embedding) dims E.
-        width: Token channels W.
+        embed_dims: Token channels C (OpenCLIP's ``width``).
+        proj_dims: Output (joint embedding) dims E, the width of ``text_projection`` (OpenCLIP's
+            ``embed_dim``, mmpretrain CLIP's ``proj_dim``); default ``embed_dims``.
         num_layers: Blocks.
         num_heads: Attention heads.
         context_length: Longest token sequence (the positional table's length).
         vocab_size: Token embedding rows (49,408 for the CLIP BPE).
-        mlp_ratio: MLP hidden = ``mlp_ratio * W``.
+        feedforward_channels: MLP hidden width; default ``4 * embed_dims``.
         act: ``'gelu'`` (OpenCLIP / ViTamin) or ``'quick_gelu'`` (OpenAI's models).
         norm_eps: LayerNorm epsilon (1e-5, torch's default, as OpenCLIP).
         with_cp: Activation checkpointing of every block.
+        width, mlp_ratio: Deprecated (read for one more release, with a warning). The old
+            arguments named the token channels ``width`` and the output dims ``embed_dims``:
+            a call that gives ``width`` is read the old way (``width`` -> ``embed_dims``,
+            ``embed_dims`` -> ``proj_dims``). ``mlp_ratio`` gives
+            ``feedforward_channels = mlp_ratio * embed_dims``.
 
     Shapes:
         tokens (B, L) int64 with L <= context_length, end-of-text the largest id of each row
-        -> (B, E) (not normalised).
+        -> (B, proj_dims) (not normalised).
     """
 
     ACTS = {'gelu': nn.GELU, 'quick_gelu': QuickGELU}
+    deprecated_names = ('width', 'mlp_ratio')  # old argument names still read
 
-    def __init__(self, embed_dims: int = 512, width: int = 512, num_layers: int = 12,
-                 num_heads: int = 8, context_length: int = 77, vocab_size: int = 49408,
-                 mlp_ratio: float = 4.0, act: str = 'gelu', norm_eps: float = 1e-5,
-                 with_cp: bool = False, init_cfg: Optional[dict] = None):
+    def __init__(self, embed_dims: int = 512, proj_dims: Optional[int] = None,
+                 num_layers: int = 12, num_heads: int = 8, context_length: int = 77,
+                 vocab_size: int = 49408, feedforward_channels: Optional[int] = None,
+                 act: str = 'gelu', norm_eps: float = 1e-5, with_cp: bool = False,
+                 init_cfg: Optional[dict] = None, width: Optional[int] = None,
+                 mlp_ratio: Optional[float] = None):
         super().__init__(init_cfg=init_cfg)
+        if width is not None:  # the old names: width = token channels, embed_dims = output
+            if proj_dims is not None:
+                raise ValueError('CLIPTextTransformer: got both width (deprecated) and '
+                                 'proj_dims; give embed_dims (the token channels) and proj_dims '
+                                 '(the output dims) only.')
+            warn_deprecated(f'CLIPTextTransformer: width={width}, embed_dims={embed_dims} are '
+                            'the deprecated names (removed in the next release); the token '
+                            f'channels are now embed_dims and the output dims proj_dims: use '
+                            f'embed_dims={width}, proj_dims={embed_dims}.')
+            embed_dims, proj_dims = width, embed_dims
+        ratio = renamed_arg('CLIPTextTransformer', 'mlp_ratio', mlp_ratio,
+                            'feedforward_channels', feedforward_channels)
+        if mlp_ratio is not None:
+            feedforward_channels = int(embed_dims * ratio)
         if act not in self.ACTS:
             raise ValueError(f'CLIPTextTransformer: act must be one of {sorted(self.ACTS)}, '
                              f'got {act!r}.')
-        if width % num_heads:
-            raise ValueError(f'CLIPTextTransformer: width {width} is not divisible by '
+        if embed_dims % num_heads:
+            raise ValueError(f'CLIPTextTransformer: embed_dims {embed_dims} is not divisible by '
                              f'num_heads {num_heads}.')
-        self.embed_dims, self.width, self.num_layers = embed_dims, width, num_layers
+        self.embed_dims, self.num_layers = embed_dims, num_layers
+        self.proj_dims = embed_dims if proj_dims is None else proj_dims
+        self.feedforward_channels = (4 * embed_dims if feedforward_channels is None
+                                     else feedforward_channels)
         self.context_length = context_length
         self.with_cp = with_cp
-        self.token_embedding = nn.Embedding(vocab_size, width)
-        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        self.token_embedding = nn.Embedding(vocab_size, embed_dims)
+        self.positional_embedding = nn.Parameter(torch.empty(context_length, embed_dims))
         norm = partial(nn.LayerNorm, eps=norm_eps)
         attn = partial(Attention, num_heads=num_heads)
-        mlp = partial(Mlp, hidden_features=int(width * mlp_ratio), act_layer=self.ACTS[act])
+        mlp = partial(Mlp, hidden_features=self.feedforward_channels, act_layer=self.ACTS[act])
         self.blocks = nn.ModuleList(
-            [TransformerBlock(width, attn, mlp, norm_layer=norm) for _ in range(num_layers)])
-        self.ln_final = norm(width)
-        self.text_projection = nn.Parameter(torch.empty(width, embed_dims))
+            [TransformerBlock(embed_dims, attn, mlp, norm_layer=norm) for _ in range(num_layers)])
+        self.ln_final = norm(embed_dims)
+        self.text_projection = nn.Parameter(torch.empty(embed_dims, self.proj_dims))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """OpenCLIP's initialisation (its ``transformer.py``): embeddings N(0, .02) / N(0, .01),
         attention in-projection N(0, W^-1/2), output projections N(0, W^-1/2 (2L)^-1/2), MLP
         input N(0, (2W)^-1/2), text projection N(0, W^-1/2); biases zero, LayerNorms (1, 0)."""
-        w, proj_std = self.width, self.width ** -0.5 * (2 * self.num_layers) ** -0.5
+        w, proj_std = self.embed_dims, self.embed_dims ** -0.5 * (2 * self.num_layers) ** -0.5
         nn.init.normal_(self.token_embedding.weight, std=.02)
         nn.init.normal_(self.positional_embedding, std=.01)
         for block in self.blocks:
@@ -144,10 +170,7 @@ class CLIPTextTransformer(PretrainedInitMixin, BaseModule):
         L = tokens.shape[1]
         x = self.token_embedding(tokens) + self.positional_embedding[:L]
         for block in self.blocks:
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(block, x, is_causal=True, use_reentrant=False)
-            else:
-                x = block(x, is_causal=True)
+            x = checkpoint_call(block, x, is_causal=True, enabled=self.with_cp and self.training)
         x = self.ln_final(x)
         eot = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
         return eot @ self.text_projection
@@ -207,7 +230,7 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
     Args:
         vision_backbone: Image tower config; its last output must be (B, D) (e.g. ``ViTamin``
             with the default ``out_type='avg_featmap'``).
-        text_encoder: Text tower config (``CLIPTextTransformer``); its ``embed_dims`` is the
+        text_encoder: Text tower config (``CLIPTextTransformer``); its ``proj_dims`` is the
             joint embedding size E.
         vision_dims: D, the image tower's output width (default: its ``embed_dims``).
         context_length: Tokens per caption (77 for the released models).
@@ -271,7 +294,7 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
             if not isinstance(vision_dims, int):
                 raise ValueError('ContrastiveCLIP: give vision_dims (the image tower\'s output '
                                  f'width); {type(self.visual).__name__} has no int embed_dims.')
-        self.embed_dims = self.text.embed_dims
+        self.embed_dims = self.text.proj_dims  # the joint embedding size E
         self.visual_proj = nn.Linear(vision_dims, self.embed_dims, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         if max_logit_scale <= 0:

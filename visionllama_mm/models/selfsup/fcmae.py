@@ -41,6 +41,7 @@ from ..backbones.convnextv2 import ConvNeXtV2
 from ..layers.norm import grn_channels_last
 from ..layers.row_sparse import (CellLayout, cells_kept, map_to_rows, random_cell_mask,
                                  rows_downsample, rows_grn, rows_to_map, submanifold_dwconv)
+from ..utils import renamed_arg
 
 __all__ = ['SparseConvNeXtV2', 'FCMAEDecoder', 'FCMAE']
 
@@ -205,15 +206,20 @@ class SparseConvNeXtV2(ConvNeXtV2):
 @MODELS.register_module()
 class FCMAEDecoder(PretrainedInitMixin, BaseModule):
     """FCMAE decoder (the official ``fcmae.py``): ``proj`` (1x1 conv to ``embed_dims``),
-    ``mask_token`` at the masked cells, ``depth`` ConvNeXt V2 blocks, ``pred`` (1x1 conv to
+    ``mask_token`` at the masked cells, ``num_layers`` ConvNeXt V2 blocks (the official
+    ``decoder_depth``; ``depth`` is read too but deprecated), ``pred`` (1x1 conv to
     ``patch_size**2 * 3``).
 
     ``forward(x (B, C3, Hc, Wc), mask (B, Hc * Wc))`` -> (B, Hc * Wc, patch_size**2 * 3), the
     layout ``MAEPretrainHead`` compares with its ``patchify`` target ((p, q, c) per cell).
     """
 
-    def __init__(self, in_channels: int, embed_dims: int = 512, depth: int = 1,
-                 patch_size: int = 32, out_channels: int = 3, init_cfg=None):
+    deprecated_names = ('depth', )  # old argument names still read (see renamed_arg)
+
+    def __init__(self, in_channels: int, embed_dims: int = 512, num_layers: int = 1,
+                 patch_size: int = 32, out_channels: int = 3, init_cfg=None,
+                 depth: Optional[int] = None):
+        num_layers = renamed_arg('FCMAEDecoder', 'depth', depth, 'num_layers', num_layers, 1)
         super().__init__(init_cfg=init_cfg or [
             dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
             dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.)])
@@ -221,7 +227,7 @@ class FCMAEDecoder(PretrainedInitMixin, BaseModule):
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dims, 1, 1))
         self.decoder = nn.Sequential(*[
             ConvNeXtBlock(embed_dims, layer_scale_init_value=0., use_grn=True)
-            for _ in range(depth)])
+            for _ in range(num_layers)])
         self.pred = nn.Conv2d(embed_dims, patch_size ** 2 * out_channels, 1)
 
     def init_weights(self):
