@@ -1,5 +1,4 @@
-"""Convert a released ConvNeXt V2 checkpoint into one that loads into this package's configs, or
-export one of this package's to timm.
+"""Convert released ConvNeXt V2 checkpoints to this package's layout, and export to timm (--to).
 
     python tools/model_converters/convnextv2_official.py SRC DST
     python tools/model_converters/convnextv2_official.py SRC DST.safetensors --to timm

@@ -1,5 +1,4 @@
-"""Convert a released VisionLLaMA checkpoint into one that loads into this package's configs, or
-export one of this package's back to the official layout.
+"""Convert released VisionLLaMA checkpoints to this package's layout, and back (--to official).
 
     python tools/model_converters/vision_llama_official.py SRC DST
     python tools/model_converters/vision_llama_official.py SRC DST --to official
