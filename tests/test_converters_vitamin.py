@@ -17,8 +17,7 @@ import timm
 import torch
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.converters import (FAMILIES, KINDS, AlreadyConvertedError,
-                                       convert_state_dict, detect_kind)
+from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
 
 from .conftest import REPO, run_tool
 
@@ -335,19 +334,19 @@ def test_other_families_are_refused_both_ways(tmp_path, capsys):
 
 
 def test_every_format_matches_exactly_one_detector(timm_small, open_clip_small):
-    """The ViTamin samples beside one checkpoint of every other family's formats: each is taken
-    by its own detector only, and every kind has a sample."""
-    from .test_converters_convnextv2 import _samples
+    """The ViTamin samples beside one checkpoint of every other family's key-detected formats:
+    each is taken by its own family's ``detect`` only."""
+    from visionllama_mm.converters import family_modules
+
+    from .test_converters_convnextv2 import _matching_formats, _samples
     samples = _samples()
     sd = open_clip_small.state_dict()
     samples.update({'timm-vitamin': timm_small.state_dict(), 'open-clip-vitamin': sd})
-    assert sorted(samples) == sorted({k[0] for k in KINDS}) == sorted(sum(FAMILIES.values(), ()))
+    vitamin = next(m for m in family_modules() if m.FAMILY == 'ViTamin')
+    assert set(vitamin.FORMATS) <= set(samples)
     ddp = {'state_dict': {f'module.{k}': v for k, v in sd.items()}}
     for expected, ckpt in list(samples.items()) + [('open-clip-vitamin', ddp)]:
-        matching = {name for name, field, detect, _ in KINDS
-                    if isinstance(ckpt.get(field) if field else ckpt, dict)
-                    and detect(ckpt.get(field) if field else ckpt)}
-        assert matching == {expected}, (expected, matching)
+        assert _matching_formats(ckpt) == {expected}, expected
         assert detect_kind(ckpt)[0] == expected
 
 
@@ -357,7 +356,7 @@ def test_open_clip_vit_is_not_a_vitamin():
            'visual.transformer.resblocks.0.attn.in_proj_weight': torch.zeros(12, 4),
            'token_embedding.weight': torch.zeros(8, 4)}
     with pytest.raises(ValueError, match=r'unrecognised checkpoint: .*ViTamin: timm-vitamin, '
-                                         r'open-clip-vitamin\)'):
+                                         r'open-clip-vitamin; LVM: '):
         detect_kind(vit)
 
 
@@ -374,3 +373,117 @@ def test_open_clip_keys_outside_the_vitamin_layout_are_named(open_clip_small):
             convert_state_dict(dict(sd, **{key: torch.zeros(2)}))
     with pytest.raises(KeyError, match=r"unsupported key 'text_projection.weight' \(a Linear"):
         convert_open_clip_text({'text_projection.weight': torch.zeros(2, 2)})
+
+
+# ---------------------------------------------------------------------------------------------
+# export: --to timm, --to open_clip
+
+
+def _tiny_timm(**kwargs):
+    """timm's ``vitamin_*`` at tiny sizes (its own builder, the small model's settings
+    overridden)."""
+    from timm.models.vitamin import VitCfg, VitConvCfg
+    embed_cfg = VitCfg(embed_dim=(8, 16, 32), depths=(1, 2, 1), stem_width=8, head_type='1d',
+                       conv_cfg=VitConvCfg(norm_layer='layernorm2d', norm_eps=1e-6))
+    return timm.create_model('vitamin_small_224', pretrained=False, embed_cfg=embed_cfg,
+                             embed_dim=32, depth=2, num_heads=2, img_size=32, **kwargs).eval()
+
+
+def test_export_to_timm_round_trip(tmp_path, capsys):
+    """A randomly initialised ImageClassifier of this package -> ``--to timm`` (a .safetensors by
+    default) -> timm's own model loads it strictly and gives our logits; converting the export
+    back gives our state dict exactly."""
+    from mmpretrain.registry import MODELS
+    from safetensors.torch import load_file
+    arch = dict(stem_channels=8, channels=(8, 16), depths=(1, 2), embed_dims=32, num_layers=2,
+                num_heads=2)
+    ours = _randomise(MODELS.build(dict(
+        type='ImageClassifier', backbone=dict(type='ViTamin', arch=arch, img_size=32),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=32))), seed=3)
+    src = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': ours.state_dict(), 'meta': {'epoch': 1}}, src)
+    code, out = _tool([src, tmp_path / 'timm_vitamin', '--to', 'timm'], capsys)
+    dst = tmp_path / 'timm_vitamin.safetensors'
+    assert code is None and out == f'exported: ViTamin -> timm\nwrote: {dst}\n', (code, out)
+    exported = load_file(str(dst))
+    theirs = _tiny_timm(num_classes=10)
+    theirs.load_state_dict(exported, strict=True)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = ours(x, mode='tensor'), theirs(x)
+    diff = _max_diff(got, want)
+    print(f'--to timm: max |logit diff| {diff:.3g} (logits up to {want.abs().max():.3g})')
+    assert want.abs().max() > 0.1 and diff <= 1e-4
+    back = convert_state_dict(exported)[1]
+    assert sorted(back) == sorted(ours.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+
+
+def test_export_to_open_clip_round_trip(tmp_path, capsys):
+    """A randomly initialised ContrastiveCLIP (ViTamin-S image tower, a 2-layer text tower) ->
+    ``--to open_clip`` -> ``open_clip.create_model('ViTamin-S')`` with that text tower loads it
+    strictly and gives our image and text features and logit scale; back through the
+    converter it is our state dict exactly."""
+    from mmpretrain.registry import MODELS
+    from safetensors.torch import load_file
+    text = dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2)
+    ours = _randomise(MODELS.build(dict(
+        type='ContrastiveCLIP', vision_backbone=dict(type='ViTamin', arch='small'),
+        text_encoder=dict(type='CLIPTextTransformer', embed_dims=384, width=64, num_layers=2,
+                          num_heads=2, context_length=77, vocab_size=49408, act='gelu'))), seed=4)
+    src = tmp_path / 'iter_100.pth'
+    torch.save({'state_dict': ours.state_dict(), 'meta': {'iter': 100}}, src)
+    dst = tmp_path / 'open_clip_vitamin_s.safetensors'
+    code, out = _tool([src, dst, '--to', 'open_clip'], capsys)
+    assert code is None and out.endswith(f'wrote: {dst}\n'), (code, out)
+    exported = load_file(str(dst))
+    theirs = open_clip.create_model('ViTamin-S', pretrained=None, text_cfg=text).eval()
+    theirs.load_state_dict(exported, strict=True)
+    tokens = open_clip.get_tokenizer('ViTamin-S')(TEXTS[:2])
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        image = _max_diff(theirs.encode_image(x, normalize=True), ours.extract_image_feat(x))
+        text_diff = _max_diff(theirs.encode_text(tokens, normalize=True),
+                              ours.extract_text_feat(tokens))
+    print(f'--to open_clip: max |diff| image features {image:.3g}, text features {text_diff:.3g}')
+    assert image <= 1e-4 and text_diff <= 1e-4
+    assert theirs.logit_scale.item() == ours.logit_scale.item() == pytest.approx(LOGIT_SCALE)
+    kind, back = convert_state_dict(exported)
+    assert kind == 'open-clip-vitamin' and sorted(back) == sorted(ours.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+
+
+def test_export_refusals(tmp_path, capsys):
+    """--to open_clip of a classifier, a released timm file given to --to, a head timm has no
+    counterpart of: one line each, nothing written; a CLIP's image tower goes to a headless timm
+    model."""
+    from mmpretrain.registry import MODELS
+    from visionllama_mm.models.backbones.vitamin_convert import from_ours
+    classifier = MODELS.build(dict(type='ImageClassifier', backbone=_tiny_vitamin(),
+                                   head=dict(type='LinearClsHead', num_classes=3,
+                                             in_channels=16)))
+    src = tmp_path / 'cls.pth'
+    torch.save({'state_dict': classifier.state_dict()}, src)
+    code, _ = _tool([src, tmp_path / 'x', '--to', 'open_clip'], capsys)
+    assert code == (f'error: {src}: --to open_clip needs a ContrastiveCLIP checkpoint with a '
+                    "ViTamin image tower (visual.stem.conv1.weight, ...); first keys: "
+                    "['backbone.blocks.0.attn.proj.bias', 'backbone.blocks.0.attn.proj.weight', "
+                    "'backbone.blocks.0.attn.qkv.bias', 'backbone.blocks.0.attn.qkv.weight', "
+                    "'backbone.blocks.0.ffn.norm.bias', 'backbone.blocks.0.ffn.norm.weight']"), code
+    released = tmp_path / 'vitamin_tiny.pth'
+    torch.save(_tiny_timm(num_classes=3).state_dict(), released)
+    code, _ = _tool([released, tmp_path / 'x', '--to', 'timm'], capsys)
+    assert code.startswith(f'error: {released}: a released ViTamin checkpoint (format '
+                           'timm-vitamin), not one of this package\'s'), code
+    assert not list(tmp_path.glob('x*'))
+    with pytest.raises(KeyError, match=r"--to timm: the head has \['head.norm.weight'\]"):
+        from_ours(dict(classifier.state_dict(), **{'head.norm.weight': torch.ones(3)}), 'timm')
+    clip = MODELS.build(dict(type='ContrastiveCLIP', vision_backbone=_tiny_vitamin(),
+                             text_encoder=dict(type='CLIPTextTransformer', embed_dims=16,
+                                               width=16, num_layers=1, num_heads=2),
+                             context_length=8))
+    tower = from_ours(clip.state_dict(), 'timm')
+    assert not any(k.startswith('head') for k in tower)
+    assert torch.equal(tower['blocks.0.mlp.w1.weight'],
+                       clip.visual.blocks[0].ffn.w12.weight[clip.visual.blocks[0].ffn.w12.weight
+                                                            .shape[0] // 2:])

@@ -64,7 +64,7 @@ from .utils.checkpoint_io import checkpoint_files, read_state_dict
 
 __all__ = ['FAMILY_MODULES', 'AlreadyConvertedError', 'family_modules', 'family_module',
            'load_source', 'detect_any', 'detect_kind', 'convert_state_dict', 'convert_file',
-           'export_file', 'run_cli', 'without_module_prefix']
+           'export_file', 'parse_args', 'run_cli', 'source_config', 'without_module_prefix']
 
 #: The family modules, in the order :func:`detect_any` asks them. VisionLLaMA comes first: its
 #: ``detect`` names official DiT / DiT-LLaMA checkpoints, whose SwiGLU keys are ``deit-plain``'s.
@@ -100,9 +100,7 @@ def family_modules() -> List[ModuleType]:
             if err.name != path:
                 raise
             module = None
-        if module is None or not hasattr(module, 'detect'):
-            module = _PENDING.get(path)  # a family whose module does not define it yet
-        if module is not None:
+        if module is not None and hasattr(module, 'detect'):
             modules.append(module)
     return modules
 
@@ -321,6 +319,49 @@ def check_not_source(parser, src: str, dst: str) -> None:
                      'overwrite it. Give another output path')
 
 
+def source_config(meta: Optional[Dict]):
+    """The config a ``tools/train.py`` checkpoint was trained with (mmengine keeps its text in
+    ``meta['cfg']``) as an mmengine ``Config``, or None (no such text, or text that does not
+    parse: an exporter then needs the options that say what it would have)."""
+    text = meta.get('cfg') if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return None
+    from mmengine.config import Config
+    try:
+        return Config.fromstring(text, '.py')
+    except Exception:  # any fault of the stored text means: no config to read sizes from
+        return None
+
+
+def parse_args(module: Union[str, ModuleType], description: Optional[str] = None,
+               argv=None) -> argparse.Namespace:
+    """The command line of ``module``'s converter, checked as :func:`run_cli` checks it (argparse
+    errors exit with status 2 and one line). A family may set ``source_type`` (the argparse type
+    of SRC, default: an existing file or folder) and ``check_args(parser, args)`` (checks that
+    need several arguments, e.g. a SRC folder without ``--to`` and a file with it)."""
+    module = family_module(module)
+    parser = argparse.ArgumentParser(
+        description=description or (module.__doc__ or '').strip().split('\n')[0])
+    parser.add_argument('src', type=getattr(module, 'source_type', source_path),
+                        help='checkpoint: .pth / .bin / .safetensors file, a shard *.index.json, '
+                        'or a folder holding one; with --to, a checkpoint of this package')
+    parser.add_argument('dst', help='where to write (missing folders are created)')
+    if module.EXPORTS:
+        parser.add_argument('--to', choices=module.EXPORTS,
+                            help=f'write this package\'s {module.FAMILY} checkpoint SRC in the '
+                            'layout of TO (the file written: see this tool\'s docstring)')
+    if hasattr(module, 'add_arguments'):
+        module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    if hasattr(module, 'check_args'):
+        module.check_args(parser, args)
+    # a family's write_export may write a folder: then only the path to it is checked here
+    _check_output(parser, args.dst,
+                  file=not (getattr(args, 'to', None) and hasattr(module, 'write_export')))
+    check_not_source(parser, args.src, args.dst)
+    return args
+
+
 def run_cli(module: Union[str, ModuleType], description: Optional[str] = None,
             argv=None) -> None:
     """``tools/model_converters/<family>_official.py SRC DST [--to T] [family options]``: convert
@@ -330,23 +371,8 @@ def run_cli(module: Union[str, ModuleType], description: Optional[str] = None,
     ``module``: a family module, its import path or its ``FAMILY`` name; ``description``: the
     ``--help`` text (default: the first line of the module's docstring)."""
     module = family_module(module)
-    parser = argparse.ArgumentParser(
-        description=description or (module.__doc__ or '').strip().split('\n')[0])
-    parser.add_argument('src', type=source_path,
-                        help='checkpoint: .pth / .bin / .safetensors file, a shard *.index.json, '
-                        'or a folder holding one; with --to, a checkpoint of this package')
-    parser.add_argument('dst', help='where to write (missing folders are created)')
-    if module.EXPORTS:
-        parser.add_argument('--to', choices=module.EXPORTS,
-                            help=f'export this package\'s {module.FAMILY} checkpoint SRC to the '
-                            'layout of TO (.safetensors unless DST ends with a torch suffix)')
-    if hasattr(module, 'add_arguments'):
-        module.add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(module, description, argv)
     to = getattr(args, 'to', None)
-    if not (to and hasattr(module, 'write_export')):  # a target folder is the family's to check
-        _check_output_file(parser, args.dst)
-    check_not_source(parser, args.src, args.dst)
     options = {k: v for k, v in vars(args).items() if k not in ('src', 'dst', 'to')}
     try:
         if to:
@@ -362,82 +388,11 @@ def run_cli(module: Union[str, ModuleType], description: Optional[str] = None,
     print(f'wrote: {args.dst}')
 
 
-def _check_output_file(parser, dst: str) -> None:
-    from .cli import output_file
+def _check_output(parser, dst: str, file: bool) -> None:
+    """DST: not an existing folder (when a file is written), no file in the way of its folders."""
+    from .cli import _writable_parent, output_file
     try:
-        output_file(dst)
+        output_file(dst) if file else _writable_parent(dst, 'output')
     except argparse.ArgumentTypeError as err:
         parser.error(f'argument dst: {err}')
 
-
-class _PendingViTamin:
-    """The ViTamin formats (timm's image tower, OpenCLIP's ViTamin CLIP) until
-    ``visionllama_mm.models.backbones.vitamin_convert`` defines the family interface."""
-
-    FAMILY = 'ViTamin'
-    FORMATS = ('timm-vitamin', 'open-clip-vitamin')
-    EXPORTS = ()
-    # timm's image tower keeps the MBConv part under ``patch_embed.backbone.`` and the GeGLU gate
-    # as ``mlp.w0`` (ours: ``stem``, ``blocks.i.ffn.w12``); OpenCLIP's ViTamin CLIP models hold
-    # that tower under ``visual.trunk.`` beside ``logit_scale``
-    _TIMM_KEYS = ('patch_embed.backbone.stem.conv1.weight', 'blocks.0.mlp.w0.weight')
-    _OWN_PARTS = ('stem.conv1.weight', 'transition.proj.weight', 'blocks.0.ffn.w12.weight')
-
-    @classmethod
-    def _is_timm(cls, sd):
-        return all(k in sd for k in cls._TIMM_KEYS)
-
-    @classmethod
-    def _is_open_clip(cls, sd):
-        return any(p + 'logit_scale' in sd and all(f'{p}visual.trunk.{k}' in sd
-                                                   for k in cls._TIMM_KEYS)
-                   for p in ('', 'module.'))
-
-    @classmethod
-    def _own_key(cls, sd):
-        for prefix in ('backbone.', 'visual.', ''):
-            if all(prefix + k in sd for k in cls._OWN_PARTS):
-                return prefix + 'transition.proj.weight'
-        if 'visual_proj.weight' in sd and 'text.blocks.0.attn.qkv.weight' in sd:
-            return 'text.blocks.0.attn.qkv.weight'
-        return ''
-
-    @classmethod
-    def detect(cls, ckpt):
-        for fmt, field, test in (('timm-vitamin', '', cls._is_timm),
-                                 ('timm-vitamin', 'state_dict', cls._is_timm),
-                                 ('timm-vitamin', 'model', cls._is_timm),
-                                 ('open-clip-vitamin', '', cls._is_open_clip),
-                                 ('open-clip-vitamin', 'state_dict', cls._is_open_clip)):
-            weights = ckpt.get(field) if field else ckpt
-            if isinstance(weights, dict) and test(weights):
-                return fmt, weights
-        for field in ('state_dict', None):
-            weights = ckpt.get(field) if field else ckpt
-            if isinstance(weights, dict) and cls._own_key(weights):
-                raise AlreadyConvertedError(
-                    'already a visionllama_mm checkpoint, no conversion needed: its '
-                    f"{'state_dict' if field else 'top-level dict'} has this package's ViTamin / "
-                    f'CLIP key layout ({cls._own_key(weights)}) and none of the released '
-                    "formats' keys (timm's patch_embed.backbone.*, OpenCLIP's visual.trunk.*); "
-                    'load it directly')
-        return None
-
-    @staticmethod
-    def to_ours(sd, fmt):
-        if fmt == 'open-clip-vitamin':
-            from .models.multimodal.clip_convert import convert_open_clip
-            return convert_open_clip(without_module_prefix(sd))
-        from .models.backbones.vitamin import convert_timm_vitamin
-        head = {k: v for k, v in sd.items() if k.startswith('head.')}
-        unknown = sorted(set(head) - {'head.weight', 'head.bias'})
-        if unknown:
-            raise KeyError(f'timm-vitamin: unexpected head keys {unknown} (expected the linear '
-                           'head.weight / head.bias)')
-        out = convert_timm_vitamin({k: v for k, v in sd.items() if k not in head},
-                                   prefix='backbone.')
-        out.update({'head.fc.' + k[len('head.'):]: v for k, v in head.items()})
-        return out
-
-
-_PENDING = {'visionllama_mm.models.backbones.vitamin_convert': _PendingViTamin}

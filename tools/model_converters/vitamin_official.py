@@ -1,6 +1,7 @@
-"""Convert a released ViTamin checkpoint into one that loads into this package's configs.
+"""Convert released ViTamin checkpoints for this package's configs; export ours to timm, OpenCLIP.
 
     python tools/model_converters/vitamin_official.py SRC DST
+    python tools/model_converters/vitamin_official.py OURS DST --to timm|open_clip
 
 Recognised formats (detected from the keys, printed):
 
@@ -23,8 +24,18 @@ This package's own checkpoints (converted files, ``tools/train.py`` outputs) are
 conversion needed". The output is ``{'state_dict', 'meta'}`` with tensors only, loadable with
 ``torch.load(weights_only=True)``. A checkpoint trained at 224 loads into a model built for another
 ``img_size`` (its position embedding is resized on load).
+
+``--to`` goes the other way, from this package's checkpoint (a ``tools/train.py`` output or a
+converted file) to the peer library's keys; DST without an extension gets ``.safetensors``:
+
+- ``--to timm``: the image tower of an ``ImageClassifier`` (its ``LinearClsHead`` as timm's
+  ``head``), of a ``ContrastiveCLIP`` (headless: ``num_classes=0``) or a bare ``ViTamin`` ->
+  ``timm.create_model('vitamin_<arch>_<size>', num_classes=...).load_state_dict(...)``;
+- ``--to open_clip``: a ``ContrastiveCLIP`` with a ViTamin image tower ->
+  ``open_clip.create_model('ViTamin-<arch>')`` (``CustomTextCLIP`` keys; give its ``text_cfg``
+  when the text tower is not the named model's).
 """
 from visionllama_mm.converters import run_cli
 
 if __name__ == '__main__':
-    run_cli('ViTamin', __doc__.split('\n')[0])
+    run_cli('visionllama_mm.models.backbones.vitamin_convert', __doc__.split('\n')[0])

@@ -19,7 +19,7 @@ Parameter names follow timm's ``vitamin_*`` where the module is the same (``stem
 blocks' ``pre_norm`` / ``conv1_1x1`` / ``conv2_kxk`` / ``conv3_1x1`` / ``shortcut.expand``,
 ``fc_norm``); the transformer blocks are the package's shared block (``ln1``, ``attn.qkv``,
 ``attn.proj``, ``ln2``, ``ffn.norm``, ``ffn.w12`` = timm's ``mlp.w0`` and ``mlp.w1`` stacked,
-``ffn.w3``), so timm and OpenCLIP checkpoints go through :func:`convert_timm_vitamin`.
+``ffn.w3``); ``vitamin_convert.py`` maps timm's and OpenCLIP's checkpoints both ways.
 The convolutional part runs channels-last.
 """
 from functools import partial
@@ -37,7 +37,7 @@ from ..layers import Attention, GeGLUFFN, TransformerBlock
 from ..utils import renamed_arg
 from .base import VisionBackbone, drop_path_rates
 
-__all__ = ['ViTamin', 'convert_timm_vitamin']
+__all__ = ['ViTamin']
 
 
 def layer_norm_2d(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -383,50 +383,3 @@ class ViTamin(VisionBackbone):
             return int(name.split('.')[1]) + 1
         return None
 
-
-def convert_timm_vitamin(state_dict: Dict[str, torch.Tensor],
-                         prefix: str = 'backbone.') -> Dict[str, torch.Tensor]:
-    """timm ``vitamin_*`` image-tower keys (``head.*`` excluded) -> ours under ``prefix``.
-
-    ``patch_embed.backbone.stem`` / ``.stages`` -> ``stem`` / ``stages``;
-    ``patch_embed.backbone.pool`` -> ``transition``; ``blocks.i.norm1/2`` -> ``ln1/2``;
-    ``blocks.i.mlp.norm`` -> ``ffn.norm``; ``mlp.w0`` (GELU gate) and ``mlp.w1`` stacked into
-    ``ffn.w12`` (gate rows first); ``mlp.w2`` -> ``ffn.w3``; ``pos_embed`` and ``fc_norm`` as they are.
-
-    Raises:
-        KeyError: for a key outside this layout, naming it.
-    """
-    out: Dict[str, torch.Tensor] = {}
-    gates: Dict[str, Dict[str, torch.Tensor]] = {}
-    ups: Dict[str, Dict[str, torch.Tensor]] = {}
-    block_names = {'norm1': 'ln1', 'norm2': 'ln2', 'attn.qkv': 'attn.qkv',
-                   'attn.proj': 'attn.proj', 'mlp.norm': 'ffn.norm', 'mlp.w2': 'ffn.w3'}
-    for key, value in state_dict.items():
-        parts = key.split('.')
-        if key.startswith('patch_embed.backbone.stem.') or key.startswith(
-                'patch_embed.backbone.stages.'):
-            out[prefix + key[len('patch_embed.backbone.'):]] = value
-        elif key.startswith('patch_embed.backbone.pool.'):
-            out[prefix + 'transition.' + key[len('patch_embed.backbone.pool.'):]] = value
-        elif key == 'pos_embed' or key.startswith('fc_norm.'):
-            out[prefix + key] = value
-        elif parts[0] == 'blocks' and len(parts) >= 4:
-            i, module, param = parts[1], '.'.join(parts[2:-1]), parts[-1]
-            if module == 'mlp.w0':
-                gates.setdefault(i, {})[param] = value
-            elif module == 'mlp.w1':
-                ups.setdefault(i, {})[param] = value
-            elif module in block_names:
-                out[f'{prefix}blocks.{i}.{block_names[module]}.{param}'] = value
-            else:
-                raise KeyError(f'convert_timm_vitamin: unexpected key {key!r}')
-        else:
-            raise KeyError(f'convert_timm_vitamin: unexpected key {key!r}')
-    if set(gates) != set(ups) or any(set(gates[i]) != set(ups[i]) for i in gates):
-        raise KeyError('convert_timm_vitamin: mlp.w0 and mlp.w1 do not pair up in blocks '
-                       f'{sorted(set(gates) ^ set(ups))}')
-    for i in gates:
-        for param in gates[i]:
-            out[f'{prefix}blocks.{i}.ffn.w12.{param}'] = torch.cat([gates[i][param],
-                                                                   ups[i][param]], dim=0)
-    return out

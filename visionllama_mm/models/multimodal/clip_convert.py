@@ -1,18 +1,20 @@
-"""OpenCLIP checkpoint keys -> :class:`ContrastiveCLIP` keys.
+"""OpenCLIP checkpoint keys <-> :class:`ContrastiveCLIP` keys.
 
 OpenCLIP writes two layouts: ``CustomTextCLIP`` (every released
 ViTamin model) keeps the text tower under ``text.``; plain ``CLIP`` keeps it at the top level
 (``token_embedding``, ``transformer.resblocks``, ``ln_final``, ``text_projection``). The image
 tower of a timm-backed model is ``visual.trunk.<timm name>`` with the bias-free projection
-``visual.head.proj.weight`` (E, D).
+``visual.head.proj.weight`` (E, D). :func:`export_open_clip` writes the ``CustomTextCLIP``
+layout back (the ViTamin family module's ``--to open_clip``).
 """
 from typing import Dict, Optional
 
 import torch
 
-from ..backbones.vitamin import convert_timm_vitamin
+from ..backbones.vitamin_convert import convert_timm_vitamin, export_timm_vitamin
 
-__all__ = ['convert_open_clip', 'convert_open_clip_text', 'is_open_clip', 'text_state_dict']
+__all__ = ['convert_open_clip', 'convert_open_clip_text', 'export_open_clip',
+           'export_open_clip_text', 'is_open_clip', 'text_state_dict']
 
 _TEXT_TOP = ('token_embedding.', 'positional_embedding', 'transformer.resblocks.', 'ln_final.',
              'text_projection')
@@ -94,6 +96,61 @@ def convert_open_clip(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
                        'projection at visual.head.proj.weight')
     out.update(convert_timm_vitamin(trunk, prefix='visual.'))
     out.update(convert_open_clip_text(text))
+    return out
+
+
+_OWN_BLOCK = {v: k for k, v in _BLOCK.items()}
+
+
+def export_open_clip_text(sd: Dict[str, torch.Tensor], prefix: str = 'text.'
+                          ) -> Dict[str, torch.Tensor]:
+    """Our text-tower keys (relative to ``ContrastiveCLIP.text``) -> OpenCLIP's under ``prefix``,
+    the inverse of :func:`convert_open_clip_text`.
+
+    Raises:
+        KeyError: for a key OpenCLIP's text tower has no counterpart of, naming it.
+    """
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if key in ('positional_embedding', 'text_projection') or key.startswith(
+                ('token_embedding.', 'ln_final.')):
+            out[prefix + key] = value
+            continue
+        parts = key.split('.')
+        if parts[0] == 'blocks' and len(parts) >= 4:
+            j, module, param = parts[1], '.'.join(parts[2:-1]), parts[-1]
+            block = f'{prefix}transformer.resblocks.{j}.'
+            if module == 'attn.qkv':
+                out[block + f'attn.in_proj_{param}'] = value
+                continue
+            if module in _OWN_BLOCK:
+                out[block + f'{_OWN_BLOCK[module]}.{param}'] = value
+                continue
+        raise KeyError(f'export_open_clip_text: {key!r} has no OpenCLIP counterpart')
+    return out
+
+
+def export_open_clip(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """:class:`ContrastiveCLIP` keys with a ViTamin image tower -> OpenCLIP's ``CustomTextCLIP``
+    ViTamin layout: ``visual.*`` through :func:`export_timm_vitamin` into ``visual.trunk.``,
+    ``visual_proj.weight`` -> ``visual.head.proj.weight``, ``text.*`` through
+    :func:`export_open_clip_text`, ``logit_scale`` as it is.
+
+    Raises:
+        KeyError: for keys outside the layout, naming them.
+    """
+    out = {'visual.trunk.' + k: v for k, v in export_timm_vitamin(sd, prefix='visual.').items()}
+    text = {k[len('text.'):]: v for k, v in sd.items() if k.startswith('text.')}
+    out.update(export_open_clip_text(text))
+    stray = sorted(k for k in sd if not k.startswith(('visual.', 'text.'))
+                   and k not in ('visual_proj.weight', 'logit_scale'))
+    if stray:
+        raise KeyError(f'export_open_clip: keys without an OpenCLIP counterpart: {stray[:8]}')
+    for key, theirs in (('visual_proj.weight', 'visual.head.proj.weight'),
+                        ('logit_scale', 'logit_scale')):
+        if key not in sd:
+            raise KeyError(f'export_open_clip: no {key!r} (OpenCLIP needs {theirs})')
+        out[theirs] = sd[key]
     return out
 
 
