@@ -32,7 +32,6 @@ may differ. ``--overwrite`` deletes the tool's files in OUT_DIR (``meta.json``, 
 """
 import argparse
 import copy
-import json
 import os
 import os.path as osp
 import re
@@ -124,7 +123,7 @@ def _without_data_root(cfg):
 def dataset_identity(dataset, n: int, ends: int = 8) -> dict:
     """``data_root`` (absolute), ``ann_file`` and a fingerprint of the sample list: the paths
     (relative to ``data_root``) and labels of the first and last ``ends`` samples, and ``n``."""
-    from visionllama_mm.datasets.run_record import json_fingerprint
+    from visionllama_mm.utils import json_fingerprint
     inner = dataset
     while not hasattr(inner, 'data_root') and hasattr(inner, 'dataset'):
         inner = inner.dataset  # dataset wrappers
@@ -147,15 +146,6 @@ def dataset_identity(dataset, n: int, ends: int = 8) -> dict:
                 samples=f'{n}:{json_fingerprint(picked)}' if picked is not None else None)
 
 
-def write_json(path: str, obj) -> None:
-    """Atomic: a temporary file renamed over ``path``."""
-    with open(path + '.tmp', 'w') as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + '.tmp', path)
-
-
 def main(argv=None):
     args = parse_args(argv)
     import numpy as np
@@ -168,12 +158,12 @@ def main(argv=None):
     from torch.utils.data import DataLoader, Subset
 
     import visionllama_mm  # noqa: F401 (registers the package's classes)
-    from visionllama_mm.datasets.checks import weights_checksum
     from visionllama_mm.datasets.latents import LABELS_FILE, LATENTS_FILE, META_FILE
     from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record,
-                                                    foreign_entries, json_fingerprint,
-                                                    read_record, remove_outputs)
+                                                    foreign_entries, read_record,
+                                                    remove_outputs)
     from visionllama_mm.models.diffusion import vae as _vae  # noqa: F401 (StableDiffusionVAE)
+    from visionllama_mm.utils import json_fingerprint, weights_checksum, write_json
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -263,11 +253,11 @@ def main(argv=None):
                                  f'{done!r}; pass --overwrite to start over.')
     os.makedirs(out, exist_ok=True)
     if done == 0:  # a fresh start: the meta first (complete: false), then the arrays, once
-        write_json(meta_path, meta)
+        write_json(meta_path, meta, fsync=True)
         np.lib.format.open_memmap(latents_path, mode='w+', dtype=np.float16,
                                   shape=(views, n, *shape)).flush()
         np.lib.format.open_memmap(labels_path, mode='w+', dtype=np.int64, shape=(n, )).flush()
-        write_json(progress_path, dict(done=0))
+        write_json(progress_path, dict(done=0), fsync=True)
     latents = np.load(latents_path, mmap_mode='r+', allow_pickle=False)
     labels = np.load(labels_path, mmap_mode='r+', allow_pickle=False)
 
@@ -304,7 +294,7 @@ def main(argv=None):
         latents.flush()
         labels.flush()
         done += b
-        write_json(progress_path, dict(done=done))
+        write_json(progress_path, dict(done=done), fsync=True)
         bar.update(b)
     print()
     del latents, labels
@@ -312,7 +302,7 @@ def main(argv=None):
         print(f'stopped after --max-samples: {done} of {n} images done; run the same command '
               'again to continue.')
         return
-    write_json(meta_path, dict(meta, complete=True))
+    write_json(meta_path, dict(meta, complete=True), fsync=True)
     os.remove(progress_path)
     print(f'wrote {n} latents ({views} view(s)) to {osp.abspath(out)}')
 

@@ -643,10 +643,10 @@ def main(argv=None) -> int:
         (name, ) = names
         part = osp.join(opts.out, 'parts', f'{name}.json')
 
+        from visionllama_mm.utils import write_json
+
         def save(result):  # written whole, then renamed: the parent never reads half a file
-            with open(part + '.tmp', 'w') as f:
-                json.dump(result, f, indent=1)
-            os.replace(part + '.tmp', part)
+            write_json(part, result)
 
         save(check_dense(data, opts) if name == 'dense' else
              check_family(by_name[name], data, opts, progress=save))

@@ -33,8 +33,6 @@ interrupted run or a finished shard -- is refused with one error naming every di
 files in OUT_DIR (the shard, ``parts/``, the record; nothing else) and starts over.
 """
 import argparse
-import hashlib
-import json
 import os
 import os.path as osp
 import re
@@ -100,14 +98,6 @@ def parse_args(argv=None):
     return args
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def tokenizer_config(cfg):
     """The tokenizer's config dict inside a config (see the module docstring)."""
     if cfg.get('tokenizer'):
@@ -130,8 +120,8 @@ def build_tokenizer(config: str, checkpoint, seed: int, device: str):
 
     import visionllama_mm  # noqa: F401 (registers VQGANTokenizer)
     from visionllama_mm.compat import load_checkpoint_file
-    from visionllama_mm.datasets.checks import weights_checksum
     from visionllama_mm.models.lvm.convert import check_keys
+    from visionllama_mm.utils import weights_checksum
 
     cfg = Config.fromfile(config)
     tok_cfg = tokenizer_config(cfg).copy()
@@ -186,12 +176,6 @@ def encode_chunk(tokenizer, dataset, indices, batch_size: int, device: str, prog
     return codes.reshape(-1), np.asarray(counts, np.int64) * codes.shape[1]
 
 
-def write_json(path: str, obj):
-    with open(path + '.tmp', 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + '.tmp', path)
-
-
 def main(argv=None):
     args = parse_args(argv)
     import numpy as np
@@ -205,6 +189,7 @@ def main(argv=None):
                                                     foreign_entries, read_record,
                                                     remove_outputs, write_record)
     from visionllama_mm.datasets.token_streams import _check_ids
+    from visionllama_mm.utils import atomic_path, file_sha256, write_json
 
     ids = dict(bos=LVM_BOS if args.bos is None else args.bos,
                eos=LVM_EOS if args.eos is None else args.eos,
@@ -282,8 +267,8 @@ def main(argv=None):
         codes, lengths = encode_chunk(tokenizer, sentences, chunks[c], args.batch_size, device,
                                       bar)
         path = osp.join(parts, f'part_{c:06d}')
-        np.savez(path + '.tmp.npz', codes=codes, lengths=lengths)
-        os.replace(path + '.tmp.npz', path + '.npz')
+        with atomic_path(path + '.npz', keep_ext=True) as tmp:  # part_N.tmp.npz
+            np.savez(tmp, codes=codes, lengths=lengths)
         done = sorted(done + [c])
         write_json(progress_path, dict(settings=settings, done=done))
     print()

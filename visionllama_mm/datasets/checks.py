@@ -14,7 +14,6 @@ All of them are run by :class:`visionllama_mm.engine.runner.Runner` (``tools/tra
 ``tools/test.py``) on every dataset it builds; :class:`~visionllama_mm.datasets.DigitsDataset`
 also checks its own annotation file.
 """
-import hashlib
 import json
 import os
 import os.path as osp
@@ -23,6 +22,8 @@ from contextlib import contextmanager
 from typing import Iterator, List, Optional
 
 import numpy as np
+
+from ..utils.checksums import weights_checksum  # noqa: F401 (also imported from here)
 
 __all__ = [
     'check_annotation_file', 'check_dataset_cfg', 'check_data_files', 'check_labels',
@@ -256,13 +257,3 @@ def check_data_files(dataset, where: str = '', max_listed: int = 5, threads: int
                     'from the annotation file.')
 
 
-def weights_checksum(module) -> str:
-    """sha256 over a module's state dict (names, shapes, dtypes, values), first 16 hex digits:
-    the fingerprint data files record of the frozen model that wrote them (a tokenizer, a VAE)."""
-    import torch
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f'{name}:{tuple(tensor.shape)}:{tensor.dtype};'.encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]

@@ -20,6 +20,7 @@ import numpy as np
 from mmpretrain.datasets import CustomDataset
 
 from ..registry import DATASETS
+from ..utils.files import atomic_path
 from .checks import check_annotation_file
 from .folders import write_folder_once
 from .run_record import (RECORD_FILE, RunRecordMismatch, check_folder_record, check_record,
@@ -177,7 +178,7 @@ def write_digit_captions(digits_root: str, out_root: str, templates: Sequence[st
     width = 5
     for shard in range(num_shards):
         path = osp.join(out_root, f'{split}-{shard:0{width}d}.tar')
-        with tarfile.open(path + '.tmp', 'w') as tar:
+        with atomic_path(path) as tmp, tarfile.open(tmp, 'w') as tar:
             for i in range(shard, len(samples), num_shards):
                 rel, caption = samples[i]
                 key = f'{i:06d}'
@@ -187,7 +188,6 @@ def write_digit_captions(digits_root: str, out_root: str, templates: Sequence[st
                     info = tarfile.TarInfo(f'{key}.{ext}')
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
-        os.replace(path + '.tmp', path)
     write_record(record_path, record)
     return out_root
 

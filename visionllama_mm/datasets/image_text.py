@@ -14,7 +14,6 @@
   CLIP BPE, in the data-loader workers.
 """
 import csv
-import json
 import os.path as osp
 import random
 import tarfile
@@ -33,6 +32,7 @@ from webdataset.filters import shuffle as shuffle_buffered
 from webdataset.tariterators import base_plus_ext, group_by_keys
 
 from ..registry import DATASETS, TRANSFORMS
+from ..utils.files import read_jsonl
 from .transforms import decode_image, use_checked_image_loading
 
 __all__ = ['ImageTextDataset', 'WebDatasetImageText', 'TokenizeText', 'expand_shards']
@@ -94,20 +94,7 @@ class ImageTextDataset(BaseDataset):
         path = self.ann_file
         ext = osp.splitext(path)[1].lower()
         if ext == '.jsonl':
-            with open(path, 'rb') as f:
-                for number, raw in enumerate(f, 1):
-                    try:
-                        line = raw.decode('utf-8')
-                    except UnicodeDecodeError as err:
-                        raise ValueError(f'{path}:{number}: not UTF-8 text ({err}).') from None
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f'{path}:{number}: not a JSON object ({err.msg}).') \
-                            from None
-                    yield number, row
+            yield from read_jsonl(path)
         elif ext in ('.csv', '.tsv'):
             with open(path, encoding='utf-8', newline='') as f:
                 reader = csv.DictReader(f, delimiter='\t' if ext == '.tsv' else ',')

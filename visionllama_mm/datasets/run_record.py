@@ -13,12 +13,14 @@ field (then and now) -- never a mixed or silently reused output. ``--overwrite``
 Written here rather than taken from mmengine: mmengine's resume restores a training state from a
 checkpoint; it has no notion of an output folder's provenance.
 """
-import hashlib
 import json
 import os
 import os.path as osp
 import shutil
 from typing import Callable, Dict, Iterable, Optional, Sequence
+
+from ..utils.checksums import json_fingerprint
+from ..utils.files import write_json
 
 __all__ = ['RunRecordMismatch', 'read_record', 'write_record', 'record_differences',
            'check_record', 'check_folder_record', 'remove_outputs', 'foreign_entries',
@@ -32,11 +34,7 @@ class RunRecordMismatch(ValueError):
 def write_record(path: str, record: dict) -> None:
     """Write ``record`` as JSON, atomically (a temporary file renamed over ``path``)."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path + '.tmp', 'w') as f:
-        json.dump(record, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + '.tmp', path)
+    write_json(path, record, fsync=True, sort_keys=True)
 
 
 def read_record(path: str) -> Optional[dict]:
@@ -123,12 +121,6 @@ def remove_outputs(folder: str, own: Iterable[str]) -> list:
                 continue
             removed.append(entry)
     return removed
-
-
-def json_fingerprint(obj) -> str:
-    """sha256 (16 hex digits) of ``obj`` as sorted JSON (non-JSON values by ``str``)."""
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def list_fingerprint(items: Sequence, ends: int = 8) -> str:

@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
+from ..utils.files import atomic_path, read_jsonl, write_json
 
 __all__ = [
     'LVM_CODEBOOK', 'LVM_BOS', 'LVM_EOS', 'LVM_PAD', 'LVM_VOCAB', 'encode_tokens_b64',
@@ -86,18 +87,14 @@ def decode_tokens_b64(text: str) -> np.ndarray:
 def read_official_jsonl(path: str) -> Iterator[np.ndarray]:
     """Yield the (n,) int32 ids of every line ``{"tokens": base64}`` of an official JSONL file;
     a bad line is an error naming the file and line number."""
-    with open(path, 'rb') as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line.decode('utf-8'))
-                ids = decode_tokens_b64(row['tokens'])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                what = 'no "tokens" field' if isinstance(err, (KeyError, TypeError)) else err
-                raise ValueError(f'{path}:{number}: expected {{"tokens": base64 int32 ids}}: '
-                                 f'{what}.') from None
-            yield ids
+    for number, row in read_jsonl(path):
+        try:
+            ids = decode_tokens_b64(row['tokens'])
+        except (KeyError, TypeError, ValueError) as err:
+            what = 'no "tokens" field' if isinstance(err, (KeyError, TypeError)) else err
+            raise ValueError(f'{path}:{number}: expected {{"tokens": base64 int32 ids}}: '
+                             f'{what}.') from None
+        yield ids
 
 
 def _check_ids(codebook: int, bos: int, eos: int, pad: int, vocab_size: int, where: str):
@@ -108,12 +105,6 @@ def _check_ids(codebook: int, bos: int, eos: int, pad: int, vocab_size: int, whe
                          f'[codebook={codebook}, vocab_size={vocab_size}).')
     if vocab_size > 1 << 16:
         raise ValueError(f'{where}: vocab_size {vocab_size} does not fit the uint16 stream.')
-
-
-def _atomic_json(path: str, obj: dict):
-    with open(path + '.tmp', 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + '.tmp', path)
 
 
 def write_token_shard(out_dir: str, sentences: Iterable, *, bos: int = LVM_BOS,
@@ -163,23 +154,22 @@ def write_token_shard(out_dir: str, sentences: Iterable, *, bos: int = LVM_BOS,
         offsets = np.concatenate([[0], np.cumsum(lengths[order])[:-1]]).astype(np.int64)
         total = int(lengths.sum())
         source = np.memmap(raw_path, dtype='<u2', mode='r', shape=(total, ))
-        tokens_tmp = osp.join(out_dir, 'tokens.tmp.npy')
-        tokens = np.lib.format.open_memmap(tokens_tmp, mode='w+', dtype=np.uint16,
-                                           shape=(total, ))
-        for dst, src in zip(offsets, order):
-            tokens[dst:dst + lengths[src]] = source[starts[src]:starts[src] + lengths[src]]
-        tokens.flush()
-        del tokens, source
-        np.save(osp.join(out_dir, 'offsets.tmp.npy'), offsets)
-        os.replace(tokens_tmp, osp.join(out_dir, 'tokens.npy'))
-        os.replace(osp.join(out_dir, 'offsets.tmp.npy'), osp.join(out_dir, 'offsets.npy'))
+        with atomic_path(osp.join(out_dir, 'tokens.npy'), keep_ext=True) as tokens_tmp:
+            tokens = np.lib.format.open_memmap(tokens_tmp, mode='w+', dtype=np.uint16,
+                                               shape=(total, ))
+            for dst, src in zip(offsets, order):
+                tokens[dst:dst + lengths[src]] = source[starts[src]:starts[src] + lengths[src]]
+            tokens.flush()
+            del tokens, source
+        with atomic_path(osp.join(out_dir, 'offsets.npy'), keep_ext=True) as offsets_tmp:
+            np.save(offsets_tmp, offsets)
     finally:
         if osp.exists(raw_path):
             os.remove(raw_path)
     meta = dict(codebook=codebook, bos=bos, eos=eos, pad=pad, vocab_size=vocab_size,
                 tokens_per_image=tokens_per_image, tokenizer=tokenizer,
                 num_sentences=int(lengths.size), num_tokens=total)
-    _atomic_json(osp.join(out_dir, 'meta.json'), meta)  # written last: marks the shard complete
+    write_json(osp.join(out_dir, 'meta.json'), meta)  # written last: marks the shard complete
     return meta
 
 

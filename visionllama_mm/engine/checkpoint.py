@@ -33,30 +33,10 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from ..registry import HOOKS
+from ..utils.files import atomic_write, replace_atomically
 from .hooks import NonFiniteCheckHook, check_best_metrics, check_finite_checkpoint
 
-__all__ = ['AtomicCheckpointHook', 'replace_file_atomically', 'use_atomic_checkpoint_hook']
-
-
-def _fsync_dir(path: str) -> None:
-    if os.name != 'posix':
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_file_atomically(tmp_path: str, path: str) -> None:
-    """Flush ``tmp_path`` to disk and rename it to ``path`` (same directory)."""
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp_path, path)
-    _fsync_dir(osp.dirname(osp.abspath(path)))
+__all__ = ['AtomicCheckpointHook', 'use_atomic_checkpoint_hook']
 
 
 def _tmp_name(filename: str) -> str:
@@ -115,7 +95,7 @@ class AtomicCheckpointHook(CheckpointHook):
         try:
             runner.save_checkpoint(out_dir, tmp, file_client_args, **kwargs)
             if is_main_process():
-                replace_file_atomically(tmp_path, path)
+                replace_atomically(tmp_path, path, fsync=True)
         except BaseException:
             if is_main_process() and osp.exists(tmp_path):
                 os.remove(tmp_path)
@@ -141,9 +121,8 @@ class AtomicCheckpointHook(CheckpointHook):
         if not is_main_process():
             return
         last = osp.join(runner.work_dir, 'last_checkpoint')
-        with open(_tmp_name(last), 'w') as f:
+        with atomic_write(last, fsync=True, tmp=_tmp_name(last)) as f:
             f.write(self.last_ckpt)
-        replace_file_atomically(_tmp_name(last), last)
         if outdated is not None and outdated != step:
             old = osp.join(self.out_dir, self.filename_tmpl.format(outdated))
             if osp.isfile(old):

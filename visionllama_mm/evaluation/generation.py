@@ -26,6 +26,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.utils import glob_samples_paths
 
 from ..registry import METRICS
+from ..utils.files import atomic_path
 
 __all__ = ['GenerationMetric', 'frechet_distance']
 
@@ -143,8 +144,8 @@ def _write_adm_npz(path: str, image_paths: Sequence[str], labels: Optional[np.nd
     shape = (len(image_paths), *first.shape)
     header = dict(descr=np.lib.format.dtype_to_descr(np.dtype(np.uint8)), fortran_order=False,
                   shape=shape)
-    tmp = path + '.part'
-    with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED,
+                                                   allowZip64=True) as zf:
         with zf.open('arr_0.npy', 'w', force_zip64=True) as f:
             np.lib.format.write_array_header_1_0(f, header)  # as np.save
             for p in image_paths:
@@ -158,7 +159,6 @@ def _write_adm_npz(path: str, image_paths: Sequence[str], labels: Optional[np.nd
         if labels is not None:
             with zf.open('arr_1.npy', 'w', force_zip64=True) as f:
                 np.lib.format.write_array(f, labels, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 @METRICS.register_module()
