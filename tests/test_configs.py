@@ -1,28 +1,180 @@
-"""Every shipped config loads, carries custom_imports, and its model builds (on the meta device)."""
+"""Every shipped config loads, carries custom_imports, and its model builds (on the meta device).
+
+Each config is also resolved twice from one ``Config.fromfile``: by our ``tools/train.py``
+(:func:`~visionllama_mm.engine.launch.merge_train_args`) and by the stock toolbox's
+``tools/train.py`` (mmpretrain's own ``merge_args``, loaded from its ``.mim/tools/train.py``;
+mmseg's and mmdet's config handling reproduced below, as their ``main()`` holds it). The two must
+be equal: our tool adds nothing that the config does not say. The stock resolution is then
+compared key by key with the resolution our tool gave at commit 8244cd4 (before the runtime
+defaults moved into the configs and the shared ``_base_`` recipes were introduced), recorded in
+``tests/fixtures/configs_resolved_at_8244cd4.json.gz``.
+"""
+import argparse
+import copy
 import glob
+import gzip
+import importlib.util
+import json
 import os.path as osp
 
 import pytest
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.builder import build_model_on_meta
+from visionllama_mm.engine.launch import merge_train_args
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(f'{REPO}/configs/**/*.py', recursive=True)
                  if '/_base_/' not in p)
+BEFORE = osp.join(REPO, 'tests', 'fixtures', 'configs_resolved_at_8244cd4.json.gz')
+
+# Keys that differ from the recorded resolution on purpose.
+CHANGED_ON_PURPOSE = {
+    # the checked Runner is named by the config; before, tools/train.py chose it silently
+    'runner_type',
+    # the record was made with --launcher pytorch (so that no single-process unsharding applied)
+    'launcher',
+}
+# Keys of the quickstart that the shared digits base (configs/_base_/datasets/digits.py) no
+# longer defines as top-level helpers: the Runner never reads them.
+HELPERS_REMOVED = {'data_root', 'image_size', 'train_pipeline', 'test_pipeline'}
+# Model arguments renamed to mmpretrain's names (the old names still work, with a warning).
+MODEL_ARG_RENAMES = {'depth': 'num_layers', 'hidden_dims': 'feedforward_channels',
+                     'width': 'proj_dims'}
+
+
+def _load_script(path: str, name: str):
+    """A tools/train.py as a module: it defines parse_args/merge_args/main and runs nothing."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stock_mmpretrain_train():
+    """mmpretrain's own tools/train.py (shipped in the wheel's ``.mim``)."""
+    import mmpretrain
+    return _load_script(osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'train.py'),
+                        'mmpretrain_stock_train')
+
+
+STOCK_MMPRETRAIN_MERGE_ARGS = _stock_mmpretrain_train().merge_args
+OUR_TRAIN = _load_script(osp.join(REPO, 'tools', 'train.py'), 'visionllama_mm_train')
+
+
+def stock_train_resolution(cfg: Config, config: str, launcher: str = 'none') -> Config:
+    """What the stock toolbox's tools/train.py does to ``cfg`` on ``train.py CONFIG``."""
+    scope = cfg.get('default_scope') or 'mmpretrain'
+    if scope == 'mmpretrain':
+        args = argparse.Namespace(config=config, work_dir=None, resume=None, amp=False,
+                                  no_validate=False, auto_scale_lr=False, no_pin_memory=False,
+                                  no_persistent_workers=False, cfg_options=None,
+                                  launcher=launcher, local_rank=0)
+        return STOCK_MMPRETRAIN_MERGE_ARGS(cfg, args)
+    # mmseg 1.2.2 and mmdet 3.3.0 tools/train.py main(): launcher, --cfg-options, work dir
+    # (CLI > config > ./work_dirs/<config name>), --amp, --resume; nothing else without flags
+    cfg.launcher = launcher
+    if cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    if scope == 'mmseg':
+        cfg.resume = False
+    return cfg
+
+
+def our_train_resolution(cfg: Config, config: str, launcher: str = 'none') -> Config:
+    return merge_train_args(cfg, OUR_TRAIN.parse_args([config, '--launcher', launcher]))
+
+
+def _flat(node, prefix=''):
+    out = {}
+    if isinstance(node, dict):
+        if not node:
+            out[prefix] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f'{prefix}.{key}' if prefix else str(key)))
+    elif isinstance(node, (list, tuple)):
+        if not node:
+            out[prefix] = []
+        for i, value in enumerate(node):
+            out.update(_flat(value, f'{prefix}.{i}'))
+    else:
+        out[prefix] = node
+    return out
+
+
+def _plain(value):
+    """JSON's view of a config value (as the record was written)."""
+    return json.loads(json.dumps(value, default=lambda v: f'<{type(v).__name__}> {v!r}'))
+
+
+@pytest.fixture(scope='module')
+def before():
+    with gzip.open(BEFORE, 'rt') as f:
+        return json.load(f)
+
+
+def differences_from_record(recorded: dict, resolved: dict, path: str) -> list:
+    """Keys whose values differ, except those changed on purpose (see the lists above) and
+    ``_scope_`` (the toolbox whose base a dict was inherited from; a dict that a config of this
+    package now writes itself has none, and the type it names is the same class)."""
+    old, new = _flat(recorded), _flat(_plain(resolved))
+    for key in list(old):
+        parts = key.split('.')
+        if key.startswith('model.') and key not in new:
+            renamed = '.'.join(parts[:-1] + [MODEL_ARG_RENAMES.get(parts[-1], parts[-1])])
+            if renamed in new and renamed not in old:
+                old[renamed] = old.pop(key)
+    skip = set(CHANGED_ON_PURPOSE)
+    if path.endswith('quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'):
+        skip |= HELPERS_REMOVED
+    absent = '<absent>'
+    return [f'{k}: was {old.get(k, absent)!r}, now {new.get(k, absent)!r}'
+            for k in sorted(set(old) | set(new))
+            if k.split('.')[0] not in skip and not k.endswith('._scope_')
+            and old.get(k, absent) != new.get(k, absent)]
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.relpath(p, REPO) for p in CONFIGS])
-def test_config_builds(path):
+def test_config_builds(path, before):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports['imports'] == ['visionllama_mm']
-    if 'train_dataloader' in cfg:  # every config that trains stops at the first NaN/inf loss
+
+    # our tools/train.py and the stock toolbox's resolve the config identically
+    ours = our_train_resolution(copy.deepcopy(cfg), path)
+    stock = stock_train_resolution(copy.deepcopy(cfg), path)
+    assert ours.to_dict() == stock.to_dict()
+    # ... and as our tool resolved it before the runtime defaults became config entries
+    rel = osp.relpath(path, REPO)
+    if rel in before:
+        resolved = stock_train_resolution(copy.deepcopy(cfg), path, launcher='pytorch')
+        diff = differences_from_record(before[rel], resolved.to_dict(), rel)
+        assert not diff, f'{rel} resolves differently from commit 8244cd4:\n' + '\n'.join(diff)
+
+    if cfg.get('train_cfg') is not None and isinstance(cfg.get('train_dataloader'), dict):
+        # every config that trains says what runs (configs/_base_/default_runtime.py)
+        assert cfg.get('runner_type') in ('CheckedRunner', 'FlexibleRunner')
         assert cfg.default_hooks.get('nonfinite_check') == dict(type='NonFiniteCheckHook'), \
             'default_hooks.nonfinite_check is missing (visionllama_mm.engine.hooks)'
+        assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+        assert dict(type='ReproducibleRandomnessHook') in cfg.custom_hooks
+        sampler = cfg.train_dataloader.get('sampler')
+        assert sampler is None or sampler.type == 'ReproducibleSampler', sampler
     model, _ = build_model_on_meta(cfg)  # in the config's toolbox scope, restored afterwards
     assert sum(p.numel() for p in model.parameters()) > 0
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)
         if isinstance(loader, dict) and isinstance(loader.get('collate_fn'), dict):
             assert not {'_scope_', '_delete_'} & set(loader['collate_fn']), field
+    assert '_delete_' not in json.dumps(_plain(cfg.to_dict()))
+
+
+def test_stock_resolution_is_compared_with_the_real_stock_code():
+    """The mmpretrain side of the comparison is mmpretrain's own merge_args: it sets the
+    dataloader defaults that our merge_train_args mirrors, and nothing of this package."""
+    cfg = Config(dict(default_scope='mmpretrain', train_dataloader=dict(batch_size=2)))
+    out = stock_train_resolution(cfg, 'configs/x.py')
+    assert out.train_dataloader == ConfigDict(
+        pin_memory=True, persistent_workers=True, collate_fn=dict(type='default_collate'),
+        batch_size=2)
+    assert out.work_dir == './work_dirs/x' and out.launcher == 'none'

@@ -4,7 +4,10 @@
                          [--cfg-options k=v ...]
     bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [same flags]
 
-The checkpoint is loaded with torch.load(weights_only=True) (visionllama_mm.compat).
+The checkpoint is loaded with torch.load(weights_only=True) (visionllama_mm.compat). The flags are
+applied as the stock tools/test.py applies them; a GenerationMetric without ``out_dir`` writes its
+samples to WORK_DIR/samples (logged); what the launch or the machine requires is changed at run
+time and logged in one line, as in tools/train.py.
 """
 import argparse
 

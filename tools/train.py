@@ -3,9 +3,13 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--compile] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG NUM_PROCESSES [same flags]
 
-Flags mean what they mean in the stock toolboxes' tools/train.py. On a machine without CUDA the
-config is adapted automatically (gloo, CPU DDP, BN for SyncBN, fp32 for AMP); see
-visionllama_mm/engine/launch.py. Every argument is checked before the config is read
+Flags mean what they mean in the stock toolboxes' tools/train.py, and nothing else is added: the
+configs name their runner, hooks and samplers (configs/_base_/default_runtime.py), so the stock
+tools/train.py of mmpretrain, mmseg or mmdet runs a config exactly as this one does. What the
+launch or the machine requires is changed at run time and logged in one line
+("[visionllama_mm] run-time changes to the config: ..."): a sharded FlexibleRunner config started
+as one process runs unsharded; without CUDA: gloo, CPU DDP, BN for SyncBN, bf16 autocast for AMP
+(visionllama_mm/engine/launch.py). Every argument is checked before the config is read
 (``visionllama_mm.cli``).
 """
 import argparse

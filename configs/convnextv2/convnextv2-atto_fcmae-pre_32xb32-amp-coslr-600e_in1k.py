@@ -14,44 +14,21 @@
 # by tools/model_converters/convnextv2_official.py) is loaded by the backbone's init_cfg with
 # prefix='backbone.': every encoder tensor loads, the decoder (`neck.*`) is ignored and the final
 # norm `norm3` and the head start fresh (Pretrained init is partial by design and logs them).
-_base_ = ['mmpretrain::convnext_v2/convnext-v2-atto_32xb32_in1k.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['./_base_/convnextv2_fcmae-ft_32xb32-amp-coslr_in1k.py']
 
 pretrained = 'pretrain/fcmae_convnextv2-atto_in1k.pth'
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='ConvNeXtV2',
-        arch='atto',
-        drop_path_rate=0.1,
-        layer_decay_type='single',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    head=dict(
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.2),
-        # official head_init_scale 0.001 on trunc_normal(std .02): std 2e-5, zero bias
-        init_cfg=dict(_delete_=True, type='TruncNormal', layer='Linear', std=2e-5, bias=0.)),
+    backbone=dict(arch='atto', drop_path_rate=0.1, layer_decay_type='single',
+                  init_cfg=dict(checkpoint=pretrained)),
+    head=dict(in_channels=320, loss=dict(label_smooth_val=0.2)),
     train_cfg=dict(augments=None),
 )
 
 lr = 0.0002 * 1024 / 256
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.3),
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.9))
-
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=0.3),
+                     paramwise_cfg=dict(layer_decay_rate=0.9))
 param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min_ratio=1e-6 / lr, by_epoch=True, begin=0,
          end=600, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=600, val_interval=1)
-randomness = dict(seed=0, diff_rank_seed=True)
-# the official loader drops the last incomplete batch of each epoch
-train_dataloader = dict(drop_last=True)
-# EMA 0.9999, validated and tested with the EMA weights (mmpretrain's EMAHook, as the stock config)
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
-
-# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))

@@ -29,6 +29,9 @@
 _base_ = ['mmseg::convnext/convnext-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 pretrained = 'pretrain/convnextv2-base_fcmae-ft_in1k.pth'
 model = dict(
@@ -65,4 +68,9 @@ tta_pipeline = [
 ]
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
+                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='InfiniteSampler', shuffle=True)))

@@ -12,9 +12,7 @@
 # as their class after 1k / 2k / 4k iterations, at 8x8 (patch 2) 19% / 86% / 97% after 1k / 2k / 3k;
 # 64 wide: 14% / 59% / 99% after 1k / 2k / 3k at lr 3e-3, 42% / 73% after 1.5k / 2k at lr 5e-3 (this
 # config; raw weights in a plain loop, 100 samples, guidance 4).
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../_base_/default_runtime.py']
 
 image_size = 8
 data_root = 'data/digits_8px'  # DigitsDataset writes the 8x8 PNGs there once
@@ -35,7 +33,7 @@ train_dataloader = dict(
     batch_size=64,
     num_workers=0,
     persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='DigitsDataset', data_root=data_root, split='train', image_size=image_size,
                  pipeline=train_pipeline))
@@ -59,11 +57,11 @@ optim_wrapper = dict(optimizer=dict(type='AdamW', lr=5e-3, betas=(0.9, 0.999), w
 param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=2000)
 # EMA over the last ~100 iterations (the ImageNet configs' 0.9999 is for 400k iterations)
-custom_hooks = [dict(type='EMAHook', momentum=1e-2, update_buffers=True, priority='ABOVE_NORMAL')]
+custom_hooks = [dict(type='EMAHook', momentum=1e-2, update_buffers=True, priority='ABOVE_NORMAL'),
+                dict(type='ReproducibleRandomnessHook')]
 
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=200),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2000, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=2000, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0, deterministic=False)

@@ -9,9 +9,7 @@
 # Data (paths set by the test or with --cfg-options):
 #   train_dataloader.dataset.data_root / val / test: shards of tools/lvm/tokenize_sentences.py
 #   model.tokenizer.init_cfg.checkpoint: the trained tokenizer (for generate.py)
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../_base_/default_runtime.py']
 
 num_codes = 32
 image_size = 16  # generate.py resizes prompt images to this
@@ -36,7 +34,7 @@ shard = dict(type='PackedTokenDataset', context_length=context_length, bos_id=nu
              eos_id=num_codes + 1, vocab_size=num_codes + 100)
 train_dataloader = dict(
     batch_size=16, num_workers=0, persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     collate_fn=dict(type='default_collate'),
     dataset=dict(**shard, data_root='data/digits_counting/train_tokens'))
 val_dataloader = dict(
@@ -62,8 +60,7 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=400, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=400, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0, deterministic=False)

@@ -3,9 +3,7 @@
 #   python tools/test.py  configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py CKPT
 # 1,438 train / 359 val images (8x8 upsampled to 32x32), written once to data/digits in the
 # ImageNet folder format and read through mmpretrain's stock pipeline, Runner and Accuracy.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../_base_/default_runtime.py']
 
 image_size = 32
 data_root = 'data/digits'
@@ -49,7 +47,7 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     collate_fn=dict(type='default_collate'),
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='DefaultSampler', shuffle=True)),
     dataset=dict(type='DigitsDataset', data_root=data_root, split='train',
                  image_size=image_size, pipeline=train_pipeline))
 val_dataloader = dict(
@@ -78,7 +76,6 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1, save_best='auto'))
+    checkpoint=dict(interval=5, max_keep_ckpts=1, save_best='auto'))
 randomness = dict(seed=0, deterministic=False)

@@ -10,13 +10,21 @@
 _base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 model = dict(
     backbone=dict(_delete_=True, type='MAEVisionLLaMA', arch='mae-base', img_size=224,
                   patch_size=16, mask_ratio=0.75))
 
 # the stock dataset base defines collate_fn (mmengine adds `_scope_` to it): replace it whole
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='DefaultSampler', shuffle=True)),
+    collate_fn=dict(_delete_=True, type='default_collate'))
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
+                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+custom_hooks = [dict(type='ReproducibleRandomnessHook')]

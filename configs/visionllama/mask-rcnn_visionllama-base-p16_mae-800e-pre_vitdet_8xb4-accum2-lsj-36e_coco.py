@@ -14,6 +14,9 @@ _base_ = [
 ]
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 image_size = (1024, 1024)
 norm_cfg = dict(type='LN2d', requires_grad=True)
@@ -73,7 +76,8 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=4,
     num_workers=8,
-    sampler=dict(type='InfiniteSampler'),
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(
         _delete_=True,
         type=_base_.dataset_type,
@@ -106,6 +110,8 @@ param_scheduler = [
 default_hooks = dict(
     nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(by_epoch=False, interval=interval, max_keep_ckpts=5))
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=interval,
+                    max_keep_ckpts=5))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=64)
+custom_hooks = [dict(type='ReproducibleRandomnessHook')]

@@ -10,6 +10,9 @@
 _base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 pretrained = 'pretrain/visionllama-pyramid-base_in1k.pth'
 model = dict(
@@ -31,4 +34,9 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0.0))
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
+                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='DefaultSampler', shuffle=True)))

@@ -9,6 +9,9 @@
 _base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 pretrained = 'pretrain/visionllama-base-mae-800e.pth'
 model = dict(
@@ -37,4 +40,9 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.65))
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
+                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='InfiniteSampler', shuffle=True)))

@@ -8,6 +8,9 @@
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 pretrained = 'pretrain/visionllama-base-mae-800e.pth'
 model = dict(
@@ -30,9 +33,14 @@ optim_wrapper = dict(type='AmpOptimWrapper', optimizer=dict(lr=2e-3),  # dynamic
 # The stock bases of this config define no collate_fn, so none carries an inherited `_scope_` to
 # drop: `_delete_=True` would have nothing to delete, stay in the dict and reach default_collate as
 # a keyword. Hence the plain restatement (the MAE pre-training configs do need `_delete_`).
-train_dataloader = dict(collate_fn=dict(type='default_collate'))
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='DefaultSampler', shuffle=True)),
+    collate_fn=dict(type='default_collate'))
 val_dataloader = dict(collate_fn=dict(type='default_collate'))
 test_dataloader = val_dataloader
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
+                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+custom_hooks = [dict(type='ReproducibleRandomnessHook')]

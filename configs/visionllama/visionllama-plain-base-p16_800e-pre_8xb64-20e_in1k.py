@@ -29,7 +29,8 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=64,
-    sampler=dict(_delete_=True, type='DefaultSampler', shuffle=True),
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='DefaultSampler', shuffle=True)),
     dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(

@@ -17,6 +17,9 @@
 _base_ = ['mmpretrain::twins/twins-svt-base_8xb128_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 model = dict(
     backbone=dict(
@@ -40,9 +43,14 @@ randomness = dict(seed=0, deterministic=False)
 
 # The stock bases define no collate_fn, so there is no inherited `_scope_` to drop here: a
 # `_delete_=True` would stay in the dict (nothing to delete) and reach default_collate as a keyword.
-train_dataloader = dict(collate_fn=dict(type='default_collate'))
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='DefaultSampler', shuffle=True)),
+    collate_fn=dict(type='default_collate'))
 val_dataloader = dict(collate_fn=dict(type='default_collate'))
 test_dataloader = val_dataloader
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
+                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+custom_hooks = [dict(type='ReproducibleRandomnessHook')]

@@ -14,9 +14,7 @@
 # templates, top-1/top-5) every 10k iterations and by `tools/test.py CONFIG CKPT`.
 # Authors' README: 62.2% IN zero-shot at 1.28B samples; clip_vitamin-small_zeroshot-cls_in1k.py
 # evaluates their released file.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../_base_/default_runtime.py']
 
 image_size = 224
 context_length = 77
@@ -101,9 +99,8 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=global_batch)
 
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000, max_keep_ckpts=3))
+    checkpoint=dict(by_epoch=False, interval=5000, max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
 # OpenCLIP seeds every rank with seed + rank (main.py:263; the model is built under seed 0 and
 # DDP copies rank 0's weights, as here)

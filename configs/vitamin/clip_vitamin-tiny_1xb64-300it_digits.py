@@ -5,9 +5,7 @@
 #   python tools/test.py  configs/vitamin/clip_vitamin-tiny_1xb64-300it_digits.py CKPT
 # Training streams the webdataset shards (<key>.png + <key>.txt, the DataComp layout) written by
 # the first command; testing reads the 359 held-out digits (DigitsDataset, split 'val').
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../_base_/default_runtime.py']
 
 image_size = 32
 context_length = 16
@@ -80,8 +78,7 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=25),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0, deterministic=False)

@@ -22,6 +22,9 @@
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
+# stock config cannot inherit it as well: mmengine allows a key in one base only)
+runner_type = 'CheckedRunner'
 
 # OpenAI CLIP normalisation, the statistics ViTamin's CLIP training used (open_clip/constants.py).
 # to_onehot: the labels reach the label-smoothing loss as one-hot rows made here, outside the
@@ -74,7 +77,10 @@ train_pipeline = [
         fill_std=bgr_std),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(batch_size=256, dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='DefaultSampler', shuffle=True)),
+    batch_size=256, dataset=dict(pipeline=train_pipeline))
 
 lr = 6e-4
 optim_wrapper = dict(
@@ -94,7 +100,9 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 auto_scale_lr = dict(base_batch_size=2048)
 # EMA 0.9998 (FT-CLIP's --model_ema_decay), validated and tested with the EMA weights
-custom_hooks = [dict(type='EMAHook', momentum=2e-4, priority='ABOVE_NORMAL')]
+custom_hooks = [dict(type='EMAHook', momentum=2e-4, priority='ABOVE_NORMAL'),
+                dict(type='ReproducibleRandomnessHook')]
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(nonfinite_check=dict(type='NonFiniteCheckHook'))
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
+                     nonfinite_check=dict(type='NonFiniteCheckHook'))

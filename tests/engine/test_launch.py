@@ -45,9 +45,7 @@ def test_collate_fn_scope_is_stripped(tmp_path):
     child.write_text("_base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py']\n")
     cfg = Config.fromfile(str(child))
     assert cfg.train_dataloader.collate_fn.get('_scope_') == 'mmpretrain'  # the trap
-    args = Namespace(config='x.py', launcher='none', work_dir=None, no_validate=False, amp=False,
-                     resume=None, auto_scale_lr=False, cfg_options=None)
-    merge_train_args(cfg, args)
+    adapt_to_device(cfg, cuda=True)  # a run-time change, logged (the stock tools keep it)
     assert '_scope_' not in cfg.train_dataloader.collate_fn
 
 
@@ -72,3 +70,34 @@ def test_no_validate_with_cfg_options_naming_val_keys():
                      cfg_options={'val_dataloader.batch_size': 4, 'val_cfg.type': 'ValLoop'})
     merge_train_args(cfg, args)
     assert cfg.val_dataloader is None and cfg.val_cfg is None and cfg.val_evaluator is None
+
+
+def test_run_time_changes_are_logged_in_one_line():
+    """Everything adapt_to_device changes is named in one log line, in the order applied."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    cfg = _cfg(
+        launcher='pytorch',
+        model=dict(type='EncoderDecoder', backbone=dict(norm_cfg=dict(type='SyncBN'))),
+        optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                           optimizer=dict(type='AdamW', lr=1e-4)),
+        train_dataloader=dict(pin_memory=True,
+                              collate_fn=dict(type='default_collate', _scope_='mmseg')))
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        adapt_to_device(cfg, cuda=False)
+        adapt_to_device(_cfg(launcher='none'), cuda=True)  # nothing to change: no line
+    finally:
+        logger.removeHandler(handler)
+    lines = [r.getMessage() for r in records if '[visionllama_mm]' in r.getMessage()]
+    assert lines == [
+        '[visionllama_mm] run-time changes to the config: _scope_ dropped from the collate_fn of '
+        'train_dataloader; no CUDA: distributed backend nccl -> gloo; no CUDA: DDP built with '
+        'device_ids=None; no CUDA: SyncBN -> BN at model.backbone.norm_cfg; no CUDA: '
+        'AmpOptimWrapper -> CPUBF16AmpOptimWrapper: training in bf16 autocast on CPU (not used '
+        "on CPU: loss_scale='dynamic'); no CUDA: pin_memory off in train_dataloader"]

@@ -185,7 +185,7 @@ def test_cpu_and_single_process_adaptation_of_the_sharded_config():
     cfg = _cfg('7b')
     cfg.launcher = 'none'
     unshard_single_process(cfg)
-    assert 'runner_type' not in cfg and 'strategy' not in cfg
+    assert cfg.runner_type == 'CheckedRunner' and 'strategy' not in cfg
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
     cfg = _cfg('7b')
     cfg.merge_from_dict({'strategy.model_wrapper.mixed_precision': None})

@@ -14,9 +14,9 @@ file, no complete one, or a ``last_checkpoint`` that names a deleted file, and `
 
 A crash therefore leaves the previous checkpoint loadable and named by ``last_checkpoint`` (and at
 worst a stale ``.<name>.tmp`` file or one extra old checkpoint). Other storage backends keep the
-stock behaviour. ``tools/train.py`` uses this hook in place of ``CheckpointHook``
-(:func:`use_atomic_checkpoint_hook`); a config run by the stock tools asks for it with
-``default_hooks.checkpoint.type='AtomicCheckpointHook'``.
+stock behaviour. Every config of the package asks for it with
+``default_hooks.checkpoint.type='AtomicCheckpointHook'`` (``configs/_base_/default_runtime.py``);
+:func:`use_atomic_checkpoint_hook` makes the same change to a config of your own.
 
 It never writes a checkpoint whose model or EMA tensors hold NaN/inf, and a NaN/inf ``save_best``
 metric never becomes the best checkpoint: both raise :class:`FloatingPointError`. These are the

@@ -1,12 +1,19 @@
 """What ``tools/train.py`` and ``tools/test.py`` do to a config before the Runner sees it.
 
 One pair of tools serves mmpretrain, mmseg and mmdet configs: the toolbox is read from the config's
-``default_scope``. On a machine without CUDA the config is adapted automatically (each change is
-logged): gloo instead of nccl, DDP without ``device_ids``, FSDP on ``device_id='cpu'``, BN instead
-of SyncBN, and bf16 autocast (:class:`~visionllama_mm.engine.amp.CPUBF16AmpOptimWrapper`) instead
-of mmengine's GPU-only ``AmpOptimWrapper``. A ``FlexibleRunner`` config that shards over processes
-(``FSDPStrategy``, ``DDPStrategy``) launched as a single process runs on the plain Runner
-(:func:`unshard_single_process`).
+``default_scope``. The flags are applied as the stock toolboxes' tools apply them
+(:func:`merge_train_args`, :func:`merge_test_args`), and nothing else is added: reproducible
+sampling and seeding, atomic checkpoints, the non-finite loss stop and the checked Runner are
+entries of the configs (``configs/_base_/default_runtime.py``), so mmpretrain's, mmseg's and
+mmdet's own ``tools/train.py`` run a config as ours does.
+
+What the machine or the launch requires is changed at run time by :func:`adapt_to_device` and
+logged in one line (``[visionllama_mm] run-time changes to the config: ...``): a ``FlexibleRunner``
+config that shards over processes launched as a single process runs unsharded
+(:func:`unshard_single_process`); without CUDA: gloo instead of nccl, DDP without ``device_ids``,
+FSDP on ``device_id='cpu'``, BN instead of SyncBN, and bf16 autocast
+(:class:`~visionllama_mm.engine.amp.CPUBF16AmpOptimWrapper`) instead of mmengine's GPU-only
+``AmpOptimWrapper``.
 """
 import copy
 import os
@@ -16,9 +23,7 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config, ConfigDict
 
-from .checkpoint import use_atomic_checkpoint_hook
 from .checks import check_cfg_options
-from .reproducibility import make_randomness_resumable
 
 __all__ = ['toolbox_of', 'merge_train_args', 'merge_test_args', 'adapt_to_device', 'build_runner',
            'unshard_single_process']
@@ -40,13 +45,16 @@ def toolbox_of(cfg: Config) -> str:
     return scope
 
 
-def _strip_scope_in_collate(cfg: Config) -> None:
-    # a collate_fn inherited through `pkg::` carries `_scope_`, which the
-    # Runner passes on to the collate function as a keyword argument.
+def _strip_scope_in_collate(cfg: Config) -> List[str]:
+    """A ``collate_fn`` inherited through ``pkg::`` carries ``_scope_``, which the Runner would
+    pass on to the collate function as a keyword argument; the loaders where it was dropped."""
+    stripped = []
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)
         if isinstance(loader, dict) and isinstance(loader.get('collate_fn'), dict):
-            loader['collate_fn'].pop('_scope_', None)
+            if loader['collate_fn'].pop('_scope_', None) is not None:
+                stripped.append(field)
+    return stripped
 
 
 def _set_launcher_and_work_dir(cfg: Config, args) -> None:
@@ -89,10 +97,6 @@ def merge_train_args(cfg: Config, args) -> Config:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if getattr(args, 'compile', False) and not cfg.get('compile'):
         cfg.compile = True  # options given in the config or --cfg-options compile.x=... are kept
-    unshard_single_process(cfg)
-    make_randomness_resumable(cfg)  # exact resume: keyed augmentation, per-iteration seeding
-    use_atomic_checkpoint_hook(cfg)  # a crash while saving leaves a loadable last_checkpoint
-    _strip_scope_in_collate(cfg)
     return cfg
 
 
@@ -103,6 +107,7 @@ def _default_sample_dirs(cfg: Config) -> None:
     for ev in evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]:
         if isinstance(ev, dict) and ev.get('type') == 'GenerationMetric' and not ev.get('out_dir'):
             ev['out_dir'] = osp.join(cfg.work_dir, 'samples')
+            _log(f'test_evaluator GenerationMetric: samples written to {ev["out_dir"]}')
 
 
 def merge_test_args(cfg: Config, args) -> Config:
@@ -116,7 +121,6 @@ def merge_test_args(cfg: Config, args) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     if getattr(args, 'compile', False) and not cfg.get('compile'):
         cfg.compile = True  # options given in the config or --cfg-options compile.x=... are kept
-    unshard_single_process(cfg)
     _default_sample_dirs(cfg)
     if args.show or args.show_dir:
         hooks = cfg.default_hooks
@@ -139,7 +143,6 @@ def merge_test_args(cfg: Config, args) -> Config:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
-    _strip_scope_in_collate(cfg)
     return cfg
 
 
@@ -148,22 +151,27 @@ DISTRIBUTED_STRATEGIES = ('FSDPStrategy', 'DDPStrategy')
 
 def unshard_single_process(cfg: Config) -> Config:
     """Run a ``FlexibleRunner`` config whose strategy spreads the model over processes
-    (``FSDPStrategy``, ``DDPStrategy``) on the plain Runner when it is launched as one process.
+    (``FSDPStrategy``, ``DDPStrategy``) on the checked Runner when it is launched as one process.
 
     mmengine would build the strategy's wrapper without a process group and fail. With one process
-    there is nothing to shard, so ``runner_type`` and ``strategy`` are dropped (logged) and
-    :func:`build_runner` builds this package's Runner (strict checkpoint loading). FSDP's mixed
-    precision (``param_dtype`` bf16/fp16) becomes ``AmpOptimWrapper`` with that dtype: the same
-    low-precision compute over fp32 parameters. A ``'full'`` FSDP checkpoint is an ordinary one, so
-    ``tools/test.py`` evaluates it in one process.
+    there is nothing to shard, so ``strategy`` is dropped and ``runner_type`` becomes
+    ``'CheckedRunner'`` (logged). FSDP's mixed precision (``param_dtype`` bf16/fp16) becomes
+    ``AmpOptimWrapper`` with that dtype: the same low-precision compute over fp32 parameters. A
+    ``'full'`` FSDP checkpoint is an ordinary one, so ``tools/test.py`` evaluates it in one process.
     """
+    note = _unshard(cfg)
+    if note:
+        _log(f'run-time changes to the config: {note}')
+    return cfg
+
+
+def _unshard(cfg: Config) -> Optional[str]:
+    """:func:`unshard_single_process` without the log; what it changed, or None."""
     strategy = cfg.get('strategy')
     if (cfg.get('launcher', 'none') != 'none' or cfg.get('runner_type') != 'FlexibleRunner'
             or not isinstance(strategy, dict)
             or strategy.get('type') not in DISTRIBUTED_STRATEGIES):
-        return cfg
-    cfg.pop('runner_type')
-    cfg.pop('strategy')
+        return None
     note = ''
     precision = (strategy.get('model_wrapper') or {}).get('mixed_precision') or {}
     dtype = precision.get('param_dtype')
@@ -178,10 +186,11 @@ def unshard_single_process(cfg: Config) -> Config:
             raise ValueError(f'{strategy["type"]}: cannot add the mixed precision '
                              f'({dtype}) to optim_wrapper={optim!r} for a single process.')
         optim.update(type='AmpOptimWrapper', dtype=dtype)
-        note = f'; its mixed precision -> AmpOptimWrapper(dtype={dtype})'
-    _log(f'one process (no launcher): {strategy["type"]} of FlexibleRunner not needed, running '
-         f'unsharded on the Runner{note}')
-    return cfg
+        note = f', its mixed precision -> AmpOptimWrapper(dtype={dtype})'
+    cfg.runner_type = 'CheckedRunner'
+    cfg.pop('strategy')
+    return (f'one process (no launcher): {strategy["type"]} of FlexibleRunner not needed, running '
+            f'unsharded on the CheckedRunner{note}')
 
 
 def _replace_type(node, old: tuple, new: str, path: str, changed: List[str]):
@@ -197,7 +206,13 @@ def _replace_type(node, old: tuple, new: str, path: str, changed: List[str]):
 
 
 def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
-    """Make a GPU config run on a CPU-only machine (no-op when CUDA is available).
+    """What the launch and the machine require, changed at run time and logged in ONE line.
+
+    * one process (no launcher): a sharding ``FlexibleRunner`` config runs unsharded
+      (:func:`unshard_single_process`);
+    * a ``collate_fn`` that carries ``_scope_`` (inherited through ``pkg::``) loses it;
+
+    and without CUDA (nothing more when CUDA is available):
 
     * distributed: gloo backend; DDP built with ``device_ids=None`` (mmengine otherwise passes the
       local rank as a GPU id); a ``FlexibleRunner``'s ``FSDPStrategy`` wrapper built with
@@ -205,18 +220,33 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
       wrapper with ``device_ids=None``;
     * SyncBN/MMSyncBN -> BN (SyncBN refuses CPU tensors under DDP);
     * ``AmpOptimWrapper`` (GPU-only: CUDA's loss scaler) -> ``CPUBF16AmpOptimWrapper``: bf16
-      autocast, no loss scaling (``loss_scale``/``dtype``/``use_fsdp`` dropped, logged);
+      autocast, no loss scaling (``loss_scale``/``dtype``/``use_fsdp`` dropped, named);
     * ``pin_memory`` off.
     """
+    notes: List[str] = []
+    note = _unshard(cfg)
+    if note:
+        notes.append(note)
+    stripped = _strip_scope_in_collate(cfg)
+    if stripped:
+        notes.append('_scope_ dropped from the collate_fn of ' + ', '.join(stripped))
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    if cuda:
-        return cfg
+    if not cuda:
+        notes += _adapt_to_cpu(cfg)
+    if notes:
+        _log('run-time changes to the config: ' + '; '.join(notes))
+    return cfg
+
+
+def _adapt_to_cpu(cfg: Config) -> List[str]:
+    """The no-CUDA part of :func:`adapt_to_device`; what it changed."""
+    notes: List[str] = []
     if cfg.get('launcher', 'none') != 'none':
         env_cfg = cfg.setdefault('env_cfg', ConfigDict())
         dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
         if dist_cfg.get('backend', 'nccl') == 'nccl':
             dist_cfg['backend'] = 'gloo'
-            _log('no CUDA: distributed backend nccl -> gloo')
+            notes.append('no CUDA: distributed backend nccl -> gloo')
         strategy = cfg.get('strategy')
         if cfg.get('runner_type') == 'FlexibleRunner' and isinstance(strategy, dict):
             kind = strategy.get('type')
@@ -228,17 +258,18 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
                               ('device_ids', None))
                 wrapper[key] = value
                 strategy['model_wrapper'] = wrapper
-                _log(f'no CUDA: {kind} wrapper built with {key}={value!r}')
+                notes.append(f'no CUDA: {kind} wrapper built with {key}={value!r}')
         else:
             wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
                 type='MMDistributedDataParallel', broadcast_buffers=False,
                 find_unused_parameters=cfg.get('find_unused_parameters', False))
             wrapper['device_ids'] = None
             cfg.model_wrapper_cfg = wrapper
+            notes.append('no CUDA: DDP built with device_ids=None')
     changed: List[str] = []
     _replace_type(cfg.get('model'), ('SyncBN', 'MMSyncBN'), 'BN', 'model', changed)
     if changed:
-        _log('no CUDA: SyncBN -> BN at ' + ', '.join(c.split(':')[0] for c in changed))
+        notes.append('no CUDA: SyncBN -> BN at ' + ', '.join(c.split(':')[0] for c in changed))
     optim = cfg.get('optim_wrapper')
     if isinstance(optim, dict) and optim.get('type') == 'AmpOptimWrapper':
         dropped = [f'{k}={optim[k]!r}' for k in ('loss_scale', 'dtype', 'use_fsdp')
@@ -246,21 +277,26 @@ def adapt_to_device(cfg: Config, cuda: Optional[bool] = None) -> Config:
         keep = {k: v for k, v in optim.items()
                 if k not in ('type', 'loss_scale', 'dtype', 'use_fsdp')}
         cfg.optim_wrapper = ConfigDict(type='CPUBF16AmpOptimWrapper', **copy.deepcopy(keep))
-        _log('no CUDA: AmpOptimWrapper -> CPUBF16AmpOptimWrapper: training in bf16 autocast on CPU'
-             + (f' (not used on CPU: {", ".join(dropped)})' if dropped else ''))
+        notes.append('no CUDA: AmpOptimWrapper -> CPUBF16AmpOptimWrapper: training in bf16 '
+                     'autocast on CPU'
+                     + (f' (not used on CPU: {", ".join(dropped)})' if dropped else ''))
+    unpinned = []
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)
         if isinstance(loader, dict) and loader.get('pin_memory'):
             loader['pin_memory'] = False
-    return cfg
+            unpinned.append(field)
+    if unpinned:
+        notes.append('no CUDA: pin_memory off in ' + ', '.join(unpinned))
+    return notes
 
 
 def build_runner(cfg: Config):
-    """Build the Runner: :class:`visionllama_mm.engine.runner.Runner` (mmengine's, with strict
-    checkpoint loading and dataset checks), or the config's ``runner_type`` as the stock tools do."""
+    """Build the Runner as the stock tools do: the config's ``runner_type`` (``'CheckedRunner'``
+    in every config of this package: :class:`visionllama_mm.engine.runner.Runner`), else
+    mmengine's ``Runner``."""
     from mmengine.registry import RUNNERS
-
-    from .runner import Runner
+    from mmengine.runner import Runner
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

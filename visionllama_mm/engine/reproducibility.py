@@ -36,8 +36,9 @@ enters the per-iteration key once and the training draws are the same in both se
 weights of each process, which DDP replaces by rank 0's). On resume every rank restores the random
 states rank 0 saved; the first iteration then seeds each rank with its own key.
 
-``tools/train.py`` adds both (:func:`make_randomness_resumable`); with the stock tools a config
-asks for them::
+Every training config of the package asks for both (``configs/_base_/default_runtime.py`` and
+its train loader; :func:`make_randomness_resumable` makes the same change to a config of your
+own)::
 
     custom_hooks = [dict(type='ReproducibleRandomnessHook')]
     train_dataloader = dict(sampler=dict(type='ReproducibleSampler',

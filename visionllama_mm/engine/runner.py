@@ -1,4 +1,8 @@
-"""The Runner that ``tools/train.py`` and ``tools/test.py`` build: mmengine's, with inputs checked.
+"""``runner_type = 'CheckedRunner'``: mmengine's Runner with its inputs checked.
+
+Every config of the package names it (``configs/_base_/default_runtime.py``), so mmpretrain's,
+mmseg's and mmdet's own ``tools/train.py`` build it as ours does; it is registered in mmengine's
+root ``RUNNERS`` registry, which the stock tools build from.
 
 Differences from :class:`mmengine.runner.Runner` (everything else is inherited unchanged):
 
@@ -26,6 +30,7 @@ Differences from :class:`mmengine.runner.Runner` (everything else is inherited u
 """
 from typing import Callable, Union
 
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner as _StockRunner
 
 from ..datasets.checks import (check_data_files, check_dataset_cfg, check_labels,
@@ -37,6 +42,7 @@ from .pretrained import load_checkpoint_source, partial_pretrained
 __all__ = ['Runner']
 
 
+@RUNNERS.register_module(name='CheckedRunner')
 class Runner(_StockRunner):
     """mmengine's Runner with strict checkpoint loading and dataset checks (see module doc)."""
 

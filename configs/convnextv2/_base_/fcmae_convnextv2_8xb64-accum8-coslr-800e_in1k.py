@@ -19,10 +19,8 @@
 # - fp32: the official pre-training runs no autocast.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs512_mae.py',
-    'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/default_runtime.py',
 ]
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
 
 model = dict(
     type='FCMAE',
@@ -36,7 +34,9 @@ model = dict(
 
 # the stock dataset base defines collate_fn (mmengine adds `_scope_` to it): replace it whole
 train_dataloader = dict(batch_size=64, drop_last=True,
-                        collate_fn=dict(_delete_=True, type='default_collate'))
+                        collate_fn=dict(_delete_=True, type='default_collate'),
+                        sampler=dict(_delete_=True, type='ReproducibleSampler',
+                                     sampler=dict(type='DefaultSampler', shuffle=True)))
 
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -53,8 +53,7 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=800)
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+    checkpoint=dict(interval=1, max_keep_ckpts=3))
 randomness = dict(seed=0, diff_rank_seed=True)
 # `--auto-scale-lr` compares GPUs x batch_size (accumulation not counted) with this: 8 x 64
 auto_scale_lr = dict(base_batch_size=512)

@@ -28,9 +28,7 @@
 #   data/imagenet/VIRTUAL_imagenet256_labeled.npz          ADM's reference batch (FID, P/R)
 # A missing Inception file or reference only skips those metrics (with a warning): the samples
 # (PNGs and the ADM .npz under {work_dir}/samples) are always written.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../../_base_/default_runtime.py']
 
 image_size = 256
 num_classes = 1000
@@ -66,7 +64,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     pin_memory=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='ImageNet', data_root='data/imagenet', split='train',
                  pipeline=train_pipeline))
@@ -102,12 +100,12 @@ param_scheduler = []
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=400000, val_interval=400000)
 
 # EMA of the denoiser, decay 0.9999 (mmengine's momentum = 1 - decay); tools/test.py samples with it
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL')]
+custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
+                dict(type='ReproducibleRandomnessHook')]
 
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=50000, max_keep_ckpts=3))
+    checkpoint=dict(by_epoch=False, interval=50000, max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
 # seed + rank on each process (the official seeds rank r with global_seed * world_size + r, 0 + r)
 randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)

@@ -10,9 +10,7 @@
 # DATASET.md:57-60). Item i of PackedTokenDataset is the window stream[i * 4096 : i * 4096 + 4097],
 # EasyLM's packing (EasyLM/data.py:325-375: input = stream[0:N], target = stream[1:N+1], sentences
 # cross rows, no attention or position reset).
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../../_base_/default_runtime.py']
 
 # 8192 VQ codes + 100 reserved ids (EasyLM/models/llama/llama_model.py:41); the official BOS/EOS
 # ids are not published: ours sit just above the codes
@@ -43,7 +41,7 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=2,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='DefaultSampler', shuffle=False)),
     collate_fn=dict(type='default_collate'),
     dataset=dict(**token_windows, data_root='data/uvd/tokens'))
 val_dataloader = dict(
@@ -117,6 +115,5 @@ randomness = dict(seed=42, deterministic=False)
 # README.md:65: a checkpoint every 1000 steps (EasyLM overwrites one streaming checkpoint; its
 # milestones every 2000 steps are not kept here: set max_keep_ckpts=-1 to keep every checkpoint)
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=1000, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)  # an iteration-based run

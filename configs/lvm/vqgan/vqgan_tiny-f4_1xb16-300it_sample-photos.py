@@ -3,9 +3,7 @@
 # 104 validation tiles from unseen columns). Objective: L1 + L2 reconstruction + the quantizer's
 # codebook/commitment loss (beta 0.25) -- our own choice, the official repo has no tokenizer
 # training; no perceptual or GAN term. Score: reconstruction PSNR on the val tiles.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
+_base_ = ['../../_base_/default_runtime.py']
 
 arch = dict(resolution=32, hidden_channels=32, channel_mult=(1, 1, 2), num_res_blocks=1,
             z_channels=16, quantized_embed_dim=16, num_embeddings=256)
@@ -25,7 +23,7 @@ train_pipeline = [
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(
     batch_size=16, num_workers=0, persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(type='SamplePhotoTiles', data_root=data_root, split='train',
                  pipeline=train_pipeline))
 val_dataloader = dict(
@@ -46,7 +44,6 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=300)
 val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=300, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=1))
 randomness = dict(seed=0, deterministic=False)

@@ -10,10 +10,8 @@
 # DeiT III base; only the training augmentation and the model change.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_deit3_224.py',
-    'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/default_runtime.py',
 ]
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
@@ -65,7 +63,8 @@ train_dataloader = dict(
     batch_size=256,
     num_workers=10,
     collate_fn=dict(type='default_collate'),
-    sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True),
+    sampler=dict(_delete_=True, type='ReproducibleSampler',
+                 sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True)),
     dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=256,
@@ -99,7 +98,6 @@ test_cfg = dict()
 # the lr above is for 8 GPUs x 256 images; --auto-scale-lr rescales it for other batch sizes
 auto_scale_lr = dict(base_batch_size=2048)
 default_hooks = dict(
-    nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
+    checkpoint=dict(interval=10, max_keep_ckpts=3))
 # main_b.py --seed 0; each rank draws its own random numbers (seed + rank in the official code)
 randomness = dict(seed=0, deterministic=False)
