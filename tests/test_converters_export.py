@@ -124,6 +124,14 @@ def test_convnextv2_exports_that_timm_cannot_load_are_refused(tmp_path):
         run_cli(convnextv2_convert, argv=[str(src), str(tmp_path / 'o.safetensors'), '--to',
                                           'timm'])
     assert not (tmp_path / 'o.safetensors').exists()
+    # a checkpoint of this package's other family
+    src = tmp_path / 'plain.pth'
+    _save_train_checkpoint(_plain(True), src)
+    with pytest.raises(ValueError, match=r"^a VisionLLaMA checkpoint of this package, not a "
+                                         r"ConvNeXt V2 one; this tool exports ConvNeXt V2 "
+                                         r"checkpoints only$"):
+        export_file(str(src), str(tmp_path / 'o.safetensors'), convnextv2_convert, 'timm')
+    assert not (tmp_path / 'o.safetensors').exists()
 
 
 def test_to_must_be_one_of_the_family_exports(tmp_path, capsys):
@@ -174,14 +182,11 @@ def test_vision_llama_plain_to_official(tmp_path, use_cls_token):
 
 
 def test_vision_llama_pyramid_to_official(tmp_path):
-    from visionllama_mm.models.backbones import PyramidVisionLLaMA
-    ffn = 'feedforward_channels' if 'feedforward_channels' in PyramidVisionLLaMA.arch_keys else (
-        'ffn_dims')
     ours = _randomize(MODELS.build(dict(
         type='ImageClassifier',
         backbone=dict(type='PyramidVisionLLaMA', out_indices=(3, ), out_type='avg_featmap',
                       arch={'embed_dims': [16, 32, 32, 64], 'depths': [2, 2, 2, 2],
-                            'num_heads': [1, 2, 2, 4], ffn: [256] * 4}),
+                            'num_heads': [1, 2, 2, 4], 'feedforward_channels': [256] * 4}),
         head=dict(type='LinearClsHead', num_classes=10, in_channels=64))))
     src = tmp_path / 'epoch_3.pth'
     _save_train_checkpoint(ours, src)

@@ -255,6 +255,18 @@ def own_state_dict(ckpt: Dict) -> Dict:
     return weights if isinstance(weights, dict) else ckpt
 
 
+def _own_family(ckpt: Dict) -> Optional[ModuleType]:
+    """The family whose ``detect`` calls ``ckpt`` this package's layout, or ``None``."""
+    for module in family_modules():
+        try:
+            module.detect(ckpt)
+        except AlreadyConvertedError:
+            return module
+        except ValueError:
+            continue
+    return None
+
+
 def export_file(src: str, dst: str, module: Union[str, ModuleType], to: str, **options) -> str:
     """Export this package's checkpoint ``src`` to target ``to`` of ``module`` -> the path written.
 
@@ -278,6 +290,10 @@ def export_file(src: str, dst: str, module: Union[str, ModuleType], to: str, **o
             f'a released {other.FAMILY} checkpoint (format {fmt}), not one of this package\'s: '
             '--to exports a tools/train.py checkpoint or a converted file; convert this one '
             'without --to first')
+    owner = _own_family({'state_dict': own_state_dict(ckpt)})
+    if owner is not None and owner is not module:
+        raise ValueError(f'a {owner.FAMILY} checkpoint of this package, not a {module.FAMILY} '
+                         f'one; this tool exports {module.FAMILY} checkpoints only')
     src_meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else None
     options = dict(options, meta=src_meta)
     out = _call(module.from_ours, own_state_dict(ckpt), to, options=options)
