@@ -116,4 +116,3 @@ def renamed_arg(owner: str, old: str, old_value: Any, new: str, new_value: Any,
                          f'of {new!r}, give only {new!r}.')
     _warn_renamed(owner, old, new)
     return old_value
-
