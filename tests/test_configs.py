@@ -178,3 +178,27 @@ def test_stock_resolution_is_compared_with_the_real_stock_code():
         pin_memory=True, persistent_workers=True, collate_fn=dict(type='default_collate'),
         batch_size=2)
     assert out.work_dir == './work_dirs/x' and out.launcher == 'none'
+
+
+def _without_scope(node):
+    if isinstance(node, dict):
+        return {k: _without_scope(v) for k, v in node.items() if k != '_scope_'}
+    if isinstance(node, (list, tuple)):
+        return [_without_scope(v) for v in node]
+    return node
+
+
+def test_lsj_configs_train_with_mmdets_common_lsj_pipeline():
+    """The Mask R-CNN configs on configs/_base_/mask-rcnn_fpn_8xb4-amp-lsj-3x_coco.py train with
+    the pipeline of mmdet's common/lsj-100e_coco-instance.py (the ViTDet config inherits that
+    file itself and keeps ViTDet's order: flip, resize, crop, pad)."""
+    import mmdet
+    common = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'common',
+                                      'lsj-100e_coco-instance.py'))
+    lsj = [p for p in CONFIGS if '-lsj-3x' in osp.basename(p)]
+    assert len(lsj) == 7
+    for path in lsj:
+        cfg = Config.fromfile(path)
+        dataset = cfg.train_dataloader.dataset
+        pipeline = dataset.get('pipeline') or dataset.dataset.pipeline
+        assert _without_scope(pipeline) == _without_scope(common.train_pipeline), path

@@ -19,15 +19,9 @@
 # (norms, GRN gamma/beta). Checkpoint: FCMAE pre-training (fcmae_convnextv2-base_*.py) loaded by
 # init_cfg with prefix='backbone.' (every stage loads; the per-stage output norms `norm0`-`norm3`
 # are fresh).
-_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
-# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
-# stock config cannot inherit it as well: mmengine allows a key in one base only)
-runner_type = 'CheckedRunner'
+_base_ = ['../_base_/mask-rcnn_fpn_8xb4-amp-lsj-3x_coco.py']
 
 pretrained = 'pretrain/fcmae_convnextv2-base_in1k.pth'
-image_size = (1024, 1024)
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -41,34 +35,9 @@ model = dict(
     neck=dict(in_channels=[128, 256, 512, 1024]),
     test_cfg=dict(rcnn=dict(nms=dict(type='soft_nms', iou_threshold=0.5))))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
-         recompute_bbox=True, allow_negative_crop=True),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(
-    sampler=dict(_delete_=True, type='ReproducibleSampler',
-                 sampler=dict(type='DefaultSampler', shuffle=True)),
-    batch_size=4, dataset=dict(pipeline=train_pipeline))
-
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type='MultiStepLR', begin=0, end=36, by_epoch=True, milestones=[27, 33], gamma=0.1),
 ]
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.95))
-
-# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
-                     nonfinite_check=dict(type='NonFiniteCheckHook'))
-custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.95))

@@ -17,15 +17,9 @@
 # Checkpoint: a CLIP checkpoint in this package's layout (image tower under `visual.`; a fine-tuned
 # classifier loads with prefix='backbone.' instead); the CLIP fc_norm is not part of the featmap
 # backbone (reported unused).
-_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']
-
-custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
-# the runtime entries of configs/_base_/default_runtime.py (a chain that starts at a complete
-# stock config cannot inherit it as well: mmengine allows a key in one base only)
-runner_type = 'CheckedRunner'
+_base_ = ['../_base_/mask-rcnn_fpn_8xb4-amp-lsj-3x_coco.py']
 
 pretrained = 'pretrain/vitamin-small_datacomp1b-clip.pth'
-image_size = (1024, 1024)
 model = dict(
     data_preprocessor=dict(
         mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
@@ -41,29 +35,4 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='visual.')),
     neck=dict(in_channels=[64, 128, 384], num_outs=5, add_extra_convs='on_output'))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
-         recompute_bbox=True, allow_negative_crop=True),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(
-    sampler=dict(_delete_=True, type='ReproducibleSampler',
-                 sampler=dict(type='DefaultSampler', shuffle=True)),
-    batch_size=4, dataset=dict(pipeline=train_pipeline))
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerwiseDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.7))
-
-# stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
-                     nonfinite_check=dict(type='NonFiniteCheckHook'))
-custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.7))
