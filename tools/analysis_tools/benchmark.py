@@ -11,7 +11,8 @@ References are timm models (``--timm``) or model factories defined in any python
 (``--reference-file`` with one or more ``--reference-model`` function names, each called with
 ``num_classes``), e.g. an official repository's model file in an environment that has its
 dependencies. All models are measured alternately on the same random input after the same warm-up,
-the best of ``--repeats`` rounds kept. The table ends with ours/reference and bf16/fp32 ratios.
+the best of ``--repeats`` rounds kept (each measurement is a ``torch.utils.benchmark.Timer``).
+The table ends with ours/reference and bf16/fp32 ratios.
 ``--variant NAME k=v ...`` (repeatable) adds the same config with overrides as a reference, e.g.
 FCMAE's masked-dense encoder beside the sparse one:
 
@@ -77,7 +78,8 @@ def parse_args(argv=None):
                         help='input size: one int (square) or H W; default from the config')
     parser.add_argument('--iters', type=positive_int, default=10, help='timed iterations per mode')
     parser.add_argument('--warmup', type=non_negative_int, default=3,
-                        help='untimed iterations first')
+                        help='untimed iterations first (torch.utils.benchmark adds two of its '
+                        'own before each measurement)')
     parser.add_argument('--repeats', type=positive_int, default=3,
                         help='alternating rounds (best is kept)')
     parser.add_argument('--channels-last', action='store_true')
