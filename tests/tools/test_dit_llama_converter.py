@@ -16,7 +16,7 @@ from ..conftest import REPO, run_python, run_tool
 from ..models.diffusion.official_dit_reference import OfficialDiTLLaMA
 
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'dit_llama_official.py')
-ARCH = dict(embed_dims=64, depth=2, num_heads=4)
+ARCH = dict(embed_dims=64, num_layers=2, num_heads=4)
 
 
 def _reference(seed=0):
@@ -164,3 +164,87 @@ def test_refuses_bad_keys_half_swiglu_and_code(official, tmp_path):
     assert proc.returncode != 0 and 'already a visionllama_mm checkpoint' in proc.stdout
     proc = run_python([sys.executable, TOOL, str(src), str(tmp_path / 'x.pth')])
     assert proc.returncode != 0 and 'width 64' in proc.stdout and '--num-heads' in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# export: --to official
+
+
+def _official_sincos(dim, grid):
+    """The official frozen table, written out: per token (row-major), [sin, cos] of its column
+    then of its row, frequencies 1 / 10000^(i / (dim / 4))."""
+    omega = 1. / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing='ij')
+
+    def encode(pos):
+        angles = pos.reshape(-1, 1).double() * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(cols), encode(rows)], dim=1).float()[None]
+
+
+def _official_models():
+    import importlib.util
+    path = osp.join(REPO, 'tools', 'analysis_tools', 'dit_official_models.py')
+    spec = importlib.util.spec_from_file_location('_dit_official_models', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_to_official_round_trip(tmp_path, capsys):
+    """A randomly initialised DiT-LLaMA as tools/train.py saves it (denoiser under ``denoiser.``,
+    the config text in ``meta['cfg']``, which gives the latent size) -> ``--to official`` -> the
+    official-layout DiT_LLaMA of tools/analysis_tools/dit_official_models.py loads the
+    .safetensors strictly and gives our outputs; its pos_embed is the official sin-cos table;
+    converted back it is our state dict exactly."""
+    from safetensors.torch import load_file
+
+    from visionllama_mm.models.diffusion.convert import to_ours
+    kwargs = dict(arch=dict(embed_dims=64, num_layers=2, num_heads=4), input_size=8,
+                  num_classes=10)
+    ours = _Wrapper(**kwargs).eval()
+    torch.manual_seed(2)
+    for p in ours.parameters():
+        nn.init.normal_(p, std=0.15)
+    cfg = ("model = dict(type='ClassConditionalDiffusion', denoiser=dict(type='DiTLLaMA', "
+           "arch=dict(embed_dims=64, num_layers=2, num_heads=4), input_size=8, num_classes=10))")
+    src = tmp_path / 'iter_2000.pth'
+    torch.save({'state_dict': ours.state_dict(), 'meta': {'cfg': cfg, 'iter': 2000}}, src)
+    tool = _tool_module()
+    tool.main([str(src), str(tmp_path / 'DiT-LLaMA-tiny-2'), '--to', 'official'])
+    dst = tmp_path / 'DiT-LLaMA-tiny-2.safetensors'
+    assert capsys.readouterr().out == f'exported: DiT-LLaMA -> official\nwrote: {dst}\n'
+    exported = load_file(str(dst))
+    torch.testing.assert_close(exported['pos_embed'], _official_sincos(64, 4), atol=1e-6, rtol=0)
+    official = _official_models().DiT_LLaMA(input_size=8, patch_size=2, in_channels=4,
+                                            hidden_size=64, depth=2, num_heads=4,
+                                            num_classes=10).eval()
+    official.load_state_dict(exported, strict=True)
+    x, t, y = _inputs()
+    with torch.no_grad():
+        want = ours.denoiser(x, t, y)
+        diff = (official(x, t, y) - want).abs().max().item()
+    print(f'--to official: max |official - ours| {diff:.2e}, outputs up to {want.abs().max():.1f}')
+    assert want.abs().max() > 1 and diff <= 1e-4
+    back = to_ours(exported, 'official-dit-llama', num_heads=4)
+    assert sorted(back) == sorted(ours.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+    # a bare state dict has no latent size: --input-size gives it, its absence is refused
+    bare = tmp_path / 'bare.pth'
+    torch.save(ours.denoiser.state_dict(), bare)
+    with pytest.raises(SystemExit, match=r'give it with --input-size \(the latent side, e\.g\. 32 '
+                                         r'for 256 px\)$'):
+        tool.main([str(bare), str(tmp_path / 'x.pt'), '--to', 'official', '--prefix', ''])
+    tool.main([str(bare), str(tmp_path / 'x.pt'), '--to', 'official', '--prefix', '',
+               '--input-size', '8'])
+    assert torch.equal(torch.load(tmp_path / 'x.pt', weights_only=True)['pos_embed'],
+                       exported['pos_embed'])
+
+
+def _tool_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('_dit_llama_official', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

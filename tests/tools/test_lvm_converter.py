@@ -115,3 +115,52 @@ def test_converted_muse_vqgan_matches_reference(tmp_path):
     assert "missing keys ['quantize.embedding.weight']" in out.stdout
     assert "unexpected keys ['quantize.codebook.weight']" in out.stdout
     assert not osp.exists(tmp_path / 'bad.pth')
+
+
+def test_export_to_transformers_round_trip(tmp_path, capsys):
+    """A randomly initialised LVM as tools/train.py saves it (the config text in
+    ``meta['cfg']`` gives the head count, RoPE base and RMSNorm epsilon) -> ``--to
+    transformers`` -> ``LlamaForCausalLM.from_pretrained`` loads the folder and gives our logits;
+    the folder converts back to our state dict exactly. Without meta the head count must be
+    given (these sizes are none of LLaMADecoder's names)."""
+    from safetensors.torch import load_file
+
+    from visionllama_mm.converters import run_cli
+    from visionllama_mm.models.lvm import LVM
+    from visionllama_mm.models.lvm.convert import convert_hf_llama
+    arch = dict(embed_dims=64, feedforward_channels=128, num_layers=2, num_heads=4)
+    ours = LVM(backbone=dict(type='LLaMADecoder', arch=arch, rope_theta=500., norm_eps=1e-5))
+    torch.manual_seed(3)
+    for p in ours.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    cfg = (f"model = dict(type='LVM', backbone=dict(type='LLaMADecoder', arch={arch!r}, "
+           'rope_theta=500., norm_eps=1e-5))')
+    src, dst = tmp_path / 'iter_400.pth', tmp_path / 'lvm_hf'
+    torch.save({'state_dict': ours.state_dict(), 'meta': {'cfg': cfg}}, src)
+    run_cli('LVM', '', [str(src), str(dst), '--to', 'transformers'])
+    assert capsys.readouterr().out == f'exported: LVM -> transformers\nwrote: {dst}\n'
+    assert sorted(p.name for p in dst.iterdir()) == ['config.json', 'model.safetensors']
+    hf = transformers.LlamaForCausalLM.from_pretrained(dst).eval()
+    config = hf.config
+    assert (config.num_attention_heads, config.num_key_value_heads, config.rope_theta,
+            config.rms_norm_eps, config.vocab_size) == (4, 4, 500., 1e-5, 8292)
+    assert sorted(load_file(str(dst / 'model.safetensors'))) == sorted(hf.state_dict())
+    ids = torch.randint(0, 8292, (2, 33), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = ours(ids, mode='tensor')
+        diff = (hf(ids).logits - want).abs().max().item()
+    print(f'--to transformers: max |logit diff| {diff:.2e} (logits up to {want.abs().max():.2f})')
+    assert want.abs().max() > 0.1 and diff <= 1e-4
+    back, back_arch, kwargs = convert_hf_llama(str(dst))
+    assert back_arch == arch and kwargs == dict(vocab_size=8292, rope_theta=500., norm_eps=1e-5)
+    assert sorted(back) == sorted(ours.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+
+    bare = tmp_path / 'bare.pth'
+    torch.save(ours.state_dict(), bare)
+    with pytest.raises(SystemExit, match=r"the head count is not in the shapes \(\{'embed_dims': "
+                                         r"64, 'feedforward_channels': 128, 'num_layers': 2\} is "
+                                         r"none of LLaMADecoder's named sizes\): give it with "
+                                         r'--num-heads$'):
+        run_cli('LVM', '', [str(bare), str(tmp_path / 'x'), '--to', 'transformers'])
+    assert not (tmp_path / 'x').exists()

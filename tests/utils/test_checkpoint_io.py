@@ -125,7 +125,7 @@ def test_lvm_decoder_sharded_safetensors_and_bin_agree(tmp_path, capsys):
     and one .bin convert to the same LVM state dict; the CLI takes the sharded folder."""
     from visionllama_mm.models.lvm.convert import convert_hf_llama
     ref, arch, _ = convert_hf_llama(str(_llama(tmp_path / 'bin', safe_serialization=False)))
-    assert arch == dict(embed_dims=64, hidden_dims=128, num_layers=2, num_heads=4)
+    assert arch == dict(embed_dims=64, feedforward_channels=128, num_layers=2, num_heads=4)
     for name, safe in (('st', True), ('bin_sharded', False)):
         src = _llama(tmp_path / name, safe_serialization=safe, max_shard_size='1MB')
         index = src / ('model.safetensors.index.json' if safe else 'pytorch_model.bin.index.json')

@@ -164,7 +164,7 @@ def infer_denoiser(sd: Dict, args=None, num_heads: Optional[int] = None,
         input_size = grid * p
     elif input_size is None:
         raise ValueError('no pos_embed, so the input size is unknown: give it with --input-size')
-    return dict(type='DiTLLaMA', arch=dict(embed_dims=D, depth=depth, num_heads=num_heads),
+    return dict(type='DiTLLaMA', arch=dict(embed_dims=D, num_layers=depth, num_heads=num_heads),
                 patch_size=p, in_channels=in_ch, input_size=input_size, num_classes=num_classes,
                 class_dropout_prob=0.1 if rows == num_classes + 1 else 0.,
                 learn_sigma=out_ch == 2 * in_ch, block_type=block_type)
