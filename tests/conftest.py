@@ -72,19 +72,26 @@ def _restore_default_scope():
     DefaultScope._instance_dict.update(saved)
 
 
-def run_python(args, cwd=REPO, timeout=600, env=None, merge=True):
+def run_python(args, cwd=REPO, timeout=600, env=None, merge=True, fresh=False):
     """Run a command (list) with ``PYTHONPATH`` at the repo and one OpenMP thread; returns a
     ``CompletedProcess`` with text output (stderr in stdout when ``merge``).
 
-    ``python some/file.py ...`` runs in a child forked from the pre-imported ``tests/zygote.py``:
-    the same fresh process and ``__main__`` as from a shell, without ~10 s of imports each time.
-    Anything else (``bash tools/dist_train.sh``, ``python -c``) is an ordinary subprocess."""
+    ``python some/file.py ...`` runs in a child forked from the pre-imported ``tests/zygote.py``
+    unless ``fresh``: the same ``__main__``, argv, cwd and environment as from a shell, without
+    the imports each time -- but torch, the OpenMMLab packages and this package are already
+    imported, registered and shimmed, so a tool that forgets an import (or a config without
+    ``custom_imports``) still works there. ``fresh=True`` starts a new interpreter, as a user's
+    shell does: use it where the claim is about what a new process imports and registers.
+    ``TESTS_FRESH_PROCESSES=1`` in the environment runs every tool that way (slower: each run
+    imports everything again). Anything else (``bash tools/dist_train.sh``, ``python -c``) is an
+    ordinary subprocess."""
+    fresh = fresh or os.environ.get('TESTS_FRESH_PROCESSES') == '1'
     full_env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
     if env:
         full_env.update(env)
     args = list(args)
-    if (len(args) > 1 and str(args[0]) == sys.executable and str(args[1]).endswith('.py')
-            and not str(args[1]).startswith('-')):
+    if (not fresh and len(args) > 1 and str(args[0]) == sys.executable
+            and str(args[1]).endswith('.py') and not str(args[1]).startswith('-')):
         script = osp.join(cwd, str(args[1]))
         return _ZYGOTE.run([script, *args[2:]], cwd, full_env, timeout, merge)
     return subprocess.run(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
@@ -100,9 +107,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_tool(args, cwd=REPO, timeout=600, env=None):
-    """Run a command (list) from the repo root; fail the test with its output on error."""
-    proc = run_python(args, cwd=cwd, timeout=timeout, env=env)
+def run_tool(args, cwd=REPO, timeout=600, env=None, fresh=False):
+    """Run a command (list) from the repo root; fail the test with its output on error.
+    ``fresh``: in a new interpreter, not forked from the pre-imported one (see ``run_python``)."""
+    proc = run_python(args, cwd=cwd, timeout=timeout, env=env, fresh=fresh)
     if proc.returncode != 0:
         pytest.fail(f'{" ".join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-6000:]}')
     return proc.stdout

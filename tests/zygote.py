@@ -1,11 +1,15 @@
 """A pre-imported parent for the tools the tests run (``tests/conftest.py::run_python``).
 
 Every ``tools/*.py`` run in the suite would otherwise pay for importing torch, mmengine, mmpretrain,
-mmseg, mmdet and this package again (about 10 s on the 2-core CI machine, and the suite runs over a
-hundred tools). This process imports them once, computes nothing (so no thread pool exists to be
-broken by ``fork``), and forks one child per request; the child is an ordinary new process running
-the tool's file as ``__main__`` with the request's argv, working directory, environment and output
-files, exactly as ``python tools/x.py ...`` would, minus the imports.
+mmseg, mmdet and this package again (the suite runs over a hundred tools). This process imports them
+once, computes nothing (so no thread pool exists to be broken by ``fork``), and forks one child per
+request; the child runs the tool's file as ``__main__`` with the request's argv, working directory,
+environment and output files, as ``python tools/x.py ...`` would, minus the imports.
+
+Minus the imports is also what such a child cannot test: the package is already imported, its
+registries filled and its shims applied, so a tool or config that fails to import it would still
+work here. The runs whose claim is about a new process (the stock toolboxes' tools, one smoke run
+of each of our tools) start a new interpreter instead (``run_python(..., fresh=True)``).
 
 Protocol (one JSON object per line): request ``{"argv": [script, *args], "cwd", "env", "stdout",
 "stderr"}`` on stdin (``stderr`` null: into ``stdout``); replies ``{"pid": n}`` once forked and

@@ -25,11 +25,12 @@ def _digits_opts(digits_root, *extra):
 
 @pytest.fixture(scope='module')
 def quickstart_run(tmp_path_factory, python, digits_root):
-    """Train the quickstart for one epoch (23 iterations) with our tools/train.py."""
+    """Train the quickstart for one epoch (23 iterations) with our tools/train.py, in a new
+    interpreter (as from a shell: nothing imported or registered beforehand)."""
     work = str(tmp_path_factory.mktemp('quickstart'))
     out = run_tool([python, 'tools/train.py', QUICKSTART, '--work-dir', work,
                     *_digits_opts(digits_root, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-                                  'default_hooks.checkpoint.interval=1')])
+                                  'default_hooks.checkpoint.interval=1')], fresh=True)
     return work, out
 
 
@@ -84,7 +85,7 @@ def test_quickstart_checkpoint_evaluates_with_test_py(quickstart_run, python, di
     work, _ = quickstart_run
     out = run_tool([python, 'tools/test.py', QUICKSTART, osp.join(work, 'epoch_1.pth'),
                     '--work-dir', str(tmp_path), '--out', str(tmp_path / 'preds.pkl'),
-                    *_digits_opts(digits_root)])
+                    *_digits_opts(digits_root)], fresh=True)
     assert re.search(r"'accuracy/top1': [\d.]+", out), out[-2000:]
     assert osp.exists(tmp_path / 'preds.pkl')
 
@@ -129,7 +130,7 @@ def test_dist_train_two_processes_of_32_equal_one_of_64(tmp_path, python, digits
 
 def test_get_flops(python):
     out = run_tool([python, 'tools/analysis_tools/get_flops.py',
-                    'configs/visionllama/visionllama-plain-small-p16_8xb256-800e_in1k.py'])
+                    'configs/visionllama/visionllama-plain-small-p16_8xb256-800e_in1k.py'], fresh=True)
     assert 'Params: 21,961,192' in out
     gflops = float(re.search(r'FLOPs \(MACs\): ([\d.]+) G', out).group(1))
     assert 4.4 < gflops < 4.8  # ~4.6 G, counted from the official vit_llama_rope_small_patch16
@@ -145,7 +146,7 @@ def test_benchmark_side_by_side_with_timm_and_a_reference_file(python, tmp_path)
     out = run_tool([python, 'tools/analysis_tools/benchmark.py', QUICKSTART, '--timm',
                     'vit_tiny_patch16_224', '--reference-file', str(ref), '--reference-model',
                     'tiny_mlp', '--batch-size', '4', '--iters', '1', '--warmup', '1',
-                    '--repeats', '1', '--shape', '32'])
+                    '--repeats', '1', '--shape', '32'], fresh=True)
     header = re.search(r'model +params\(M\) +fp32 fwd +fp32 fwd\+bwd +bf16 fwd +bf16 fwd\+bwd', out)
     assert header, out
     assert re.search(r'my_models.py:tiny_mlp +0\.05( +[\d.]+){4}', out), out  # 49,338 params
@@ -178,14 +179,43 @@ def test_benchmark_compiled_twins_beside_eager(python, tmp_path):
 
 
 def test_stock_mmpretrain_tools_run_our_config(tmp_path, python, digits_root):
-    """mmpretrain's own tools/train.py and tools/test.py (shipped in the wheel) run our config:
-    custom_imports brings in the registries and the shims."""
+    """mmpretrain's own tools/train.py and tools/test.py (shipped in the wheel) run our config
+    in new interpreters: custom_imports alone brings in the registries and the shims."""
     import mmpretrain
     stock = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
     opts = _digits_opts(digits_root, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1')
     out = run_tool([python, osp.join(stock, 'train.py'), QUICKSTART, '--work-dir', str(tmp_path),
-                    *opts])
+                    *opts], fresh=True)
     assert re.search(r'Epoch\(val\) \[1\]\[3/3\]\s+accuracy/top1', out)
     out = run_tool([python, osp.join(stock, 'test.py'), QUICKSTART,
-                    str(tmp_path / 'epoch_1.pth'), *opts])
+                    str(tmp_path / 'epoch_1.pth'), *opts], fresh=True)
     assert re.search(r'Epoch\(test\) \[3/3\]\s+accuracy/top1: [\d.]+', out)
+
+
+def test_stock_tool_without_custom_imports_fails_in_a_fresh_process(tmp_path, python, digits_root):
+    """What the fresh-process runs above guard: the stock tools know our types only through the
+    config's custom_imports. The quickstart without it fails in a new interpreter at the first of
+    our types that the Runner builds, with the registry's KeyError naming it (a run forked from a
+    process that had already imported the package would train instead)."""
+    import importlib
+
+    import mmpretrain
+    from mmengine.config import Config
+    from mmengine.registry import Registry
+    stock = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
+    cfg = Config.fromfile(QUICKSTART)  # the whole config, its _base_ files merged in
+    assert cfg.pop('custom_imports').imports == ['visionllama_mm']
+    config = str(tmp_path / 'quickstart_without_custom_imports.py')
+    cfg.dump(config)
+    proc = run_python([python, osp.join(stock, 'train.py'), config, '--work-dir',
+                       str(tmp_path / 'work'), *_digits_opts(digits_root)], fresh=True)
+    assert proc.returncode != 0
+    missing = re.search(r"KeyError: '(\w+) is not in the ((\w+)::)?(\w+) registry\. Please check",
+                        proc.stdout)
+    assert missing, proc.stdout[-3000:]
+    name, scope, registry = missing.group(1), missing.group(3) or 'mmengine', missing.group(4)
+    module = importlib.import_module(f'{scope}.registry')
+    found = [r for r in vars(module).values() if isinstance(r, Registry) and r.name == registry]
+    assert found and found[0].get(name).__module__.startswith('visionllama_mm.'), \
+        f'{name} in {scope}::{registry} is not one of the types this package registers'
+    print(f'without custom_imports: KeyError for {name} ({scope}::{registry} registry)')

@@ -620,7 +620,8 @@ def main(argv=None) -> int:
         opts.jobs = 4 if opts.device == 'cuda' else 1
     opts.batch = 2 if opts.tiny else 4
     # --tiny: dynamo's graph capture with eager kernels ('eager'), and VisionLLaMA plain through
-    # inductor with the options of the GPU run (inductor's CPU code generation costs ~15 s cold)
+    # inductor with the options of the GPU run (inductor's CPU code generation is slow: only
+    # this one model pays it)
     opts.backend = lambda name: ('inductor' if not opts.tiny or name == 'visionllama_plain'
                                  else 'eager')
     # --tiny: the fused-attention restriction and recording ride on the eager bf16 run

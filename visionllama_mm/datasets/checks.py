@@ -223,10 +223,8 @@ def check_data_files(dataset, where: str = '', max_listed: int = 5, threads: int
     dataset, its annotation file, how many files are bad and the first ``max_listed`` of them
     with their sample index. ``FileNotFoundError`` if any is missing, else ``ValueError``.
 
-    Cost: 1.2 to 2 s per 100k files on a local disk with a warm cache (measured on 10k entries
-    on a shared 2-core machine; about half reading the samples' info, half ``stat``), so 15 to
-    25 s for ImageNet-1k's 1.28M training images; a cold network file system adds its ``stat``
-    latency, spread over the threads.
+    Cost: one ``stat`` per file plus reading each sample's info (about half each on a local
+    disk); a cold network file system adds its ``stat`` latency, spread over the threads.
     """
     from concurrent.futures import ThreadPoolExecutor
 

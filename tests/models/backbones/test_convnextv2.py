@@ -12,7 +12,8 @@ from visionllama_mm.models.layers import grn_channels_last, norm_channels
 
 from ...compile_checks import assert_no_graph_breaks, assert_one_graph_no_recompile
 
-# spec convnextv2.md §1.3: exact parameter counts with a 1000-class linear head
+# exact parameter counts of the official ConvNeXt V2 sizes (= timm's convnextv2_*) with their
+# 1000-class linear head
 PARAMS = dict(atto=3_708_400, femto=5_233_240, pico=9_066_280, nano=15_623_800,
               tiny=28_635_496, base=88_717_800, large=197_956_840, huge=660_289_640)
 TINY = dict(depths=[1, 1, 2, 1], channels=[8, 16, 24, 32])

@@ -21,7 +21,8 @@ from ...compile_checks import assert_no_graph_breaks
 
 # timm 1.0.31 vitamin_*_224 with its 1000-class head (backbone + Linear(D, 1000))
 TIMM_PARAMS = dict(small=22_262_696, base=87_901_032, large=333_556_616, large2=333_556_616)
-# spec vitamin.md §5.3: the CLIP image trunk (no projection); XL at 256 has no pos_embed
+# the trunk of the CLIP image tower: timm's vitamin_* without its head (num_classes=0), no
+# projection; XL at 256 has no pos_embed
 TRUNK_PARAMS = [('small', 224, 21_877_696), ('base', 224, 87_132_032),
                 ('large', 224, 332_531_616), ('large2', 224, 332_531_616),
                 ('xlarge', 256, 434_726_976)]
