@@ -39,8 +39,9 @@ class PyramidVisionLLaMA(VisionBackbone):
     Args:
         arch: ``'small'``/``'base'``/``'large'`` (``'s'``/``'b'``/``'l'``) or a dict with
             ``embed_dims``, ``depths``, ``num_heads``, ``feedforward_channels`` (the SwiGLU
-            hidden widths), one entry per stage (``ffn_dims``, the old name of
-            ``feedforward_channels``, is read too but deprecated).
+            hidden widths), one entry per stage, named as in mmpretrain's staged backbones
+            (Twins, Swin). ``ffn_dims``, the old name of ``feedforward_channels``, is read too
+            but deprecated.
         img_size: Training resolution (the AS2DRoPE anchor for ``auto_scale_rule='anchor'``;
             each stage grid at this size must be divisible by its ``sr_ratios`` entry).
         in_channels: Image channels.
