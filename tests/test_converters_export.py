@@ -108,6 +108,16 @@ def test_convnextv2_exports_that_timm_cannot_load_are_refused(tmp_path):
                                          r'\[1, 1, 2, 1\] and channels \[8, 16, 24, 32\]; timm '
                                          r'has atto \[2, 2, 6, 2\]/\[40, 80, 160, 320\], '):
         convnextv2_convert.from_ours(custom, 'timm')
+    # a dense-task backbone (UperNet / Mask R-CNN: a norm after every stage)
+    with torch.device('meta'):
+        atto = _convnext('atto', 10).state_dict()
+    dense = dict(atto, **{'backbone.norm0.weight': atto['backbone.norm3.weight'],
+                          'decode_head.conv_seg.weight': atto['head.fc.weight']})
+    with pytest.raises(ValueError, match=r"^--to timm: this ConvNeXt V2 checkpoint: 2 key\(s\) have "
+                                         r"no counterpart in timm's ConvNeXt V2 classifier \(a "
+                                         r"dense-task backbone's per-stage norms, .*\): "
+                                         r"\['backbone.norm0.weight', 'decode_head.conv_seg.weight'\]"):
+        convnextv2_convert.from_ours(dense, 'timm')
     # an FCMAE pre-training checkpoint: the encoder without norm3, a decoder neck
     fcmae = {k: v for k, v in custom.items() if not k.startswith('backbone.norm3')}
     fcmae['neck.mask_token'] = torch.zeros(1, 512, 1, 1)

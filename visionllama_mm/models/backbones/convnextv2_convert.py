@@ -180,7 +180,9 @@ _TIMM = _rules(
 )
 
 
-def _apply(sd: Dict, rules: List[Rule], what: str) -> Dict[str, torch.Tensor]:
+def _apply(sd: Dict, rules: List[Rule], what: str,
+           where: str = "this package's ConvNeXt V2 (ConvNeXt V1 LayerScale, another stem or "
+           'head?)') -> Dict[str, torch.Tensor]:
     out, unmatched = {}, []
     for key, value in sd.items():
         for pattern, target, fn in rules:
@@ -192,8 +194,8 @@ def _apply(sd: Dict, rules: List[Rule], what: str) -> Dict[str, torch.Tensor]:
             unmatched.append(key)
     if unmatched:
         raise ValueError(
-            f'{what}: {len(unmatched)} key(s) have no counterpart in this package\'s ConvNeXt V2 '
-            f'(ConvNeXt V1 LayerScale, another stem or head?): {sorted(unmatched)[:8]}')
+            f'{what}: {len(unmatched)} key(s) have no counterpart in {where}: '
+            f'{sorted(unmatched)[:8]}')
     return out
 
 
@@ -359,7 +361,9 @@ def export_timm_convnextv2(state_dict: Dict) -> Dict[str, torch.Tensor]:
             + 'no backbone.norm3) has no timm model: timm builds the ConvNeXt V2 classifier only. '
             'Fine-tune it into an ImageClassifier (configs/convnextv2/) and export that')
     conv_mlp = TIMM_ARCHS[timm_arch(state_dict)][2]
-    out = _apply(state_dict, _TO_TIMM, '--to timm: this ConvNeXt V2 checkpoint')
+    out = _apply(state_dict, _TO_TIMM, '--to timm: this ConvNeXt V2 checkpoint',
+                 "timm's ConvNeXt V2 classifier (a dense-task backbone's per-stage norms, a "
+                 'segmentation or detection head, a head other than one linear layer?)')
     if conv_mlp:
         out = {k: v[:, :, None, None] if re.fullmatch(r'.*\.mlp\.fc[12]\.weight', k) else v
                for k, v in out.items()}
