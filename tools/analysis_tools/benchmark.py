@@ -58,8 +58,8 @@ _REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if _REPO not in sys.path:  # the measuring code is tools/analysis_tools/analysis.py
     sys.path.insert(0, _REPO)
 
-from visionllama_mm.cli import (config_file, device, existing_file, non_negative_int,
-                                positive_int)
+from visionllama_mm.cli import (config_file, device, existing_file,  # noqa: E402
+                                non_negative_int, positive_int)
 
 
 def parse_args(argv=None):

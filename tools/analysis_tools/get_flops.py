@@ -17,7 +17,7 @@ _REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if _REPO not in sys.path:  # the counting code is tools/analysis_tools/analysis.py
     sys.path.insert(0, _REPO)
 
-from visionllama_mm.cli import config_file, positive_int
+from visionllama_mm.cli import config_file, positive_int  # noqa: E402
 
 
 def parse_args(argv=None):
