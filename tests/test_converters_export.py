@@ -113,10 +113,11 @@ def test_convnextv2_exports_that_timm_cannot_load_are_refused(tmp_path):
         atto = _convnext('atto', 10).state_dict()
     dense = dict(atto, **{'backbone.norm0.weight': atto['backbone.norm3.weight'],
                           'decode_head.conv_seg.weight': atto['head.fc.weight']})
-    with pytest.raises(ValueError, match=r"^--to timm: this ConvNeXt V2 checkpoint: 2 key\(s\) have "
-                                         r"no counterpart in timm's ConvNeXt V2 classifier \(a "
-                                         r"dense-task backbone's per-stage norms, .*\): "
-                                         r"\['backbone.norm0.weight', 'decode_head.conv_seg.weight'\]"):
+    with pytest.raises(ValueError, match=r"^--to timm: this ConvNeXt V2 checkpoint: 2 key\(s\) "
+                                         r"have no counterpart in timm's ConvNeXt V2 classifier "
+                                         r"\(a dense-task backbone's per-stage norms, .*\): "
+                                         r"\['backbone.norm0.weight', "
+                                         r"'decode_head.conv_seg.weight'\]"):
         convnextv2_convert.from_ours(dense, 'timm')
     # an FCMAE pre-training checkpoint: the encoder without norm3, a decoder neck
     fcmae = {k: v for k, v in custom.items() if not k.startswith('backbone.norm3')}
@@ -217,7 +218,8 @@ def test_vision_llama_pyramid_to_official(tmp_path):
 def test_vision_llama_exports_the_official_code_cannot_load_are_refused(tmp_path):
     ours = _plain(True).state_dict()
     # a class token with GAP + ln2 and ln1: the official plain model has one final norm
-    both = dict(ours, **{'backbone.ln2.weight': torch.ones(32), 'backbone.ln2.bias': torch.ones(32)})
+    both = dict(ours, **{'backbone.ln2.weight': torch.ones(32),
+                         'backbone.ln2.bias': torch.ones(32)})
     with pytest.raises(KeyError, match=r"one final norm, ours ln1 \(backbone.ln1\); this "
                                        r"checkpoint has \['ln1', 'ln2'\]"):
         vision_llama_convert.from_ours(both, 'official')

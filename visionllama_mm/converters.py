@@ -411,4 +411,3 @@ def _check_output(parser, dst: str, file: bool) -> None:
         output_file(dst) if file else _writable_parent(dst, 'output')
     except argparse.ArgumentTypeError as err:
         parser.error(f'argument dst: {err}')
-

@@ -1,4 +1,5 @@
-"""Released ConvNeXt V2 checkpoints -> this package's key layout.
+"""ConvNeXt V2 checkpoints: the official and timm releases -> this package's keys, and back to
+timm (``--to timm``).
 
 Our layout is mmpretrain's ``ConvNeXt(use_grn=True, layer_scale_init_value=0.)`` (see
 :mod:`.convnextv2`), so three released layouts are renamed onto it:
@@ -240,7 +241,8 @@ def _is_timm(sd: Dict) -> bool:
 # (format, where the weights sit in the file ('' = the top-level dict), detector). The official
 # main_finetune.py / main_pretrain.py save {'model', 'optimizer', 'epoch', 'args', ...}; timm's
 # hub weights are a bare state dict, its train.py writes {'state_dict', 'arch', ...}.
-_PLACES = (('convnextv2-official', 'model', _is_official), ('convnextv2-official', '', _is_official),
+_PLACES = (('convnextv2-official', 'model', _is_official),
+           ('convnextv2-official', '', _is_official),
            ('convnextv2-fcmae', 'model', _is_fcmae), ('convnextv2-fcmae', '', _is_fcmae),
            ('timm-convnextv2', '', _is_timm), ('timm-convnextv2', 'state_dict', _is_timm))
 

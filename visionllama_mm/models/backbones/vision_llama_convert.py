@@ -1,4 +1,5 @@
-"""VisionLLaMA checkpoints: the official releases -> this package's keys, and back (``--to official``).
+"""VisionLLaMA checkpoints: the official releases -> this package's keys, and back (``--to
+official``).
 
 Release formats (``tools/model_converters/vision_llama_official.py`` detects them from the keys):
 
