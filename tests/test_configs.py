@@ -36,9 +36,14 @@ CHANGED_ON_PURPOSE = {
     # the record was made with --launcher pytorch (so that no single-process unsharding applied)
     'launcher',
 }
-# Keys of the quickstart that the shared digits base (configs/_base_/datasets/digits.py) no
-# longer defines as top-level helpers: the Runner never reads them.
-HELPERS_REMOVED = {'data_root', 'image_size', 'train_pipeline', 'test_pipeline'}
+# Top-level helper variables that configs on the shared digits loaders
+# (configs/_base_/datasets/digits.py) no longer define: the Runner never reads them.
+HELPERS_REMOVED = {
+    'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py':
+        {'data_root', 'train_pipeline', 'test_pipeline'},
+    'configs/vitamin/clip_vitamin-tiny_1xb64-300it_digits.py': {'digits_root', 'test_pipeline'},
+    'configs/vitamin/clip-ltt_vitamin-tiny_1xb64-300it_digits.py': {'digits_root', 'test_pipeline'},
+}
 # Model arguments renamed to mmpretrain's names (the old names still work, with a warning).
 MODEL_ARG_RENAMES = {'depth': 'num_layers', 'hidden_dims': 'feedforward_channels',
                      'width': 'proj_dims'}
@@ -125,9 +130,7 @@ def differences_from_record(recorded: dict, resolved: dict, path: str) -> list:
             renamed = '.'.join(parts[:-1] + [MODEL_ARG_RENAMES.get(parts[-1], parts[-1])])
             if renamed in new and renamed not in old:
                 old[renamed] = old.pop(key)
-    skip = set(CHANGED_ON_PURPOSE)
-    if path.endswith('quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'):
-        skip |= HELPERS_REMOVED
+    skip = CHANGED_ON_PURPOSE | HELPERS_REMOVED.get(path, set())
     absent = '<absent>'
     return [f'{k}: was {old.get(k, absent)!r}, now {new.get(k, absent)!r}'
             for k in sorted(set(old) | set(new))

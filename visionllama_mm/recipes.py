@@ -30,6 +30,8 @@ Keys:
   ``[TypeName]`` selects the first dict of a list whose ``type`` is ``TypeName``, searching nested
   lists too (``transforms`` of ``RandomChoice``/``TestTimeAug``). A path that does not resolve has
   the value ``null``, so ``official: null`` states that something is absent.
+* ``<loader>.sampler.<field>`` looks through the ``ReproducibleSampler`` wrapper that every
+  training config puts around its sampler (it keys each index, the order is the inner sampler's).
 * a computed key (``@...``, see :data:`COMPUTED`): the total batch, the precision, the lists of
   transforms, the effective gradient clipping, the EMA momentum.
 * ``params``: a parameter name of the built model; ``lr_mult`` is the lr of its parameter group
@@ -231,7 +233,14 @@ def resolve_key(cfg: Config, key: str):
             raise ValueError(f'unknown computed key {head!r}; known: {sorted(COMPUTED)}')
         value = COMPUTED[head](cfg)
         return _plain(_walk(value, _split(rest)) if rest else value)
-    return _plain(_walk(cfg._cfg_dict, _split(key)))
+    segments = _split(key)
+    if len(segments) > 2 and segments[0].endswith('_dataloader') and segments[1] == 'sampler':
+        sampler = _walk(cfg._cfg_dict, segments[:2])
+        if isinstance(sampler, dict) and sampler.get('type') == 'ReproducibleSampler':
+            # the wrapper only keys each index for the augmentation seeds: the order is its
+            # inner sampler's, which is what a recipe's sampler fields describe
+            return _plain(_walk(sampler.get('sampler'), segments[2:]))
+    return _plain(_walk(cfg._cfg_dict, segments))
 
 
 def _split(path: str) -> List[str]:

@@ -12,7 +12,7 @@
 # as their class after 1k / 2k / 4k iterations, at 8x8 (patch 2) 19% / 86% / 97% after 1k / 2k / 3k;
 # 64 wide: 14% / 59% / 99% after 1k / 2k / 3k at lr 3e-3, 42% / 73% after 1.5k / 2k at lr 5e-3 (this
 # config; raw weights in a plain loop, 100 samples, guidance 4).
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/digits.py']
 
 image_size = 8
 data_root = 'data/digits_8px'  # DigitsDataset writes the 8x8 PNGs there once
@@ -30,23 +30,21 @@ model = dict(
 
 train_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(
-    batch_size=64,
     num_workers=0,
     persistent_workers=False,
-    sampler=dict(type='ReproducibleSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='DigitsDataset', data_root=data_root, split='train', image_size=image_size,
-                 pipeline=train_pipeline))
+    sampler=dict(sampler=dict(type='InfiniteSampler')),
+    dataset=dict(data_root=data_root, image_size=image_size, pipeline=train_pipeline))
 
 # exactly 10 samples per class (balanced labels: the learning tests score each class)
 test_dataloader = dict(
+    _delete_=True,
     batch_size=100,
     num_workers=0,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='ClassLabelDataset', num_samples=100, num_classes=10, labels='balanced'))
-test_evaluator = dict(type='GenerationMetric', out_dir=None, reference=None)
+test_evaluator = dict(_delete_=True, type='GenerationMetric', out_dir=None, reference=None)
 test_cfg = dict(type='TestLoop')
 val_dataloader = None
 val_evaluator = None

@@ -3,10 +3,9 @@
 #   python tools/test.py  configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py CKPT
 # 1,438 train / 359 val images (8x8 upsampled to 32x32), written once to data/digits in the
 # ImageNet folder format and read through mmpretrain's stock pipeline, Runner and Accuracy.
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/digits.py']
 
 image_size = 32
-data_root = 'data/digits'
 
 model = dict(
     type='ImageClassifier',
@@ -30,37 +29,6 @@ model = dict(
 
 # grayscale digits loaded as 3 identical channels; mean/std of the training pixels
 data_preprocessor = dict(num_classes=10, mean=[87.0] * 3, std=[103.0] * 3, to_rgb=False)
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomCrop', crop_size=image_size, padding=2),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(image_size, image_size)),
-    dict(type='PackInputs'),
-]
-
-train_dataloader = dict(
-    batch_size=64,
-    num_workers=2,
-    persistent_workers=True,
-    collate_fn=dict(type='default_collate'),
-    sampler=dict(type='ReproducibleSampler', sampler=dict(type='DefaultSampler', shuffle=True)),
-    dataset=dict(type='DigitsDataset', data_root=data_root, split='train',
-                 image_size=image_size, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=120,
-    num_workers=2,
-    persistent_workers=True,
-    collate_fn=dict(type='default_collate'),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='DigitsDataset', data_root=data_root, split='val',
-                 image_size=image_size, pipeline=test_pipeline))
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05, betas=(0.9, 0.999)),

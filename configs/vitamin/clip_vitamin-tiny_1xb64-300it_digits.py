@@ -5,11 +5,10 @@
 #   python tools/test.py  configs/vitamin/clip_vitamin-tiny_1xb64-300it_digits.py CKPT
 # Training streams the webdataset shards (<key>.png + <key>.txt, the DataComp layout) written by
 # the first command; testing reads the 359 held-out digits (DigitsDataset, split 'val').
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/digits.py']
 
 image_size = 32
 context_length = 16
-digits_root = 'data/digits'
 captions_root = 'data/digit_captions'
 
 model = dict(
@@ -36,13 +35,8 @@ train_pipeline = [
     dict(type='TokenizeText', context_length=context_length),
     dict(type='PackInputs', algorithm_keys=['text_tokens']),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(image_size, image_size)),
-    dict(type='PackInputs'),
-]
-
 train_dataloader = dict(
+    _delete_=True,
     batch_size=64,
     num_workers=2,
     persistent_workers=True,
@@ -50,16 +44,7 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='WebDatasetImageText', data_root=captions_root,
                  shards='train-{00000..00003}.tar', shuffle_buffer=128, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=120,
-    num_workers=2,
-    persistent_workers=True,
-    collate_fn=dict(type='default_collate'),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='DigitsDataset', data_root=digits_root, split='val',
-                 image_size=image_size, pipeline=test_pipeline))
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
-test_dataloader = val_dataloader
+val_evaluator = dict(topk=(1, 5))  # the held-out digits of the shared digits loaders
 test_evaluator = val_evaluator
 
 # OpenCLIP's optimiser (training/main.py:321-355): AdamW, betas (0.9, 0.98), eps 1e-6; no decay on
