@@ -69,7 +69,7 @@ def _clip(arch):
     embed, width, heads = ARCHS[arch][3]
     return MODELS.build(dict(
         type='ContrastiveCLIP', vision_backbone=dict(type='ViTamin', arch=arch),
-        text_encoder=dict(type='CLIPTextTransformer', embed_dims=embed, width=width,
+        text_encoder=dict(type='CLIPTextTransformer', embed_dims=width, proj_dims=embed,
                           num_layers=12, num_heads=heads, context_length=77, vocab_size=49408,
                           act='gelu'))).eval()
 
@@ -278,7 +278,7 @@ def test_own_checkpoints_need_no_conversion(tmp_path, capsys):
     from mmpretrain.registry import MODELS
     clip = MODELS.build(dict(type='ContrastiveCLIP', vision_backbone=_tiny_vitamin(),
                              text_encoder=dict(type='CLIPTextTransformer', embed_dims=16,
-                                               width=16, num_layers=1, num_heads=2),
+                                               num_layers=1, num_heads=2),
                              context_length=8))
     classifier = MODELS.build(dict(type='ImageClassifier', backbone=_tiny_vitamin(),
                                    head=dict(type='LinearClsHead', num_classes=3,
@@ -421,11 +421,9 @@ def test_export_to_timm_round_trip(tmp_path, capsys):
 
 def test_export_to_open_clip_round_trip(tmp_path, capsys, open_clip_small):
     """Our ContrastiveCLIP holding random weights (those of the randomised OpenCLIP ViTamin-S,
-    converted) -> ``--to open_clip`` -> exactly OpenCLIP's own state dict; a fresh copy of
-    ``open_clip.create_model('ViTamin-S')`` loads the file strictly and gives our image and text
-    features and logit scale."""
-    import copy
-
+    converted) -> ``--to open_clip`` -> exactly OpenCLIP's own state dict; OpenCLIP's
+    ``CustomTextCLIP`` loads the file strictly and gives our image and text features and logit
+    scale."""
     from safetensors.torch import load_file
     ref = open_clip_small.state_dict()
     ours = _clip('small')
@@ -438,11 +436,9 @@ def test_export_to_open_clip_round_trip(tmp_path, capsys, open_clip_small):
     exported = load_file(str(dst))
     assert sorted(exported) == sorted(ref) and all(torch.equal(exported[k], v)
                                                    for k, v in ref.items())
-    theirs = copy.deepcopy(open_clip_small)
-    for p in theirs.parameters():  # nothing of the reference survives but what is loaded
-        p.data.zero_()
-    theirs.load_state_dict(exported, strict=True)
-    tokens = open_clip.get_tokenizer('ViTamin-S')(TEXTS)
+    theirs = open_clip_small  # the export equals its weights bit for bit (above): loading it
+    theirs.load_state_dict(exported, strict=True)  # leaves the shared fixture as it was
+    tokens = open_clip.get_tokenizer('ViTamin-S')(TEXTS[:2])
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         image = _max_diff(theirs.encode_image(x, normalize=True), ours.extract_image_feat(x))
@@ -480,7 +476,7 @@ def test_export_refusals(tmp_path, capsys):
         from_ours(dict(classifier.state_dict(), **{'head.norm.weight': torch.ones(3)}), 'timm')
     clip = MODELS.build(dict(type='ContrastiveCLIP', vision_backbone=_tiny_vitamin(),
                              text_encoder=dict(type='CLIPTextTransformer', embed_dims=16,
-                                               width=16, num_layers=1, num_heads=2),
+                                               num_layers=1, num_heads=2),
                              context_length=8))
     tower = from_ours(clip.state_dict(), 'timm')
     assert not any(k.startswith('head') for k in tower)
