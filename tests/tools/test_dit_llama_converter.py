@@ -150,7 +150,8 @@ def test_refuses_bad_keys_half_swiglu_and_code(official, tmp_path):
     assert "blocks.1.mlp has ['c_fc1'] of the SwiGLU projections" in out, out
 
     shaped = dict(sd, **{'blocks.0.attn.proj.bias': torch.zeros(65)})
-    assert 'mis-shaped (1): [\'blocks.0.attn.proj.bias: checkpoint (65,), model (64,)\']' in run(shaped)
+    assert ("the converted weights do not fit DiTLLaMA: the keys do not match the model: shape "
+            "mismatch (1): ['blocks.0.attn.proj.bias: (65,) != (64,)']") in run(shaped)
 
     out = run(dict(ema=sd), '--key', 'model')
     assert "--key model: the file has no 'model' weights (it has ['ema'])" in out, out

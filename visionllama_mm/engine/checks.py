@@ -9,6 +9,8 @@
   checkpoint of which not one tensor fits). Used by
   :class:`visionllama_mm.engine.runner.Runner` for ``load_from``, ``tools/test.py CHECKPOINT`` and
   ``--resume``.
+* :func:`check_keys`: weights against a model's key names and shapes alone (a model built on the
+  meta device, nothing loaded), for converters and tools that check a file before using it.
 """
 import difflib
 import inspect
@@ -18,7 +20,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch.nn as nn
 
-__all__ = ['KNOWN_TOP_LEVEL_KEYS', 'check_cfg_options', 'LoadReport', 'load_state_dict_checked']
+__all__ = ['KNOWN_TOP_LEVEL_KEYS', 'check_cfg_options', 'LoadReport', 'load_state_dict_checked',
+           'check_keys']
 
 #: Top-level config keys that mmengine's Runner, the stock tools or this package read although a
 #: config need not define them (besides ``Runner.__init__``'s arguments).
@@ -187,3 +190,21 @@ def load_state_dict_checked(model: nn.Module, state_dict: Dict, source: str,
     print_log('[visionllama_mm] load_strict=False, loading the matching tensors only: ' + what +
               report.summary(), logger=logger or 'current', level=30)
     return report
+
+
+def check_keys(state_dict: Dict, expected: Dict, where: str) -> None:
+    """Raise one ``ValueError`` naming every missing, unexpected and mis-shaped key of
+    ``state_dict`` against ``expected`` (key -> shape, e.g. of a meta-device model's state dict):
+    ``{where}: the keys do not match the model: missing (n): [...]; unexpected (n): [...];
+    shape mismatch (n): ['key: (checkpoint shape) != (model shape)']`` (ten keys of each at most).
+    Unlike :class:`LoadReport` nothing is loaded: the shapes are all that is compared."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = sorted(f'{k}: {tuple(state_dict[k].shape)} != {tuple(expected[k])}'
+                    for k in set(expected) & set(state_dict)
+                    if tuple(state_dict[k].shape) != tuple(expected[k]))
+    if missing or unexpected or shapes:
+        parts = [f'{name} ({len(keys)}): {keys[:10]}{" ..." if len(keys) > 10 else ""}'
+                 for name, keys in (('missing', missing), ('unexpected', unexpected),
+                                    ('shape mismatch', shapes)) if keys]
+        raise ValueError(f'{where}: the keys do not match the model: ' + '; '.join(parts))

@@ -26,7 +26,7 @@ import torch
 
 __all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'detect', 'to_ours', 'from_ours', 'add_arguments',
            'meta', 'describe', 'convert_official_dit', 'export_official_dit', 'infer_denoiser',
-           'pick_weights', 'check_keys', 'dit_checkpoint', 'HEADS_OF_WIDTH']
+           'pick_weights', 'dit_checkpoint', 'HEADS_OF_WIDTH']
 
 FAMILY = 'DiT-LLaMA'
 FORMATS = ('official-dit-llama', 'official-dit')
@@ -173,7 +173,7 @@ def infer_denoiser(sd: Dict, args=None, num_heads: Optional[int] = None,
 def convert_official_dit(state_dict: Dict[str, torch.Tensor],
                          block_type: str = 'llama') -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """-> (our state dict, notes on what was dropped). Keys are not checked here: load the
-    result strictly (or :func:`check_keys` it against the model) to find any that do not fit."""
+    result strictly (or check it with ``engine.checks.check_keys``) to find any that do not fit."""
     if block_type not in ('llama', 'dit'):
         raise ValueError(f'convert_official_dit: block_type must be "llama" or "dit", '
                          f'got {block_type!r}.')
@@ -197,20 +197,6 @@ def convert_official_dit(state_dict: Dict[str, torch.Tensor],
     return out, notes
 
 
-def check_keys(model, sd: Dict) -> None:
-    """Raise one ``ValueError`` listing every missing, unexpected and mis-shaped key of ``sd``
-    against ``model.state_dict()``."""
-    ours = model.state_dict()
-    missing = sorted(set(ours) - set(sd))
-    unexpected = sorted(set(sd) - set(ours))
-    shapes = sorted(f'{k}: checkpoint {tuple(sd[k].shape)}, model {tuple(ours[k].shape)}'
-                    for k in set(sd) & set(ours) if sd[k].shape != ours[k].shape)
-    problems = [f'{what} ({len(keys)}): {keys}' for what, keys in
-                (('missing', missing), ('unexpected', unexpected), ('mis-shaped', shapes)) if keys]
-    if problems:
-        raise ValueError('the converted weights do not fit DiTLLaMA: ' + '; '.join(problems))
-
-
 def _import(ckpt: Dict, key='auto', num_heads=None, input_size=None):
     """-> (which weights, denoiser arguments, converted state dict without prefix, notes)."""
     which, sd = pick_weights(ckpt, key)
@@ -229,9 +215,11 @@ def to_ours(weights: Dict, fmt: str, key: str = 'auto', prefix: str = 'denoiser.
     lists them all) before anything is returned."""
     from .dit_llama import DiTLLaMA
     _, denoiser, converted, _ = _import(weights, key, num_heads, input_size)
+    from ...engine.checks import check_keys
     with torch.device('meta'):
         model = DiTLLaMA(**{k: v for k, v in denoiser.items() if k != 'type'})
-    check_keys(model, converted)
+    check_keys(converted, {k: v.shape for k, v in model.state_dict().items()},
+               'the converted weights do not fit DiTLLaMA')
     return {prefix + k: v.contiguous() for k, v in converted.items()}
 
 

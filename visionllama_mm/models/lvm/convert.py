@@ -30,6 +30,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ...engine.checks import check_keys
+
 __all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'read_source', 'detect', 'to_ours', 'from_ours',
            'meta', 'describe', 'add_arguments', 'check_args', 'write_export', 'read_hf_state_dict',
            'llama_arch_from_hf_config', 'hf_config_from_arch', 'convert_hf_llama', 'check_keys']
@@ -95,21 +97,6 @@ def hf_config_from_arch(arch: dict, vocab_size: int, rope_theta: float = 10000.,
                 tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
                 rope_scaling=None, max_position_embeddings=max_positions,
                 torch_dtype=str(dtype).replace('torch.', ''))
-
-
-def check_keys(state_dict: Dict[str, torch.Tensor], expected: Dict[str, torch.Size],
-               where: str) -> None:
-    """One ``ValueError`` naming every missing, unexpected and mis-shaped key."""
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(f'{k}: {tuple(state_dict[k].shape)} != {tuple(expected[k])}'
-                    for k in set(expected) & set(state_dict)
-                    if tuple(state_dict[k].shape) != tuple(expected[k]))
-    if missing or unexpected or shapes:
-        parts = [f'{name} ({len(keys)}): {keys[:10]}{" ..." if len(keys) > 10 else ""}'
-                 for name, keys in (('missing', missing), ('unexpected', unexpected),
-                                    ('shape mismatch', shapes)) if keys]
-        raise ValueError(f'{where}: the keys do not match the model: ' + '; '.join(parts))
 
 
 def _decoder_shapes(arch: dict, **kwargs) -> Dict[str, torch.Size]:
