@@ -69,6 +69,20 @@ def test_webdataset_streams_each_sample_once_per_pass_with_two_workers(shards):
                                       for i in range(5))
         passes.append(seen)
     assert passes[0] != passes[1]  # shard order and buffer reshuffled each pass
+    # the order is a function of (seed, epoch): a run resumed at epoch 1 (set_epoch) reads what
+    # the uninterrupted run read in its second pass
+    def read(**kwargs):
+        return WebDatasetImageText('train-{000..003}.tar', data_root=str(root), shuffle_buffer=4,
+                                   seed=3, **kwargs)
+
+    def ids(dataset):
+        return [s['sample_idx'] for s in dataset]
+
+    run = read()
+    first, second = ids(run), ids(run)
+    resumed = read()
+    resumed.set_epoch(1)
+    assert ids(resumed) == second != first and sorted(second) == sorted(first)
     sample = next(iter(ds))
     assert sample['inputs'].shape == (3, 8, 8)
     assert sample['data_samples'].text_tokens.shape == (8, )
