@@ -24,7 +24,9 @@ and, where it needs them:
   ``argparse.Namespace`` of ``src``, ``dst`` and the options);
 * ``describe(meta) -> List[str]``: lines the CLI prints after the detected format;
 * ``write_export(state_dict, to, dst, args)``: writes a target that is not one plain file of
-  tensors (a folder, a wrapped dict); returns the path written (``None``: ``dst``).
+  tensors (a folder, a wrapped dict); returns the path written (``None``: ``dst``);
+* ``source_type`` (the argparse type of SRC) and ``check_args(parser, args)`` (checks over
+  several arguments, e.g. SRC a folder to convert but a file to export): see :func:`parse_args`.
 
 :func:`run_cli` is the whole command line of a family's converter::
 

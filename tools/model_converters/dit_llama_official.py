@@ -1,4 +1,4 @@
-"""Convert an official DiT-LLaMA / DiT checkpoint for this package's generation configs; export ours.
+"""Convert an official DiT-LLaMA / DiT checkpoint for this package's generation configs, and back.
 
     python tools/model_converters/dit_llama_official.py SRC DST [--key auto|ema|model]
         [--prefix denoiser.] [--num-heads N] [--input-size N]

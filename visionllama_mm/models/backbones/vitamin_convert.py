@@ -26,6 +26,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ...converters import AlreadyConvertedError, without_module_prefix
 __all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'detect', 'to_ours', 'from_ours',
            'convert_timm_vitamin', 'export_timm_vitamin', 'own_layout_key']
 
@@ -42,13 +43,6 @@ _TIMM_KEYS = ('patch_embed.backbone.stem.conv1.weight', 'blocks.0.mlp.w0.weight'
 _OWN_PARTS = ('stem.conv1.weight', 'transition.proj.weight', 'blocks.0.ffn.w12.weight')
 _BLOCK_NAMES = {'norm1': 'ln1', 'norm2': 'ln2', 'attn.qkv': 'attn.qkv', 'attn.proj': 'attn.proj',
                 'mlp.norm': 'ffn.norm', 'mlp.w2': 'ffn.w3'}
-
-
-def without_module(sd: Dict) -> Dict:
-    """``sd`` without the ``module.`` prefix a DDP-wrapped model puts on every key."""
-    if any(isinstance(k, str) and k.startswith('module.') for k in sd):
-        return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
-    return sd
 
 
 def _is_timm(sd: Dict) -> bool:
@@ -90,7 +84,6 @@ def detect(ckpt: Dict) -> Optional[Tuple[str, Dict]]:
         weights = ckpt.get(field) if field else ckpt
         if isinstance(weights, dict) and _is_open_clip(weights):
             return 'open-clip-vitamin', weights
-    from ...converters import AlreadyConvertedError
     for field in ('state_dict', ''):
         weights = ckpt.get(field) if field else ckpt
         if isinstance(weights, dict) and own_layout_key(weights):
@@ -110,7 +103,8 @@ def convert_timm_vitamin(state_dict: Dict[str, torch.Tensor],
     ``patch_embed.backbone.stem`` / ``.stages`` -> ``stem`` / ``stages``;
     ``patch_embed.backbone.pool`` -> ``transition``; ``blocks.i.norm1/2`` -> ``ln1/2``;
     ``blocks.i.mlp.norm`` -> ``ffn.norm``; ``mlp.w0`` (GELU gate) and ``mlp.w1`` stacked into
-    ``ffn.w12`` (gate rows first); ``mlp.w2`` -> ``ffn.w3``; ``pos_embed`` and ``fc_norm`` as they are.
+    ``ffn.w12`` (gate rows first); ``mlp.w2`` -> ``ffn.w3``; ``pos_embed`` and ``fc_norm`` as
+    they are.
 
     Raises:
         KeyError: for a key outside this layout, naming it.
@@ -167,7 +161,7 @@ def to_ours(weights: Dict, fmt: str, **options) -> Dict:
         return _timm_to_ours(weights)
     if fmt == 'open-clip-vitamin':
         from ..multimodal.clip_convert import convert_open_clip
-        return convert_open_clip(without_module(weights))
+        return convert_open_clip(without_module_prefix(weights))
     raise ValueError(f'ViTamin: unknown format {fmt!r}; formats: {", ".join(FORMATS)}')
 
 

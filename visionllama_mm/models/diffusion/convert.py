@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ...converters import AlreadyConvertedError, source_config, without_module_prefix
+
 __all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'detect', 'to_ours', 'from_ours', 'add_arguments',
            'meta', 'describe', 'convert_official_dit', 'export_official_dit', 'infer_denoiser',
            'pick_weights', 'dit_checkpoint', 'HEADS_OF_WIDTH']
@@ -40,11 +42,6 @@ _SWIGLU = re.compile(r'^(blocks\.\d+\.mlp)\.(c_fc1|c_fc2|c_proj)\.weight$')
 _OWN_SWIGLU = re.compile(r'^(blocks\.\d+\.mlp)\.(w12|w3)\.weight$')
 
 
-def _without_module(sd: Dict) -> Dict:
-    return {k[len('module.'):] if isinstance(k, str) and k.startswith('module.') else k: v
-            for k, v in sd.items()}
-
-
 # ------------------------------------------------------------------------------ detection
 def dit_checkpoint(ckpt: Dict) -> str:
     """A description of ``ckpt`` when it is an official DiT / DiT-LLaMA checkpoint, else ''
@@ -52,7 +49,7 @@ def dit_checkpoint(ckpt: Dict) -> str:
     for field in ('ema', 'model', ''):
         weights = ckpt.get(field) if field else ckpt
         if isinstance(weights, dict):
-            weights = _without_module(weights)
+            weights = without_module_prefix(weights)
             if all(k in weights for k in DIT_KEYS):
                 name = 'DiT-LLaMA' if 'blocks.0.mlp.c_fc1.weight' in weights else 'DiT'
                 where = f'its {field!r} weights have' if field else 'its top-level dict has'
@@ -80,7 +77,6 @@ def detect(ckpt: Dict) -> Optional[Tuple[str, Dict]]:
             own = 'blocks.0.mlp.w12.weight'  # the fused SwiGLU
         else:
             continue
-        from ...converters import AlreadyConvertedError
         raise AlreadyConvertedError(
             'already a visionllama_mm checkpoint, no conversion needed: its '
             f"{'state_dict' if field else 'top-level dict'} has this package's DiTLLaMA key "
@@ -142,7 +138,8 @@ def infer_denoiser(sd: Dict, args=None, num_heads: Optional[int] = None,
     out_ch, rem = divmod(need('final_layer.linear.weight').shape[0], p * p)
     if rem or out_ch not in (in_ch, 2 * in_ch):
         raise ValueError(f'final_layer.linear.weight has {sd["final_layer.linear.weight"].shape[0]}'
-                         f' rows; expected p*p*C or p*p*2C = {p * p * in_ch} or {2 * p * p * in_ch}')
+                         f' rows; expected p*p*C or p*p*2C = {p * p * in_ch} or '
+                         f'{2 * p * p * in_ch}')
     rows = need('y_embedder.embedding_table.weight').shape[0]
     num_classes = getattr(args, 'num_classes', None) or rows - 1  # released ones have the null row
     if rows not in (num_classes, num_classes + 1):
@@ -200,7 +197,7 @@ def convert_official_dit(state_dict: Dict[str, torch.Tensor],
 def _import(ckpt: Dict, key='auto', num_heads=None, input_size=None):
     """-> (which weights, denoiser arguments, converted state dict without prefix, notes)."""
     which, sd = pick_weights(ckpt, key)
-    sd = _without_module(sd)
+    sd = without_module_prefix(sd)
     denoiser = infer_denoiser(sd, ckpt.get('args'), num_heads, input_size)
     converted, notes = convert_official_dit(sd, denoiser['block_type'])
     return which, denoiser, converted, notes
@@ -298,7 +295,6 @@ def _input_size(meta: Optional[dict]) -> Optional[int]:
     arguments, or the ``model.denoiser`` of a ``tools/train.py`` checkpoint's config."""
     if isinstance(meta, dict) and isinstance(meta.get('denoiser'), dict):
         return meta['denoiser'].get('input_size')
-    from ...converters import source_config
     cfg = source_config(meta)
     denoiser = cfg.get('model', {}).get('denoiser', {}) if cfg is not None else {}
     return denoiser.get('input_size', 32 if denoiser.get('type') == 'DiTLLaMA' else None)

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ...converters import source_config
 from ...engine.checks import check_keys
 
 __all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'read_source', 'detect', 'to_ours', 'from_ours',
@@ -205,7 +206,8 @@ def _decoder_arch(sd: Dict[str, torch.Tensor], num_heads: Optional[int]) -> dict
     from ..backbones.llama import LLaMADecoder
     if 'model.embed_tokens.weight' not in sd or 'model.layers.0.mlp.up_proj.weight' not in sd:
         raise ValueError('not an LVM decoder: no backbone.model.embed_tokens.weight / '
-                         f'backbone.model.layers.0.mlp.up_proj.weight; first keys: {sorted(sd)[:6]}')
+                         'backbone.model.layers.0.mlp.up_proj.weight; first keys: '
+                         f'{sorted(sd)[:6]}')
     embed = sd['model.embed_tokens.weight'].shape[1]
     hidden = sd['model.layers.0.mlp.up_proj.weight'].shape[0]
     layers = 1 + max(int(k.split('.')[2]) for k in sd if k.startswith('model.layers.'))
@@ -225,7 +227,6 @@ def _source_settings(meta: Optional[dict]) -> dict:
     file's (``arch`` and the decoder kwargs), or the ``model.backbone`` of a ``tools/train.py``
     checkpoint's config (``meta['cfg']``)."""
     from ..backbones.llama import LLaMADecoder
-    from ...converters import source_config
     if isinstance(meta, dict) and isinstance(meta.get('arch'), dict):
         return dict(num_heads=meta['arch'].get('num_heads'), rope_theta=meta.get('rope_theta'),
                     norm_eps=meta.get('norm_eps'))
