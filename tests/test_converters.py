@@ -107,7 +107,8 @@ def test_fork_is_detected_by_its_frozen_pos_embed():
 def test_converted_checkpoint_is_recognised_as_ours(python, tmp_path):
     src, dst = tmp_path / 'fork.pth', tmp_path / 'ours.pth'
     torch.save({'state_dict': _fork_like(), 'meta': {}}, src)
-    out = run_tool([python, 'tools/model_converters/vision_llama_official.py', str(src), str(dst)])
+    out = run_tool([python, 'tools/model_converters/vision_llama_official.py', str(src), str(dst)],
+                   fresh=True)  # a new interpreter, as from a shell
     assert 'detected: mmpretrain-fork' in out
     with pytest.raises(AlreadyConvertedError,
                        match=r'no conversion needed: converted from fork.pth \(format '

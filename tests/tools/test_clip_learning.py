@@ -19,7 +19,8 @@ LTT = 'configs/vitamin/clip-ltt_vitamin-tiny_1xb64-300it_digits.py'
 @pytest.fixture(scope='module')
 def captions(digits_root, tmp_path_factory, python):
     out = str(tmp_path_factory.mktemp('digit_captions'))
-    run_tool([python, 'tools/dataset_converters/digit_captions.py', digits_root, out])
+    run_tool([python, 'tools/dataset_converters/digit_captions.py', digits_root, out],
+             fresh=True)  # a new interpreter, as from a shell
     return out
 
 

@@ -52,7 +52,9 @@ def test_stock_mmdet_tools_run_pyramid_mask_rcnn(python, coco_root, tmp_path):
     # on a CPU a user of the stock tools asks for the plain wrapper, as here
     opts = ['--cfg-options', *shrink, *det_opts(coco_root, lsj), 'optim_wrapper.type=OptimWrapper']
     tools = stock_tools('mmdet')
-    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts])
+    # new interpreters, as from a shell: only the config's custom_imports brings our types in
+    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts],
+             fresh=True)
     out = run_tool([python, osp.join(tools, 'test.py'), config, str(tmp_path / ckpt),
-                    '--work-dir', str(tmp_path), *opts])
+                    '--work-dir', str(tmp_path), *opts], fresh=True)
     assert re.search(r'coco/bbox_mAP: [\d.-]+', out), out[-3000:]

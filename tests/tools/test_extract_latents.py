@@ -79,7 +79,7 @@ def test_extract_matches_the_vae_resumes_and_loads(setup, tmp_path):
                 '--hflip', '--device', 'cpu', *extra]
 
     full = tmp_path / 'full'
-    log = run_tool(argv(full))
+    log = run_tool(argv(full), fresh=True)  # a new interpreter, as from a shell
     assert 'removed from the pipeline: RandomFlip, ColorJitter' in log
     assert f'wrote {COUNT} latents (2 view(s)) to {full}' in log
     assert sorted(p.name for p in full.iterdir()) == ['labels.npy', 'latents.npy', 'meta.json']

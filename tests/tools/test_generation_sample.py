@@ -54,17 +54,17 @@ def setup(tmp_path_factory):
     return root, opts, model.eval()
 
 
-def _sample(setup, out, *args, ckpt=None):
+def _sample(setup, out, *args, ckpt=None, fresh=False):
     root, opts, _ = setup
     return run_python([sys.executable, TOOL, CONFIG, str(ckpt or root / 'ckpt.pth'), *args,
                        '--steps', '4', '--device', 'cpu', '--out', str(out),
-                       '--cfg-options', *opts])
+                       '--cfg-options', *opts], fresh=fresh)
 
 
 def test_grid(setup, tmp_path):
     _, _, model = setup
     proc = _sample(setup, tmp_path / 'a.png', '--classes', '1', '2', '3', '--per-class', '2',
-                   '--seed', '5')
+                   '--seed', '5', fresh=True)  # a new interpreter, as from a shell
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert f'6 samples of classes [1, 2, 3] (cfg scale 1.5) -> {tmp_path / "a.png"}' in \
         proc.stdout

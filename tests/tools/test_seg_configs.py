@@ -42,7 +42,9 @@ def test_stock_mmseg_tools_run_pyramid_upernet(python, ade20k_root, tmp_path):
     opts = ['--cfg-options', *SEG_CONFIGS[config], *seg_opts(ade20k_root, iters=2),
             *STOCK_CPU_WRAPPER]
     tools = stock_tools('mmseg')
-    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts])
+    # new interpreters, as from a shell: only the config's custom_imports brings our types in
+    run_tool([python, osp.join(tools, 'train.py'), config, '--work-dir', str(tmp_path), *opts],
+             fresh=True)
     out = run_tool([python, osp.join(tools, 'test.py'), config, str(tmp_path / 'iter_2.pth'),
-                    '--work-dir', str(tmp_path), *opts])
+                    '--work-dir', str(tmp_path), *opts], fresh=True)
     assert re.search(r'mIoU: [\d.]+', out), out[-3000:]

@@ -75,7 +75,8 @@ def test_tokenize_matches_the_tokenizer_and_resumes(data, tmp_path):
     env = None
     # interrupted after one chunk, a crashed part write left behind, then resumed
     out = tmp_path / 'resumed'
-    log = run_tool([sys.executable, TOOL] + argv(out, '--max-chunks', '1'), env=env)
+    log = run_tool([sys.executable, TOOL] + argv(out, '--max-chunks', '1'), env=env,
+                   fresh=True)  # a new interpreter, as from a shell
     assert 'stopped after 1 chunk(s)' in log and not (out / 'meta.json').exists()
     assert sorted(p.name for p in (out / 'parts').iterdir()) == ['part_000000.npz',
                                                                  'progress.json']
