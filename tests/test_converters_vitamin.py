@@ -379,14 +379,16 @@ def test_open_clip_keys_outside_the_vitamin_layout_are_named(open_clip_small):
 # export: --to timm, --to open_clip
 
 
-def _tiny_timm(**kwargs):
+def _tiny_timm(depths=(1, 2), embed_dim=32, depth=2, **kwargs):
     """timm's ``vitamin_*`` at tiny sizes (its own builder, the small model's settings
     overridden)."""
     from timm.models.vitamin import VitCfg, VitConvCfg
-    embed_cfg = VitCfg(embed_dim=(8, 16, 32), depths=(1, 2, 1), stem_width=8, head_type='1d',
+    embed_cfg = VitCfg(embed_dim=(8, 16, embed_dim), depths=(*depths, 1), stem_width=8,
+                       head_type='1d',
                        conv_cfg=VitConvCfg(norm_layer='layernorm2d', norm_eps=1e-6))
     return timm.create_model('vitamin_small_224', pretrained=False, embed_cfg=embed_cfg,
-                             embed_dim=32, depth=2, num_heads=2, img_size=32, **kwargs).eval()
+                             embed_dim=embed_dim, depth=depth, num_heads=2, img_size=32,
+                             **kwargs).eval()
 
 
 def test_export_to_timm_round_trip(tmp_path, capsys):
@@ -452,7 +454,7 @@ def test_export_to_open_clip_round_trip(tmp_path, capsys, open_clip_small):
 def test_export_refusals(tmp_path, capsys):
     """--to open_clip of a classifier, a released timm file given to --to, a head timm has no
     counterpart of: one line each, nothing written; a CLIP's image tower goes to a headless timm
-    model."""
+    model (strict load, same pooled features)."""
     from mmpretrain.registry import MODELS
     from visionllama_mm.models.backbones.vitamin_convert import from_ours
     classifier = MODELS.build(dict(type='ImageClassifier', backbone=_tiny_vitamin(),
@@ -480,6 +482,11 @@ def test_export_refusals(tmp_path, capsys):
                              context_length=8))
     tower = from_ours(clip.state_dict(), 'timm')
     assert not any(k.startswith('head') for k in tower)
+    headless = _tiny_timm(depths=(1, 1), embed_dim=16, depth=1, num_classes=0)
+    headless.load_state_dict(tower, strict=True)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert _max_diff(headless(x), clip.visual(x)[-1]) <= 1e-5
     assert torch.equal(tower['blocks.0.mlp.w1.weight'],
                        clip.visual.blocks[0].ffn.w12.weight[clip.visual.blocks[0].ffn.w12.weight
                                                             .shape[0] // 2:])

@@ -241,6 +241,13 @@ def test_export_to_official_round_trip(tmp_path, capsys):
                '--input-size', '8'])
     assert torch.equal(torch.load(tmp_path / 'x.pt', weights_only=True)['pos_embed'],
                        exported['pos_embed'])
+    # the original DiT block (GELU MLP, the fixed pos_embed a buffer) has the official names
+    from visionllama_mm.models.diffusion import DiTLLaMA
+    from visionllama_mm.models.diffusion.convert import from_ours
+    dit = DiTLLaMA(**kwargs, block_type='dit').state_dict()
+    official_dit = from_ours({'denoiser.' + k: v for k, v in dit.items()}, 'official')
+    assert sorted(official_dit) == sorted(dit)
+    assert all(torch.equal(official_dit[k], v) for k, v in dit.items())
 
 
 def _tool_module():
