@@ -150,7 +150,8 @@ def test_recipe_fields(name):
     assert len(ema) == 1 and ema[0].momentum == 1e-4  # decay 0.9999
     # ImageNet: short side to 256 (bicubic), center crop, random flip
     train = cfg.train_dataloader
-    assert train.sampler == dict(type='InfiniteSampler', shuffle=True)
+    assert train.sampler == dict(type='ReproducibleSampler',
+                                 sampler=dict(type='InfiniteSampler', shuffle=True))
     assert train.dataset.type == 'ImageNet' and train.dataset.split == 'train'
     assert [t.type for t in train.dataset.pipeline] == [
         'LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'RandomFlip', 'PackInputs']

@@ -93,12 +93,12 @@ def test_recipe_fields(size):
                                  buffer_dtype='float32'))
         assert optim.type == 'OptimWrapper'  # bf16 compute is FSDP's mixed precision
     else:
-        assert 'runner_type' not in cfg and 'strategy' not in cfg  # the Runner's DDP
+        assert cfg.runner_type == 'CheckedRunner' and 'strategy' not in cfg  # the Runner's DDP
         assert optim.type == 'AmpOptimWrapper' and optim.dtype == 'bfloat16'
         assert optim.loss_scale == 1.0  # bf16 without loss scaling, as the official run
     assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=400000, val_interval=10000)
     checkpoint = {k: v for k, v in cfg.default_hooks.checkpoint.items() if k != '_scope_'}
-    assert checkpoint == dict(type='CheckpointHook', by_epoch=False, interval=1000,
+    assert checkpoint == dict(type='AtomicCheckpointHook', by_epoch=False, interval=1000,
                               max_keep_ckpts=1)
     assert cfg.model.loss_norm == 'row'  # EasyLM: mean per row, then over rows
     assert cfg.randomness.seed == 42  # EasyLM's default seed

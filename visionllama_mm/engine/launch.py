@@ -190,7 +190,7 @@ def _unshard(cfg: Config) -> Optional[str]:
     cfg.runner_type = 'CheckedRunner'
     cfg.pop('strategy')
     return (f'one process (no launcher): {strategy["type"]} of FlexibleRunner not needed, running '
-            f'unsharded on the CheckedRunner{note}')
+            f'unsharded on the Runner (runner_type=\'CheckedRunner\'){note}')
 
 
 def _replace_type(node, old: tuple, new: str, path: str, changed: List[str]):
