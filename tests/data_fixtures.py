@@ -12,7 +12,7 @@ few solid shapes (rectangles, discs, triangles) are drawn with exactly known mas
 import json
 import os
 import os.path as osp
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 from PIL import Image, ImageDraw

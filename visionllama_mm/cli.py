@@ -190,4 +190,3 @@ def image_output_file(text):
         _fail(f'{text!r}: the suffix must name an image format, one of '
               f'{", ".join(image_file_suffixes)}')
     return text
-

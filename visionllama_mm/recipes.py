@@ -47,7 +47,7 @@ import logging
 import math
 import os.path as osp
 import re
-from typing import Any, Dict, List, Optional
+from typing import Dict, List
 
 import yaml
 from mmengine.config import Config, ConfigDict

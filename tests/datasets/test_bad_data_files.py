@@ -5,7 +5,6 @@ import glob
 import io
 import json
 import os
-import os.path as osp
 import re
 import tarfile
 

@@ -86,8 +86,8 @@ def test_uniform_histogram_of_fid_50k():
         assert counts.sum() == 50000 and len(counts) == 1000
         chi2 = ((counts - 50.) ** 2 / 50.).sum()
         assert abs(chi2 - 999) < 4.5 * math.sqrt(2 * 999), (seed, chi2)
-        assert np.abs(counts - 50).max() < 5 * math.sqrt(50 * 0.999), (seed, counts.min(),
-                                                                        counts.max())
+        assert np.abs(counts - 50).max() < 5 * math.sqrt(50 * 0.999), (
+            seed, counts.min(), counts.max())
         assert 3 < counts.std() < 10  # not balanced
 
 
@@ -106,8 +106,8 @@ def test_balance_over_ranks(num_samples, num_classes, monkeypatch):
         shares = [_rank_indices(ds, r, world_size, monkeypatch) for r in range(world_size)]
         # the shares are the whole set, each index exactly once (round_up=False pads nothing)
         assert sorted(i for s in shares for i in s) == list(range(num_samples))
-        assert [len(s) for s in shares] == [math.ceil((num_samples - r) / world_size)
-                                           for r in range(world_size)]
+        assert [len(s) for s in shares] == [
+            math.ceil((num_samples - r) / world_size) for r in range(world_size)]
         g = math.gcd(world_size, num_classes)
         for r, share in enumerate(shares):
             counts = Counter(labels[i] for i in share)

@@ -50,4 +50,3 @@ def test_concurrent_writers_end_with_one_folder(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert os.listdir(tmp_path) == ['numbers']  # the losers' temporary folders are gone
     assert open(osp.join(root, 'numbers.txt')).read().split()[-1] == '999'
-

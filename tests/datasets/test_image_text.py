@@ -71,6 +71,7 @@ def test_webdataset_streams_each_sample_once_per_pass_with_two_workers(shards):
     assert passes[0] != passes[1]  # shard order and buffer reshuffled each pass
     # the order is a function of (seed, epoch): a run resumed at epoch 1 (set_epoch) reads what
     # the uninterrupted run read in its second pass
+
     def read(**kwargs):
         return WebDatasetImageText('train-{000..003}.tar', data_root=str(root), shuffle_buffer=4,
                                    seed=3, **kwargs)

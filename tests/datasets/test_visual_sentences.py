@@ -184,8 +184,8 @@ def test_items_resize_gray_pairs_and_eval_lines(root):
     assert color['inputs'].shape == (4, 3, S, S)
     for k in range(2):
         c = color['inputs'][2 * k + 1]
-        assert np.array_equal(c.permute(1, 2, 0).numpy(), pil_resized(osp.join(root,
-                                                                                photos[3 + k])))
+        assert np.array_equal(c.permute(1, 2, 0).numpy(),
+                              pil_resized(osp.join(root, photos[3 + k])))
         gray = 0.2989 * c[0] + 0.5870 * c[1] + 0.1140 * c[2]
         assert torch.allclose(color['inputs'][2 * k], gray.expand(3, S, S), atol=1e-6)
     assert color['data_samples'].num_images == 4

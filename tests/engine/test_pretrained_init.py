@@ -176,8 +176,8 @@ def test_every_family_loads_its_own_checkpoint_and_refuses_a_foreign_one(family,
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     torch.save({'state_dict': {'conv1.weight': torch.zeros(8, 3, 7, 7)}}, tmp_path / 'r.pth')
     model = MODELS.build({**FAMILIES[family], 'init_cfg': [
-        dict(type='Constant', layer='Linear', val=0.), dict(type='Pretrained',
-                                                             checkpoint=str(tmp_path / 'r.pth'))]})
+        dict(type='Constant', layer='Linear', val=0.),
+        dict(type='Pretrained', checkpoint=str(tmp_path / 'r.pth'))]})
     with pytest.raises(RuntimeError, match=rf"^{family} init_cfg=dict\(type='Pretrained', "
                                            rf"checkpoint='.*r\.pth'\): 0 of the model's \d+ "
                                            r"tensors loaded[\s\S]*not in the model \(1\): "

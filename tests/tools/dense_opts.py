@@ -10,7 +10,8 @@ def stock_tools(toolbox):
 
 # `_delete_` replaces the shipped arch (a name such as 'mae-base') by the tiny dict
 TINY_PLAIN = [
-    'model.backbone.arch._delete_=True', 'model.backbone.arch.embed_dims=64', 'model.backbone.arch.num_layers=4',
+    'model.backbone.arch._delete_=True', 'model.backbone.arch.embed_dims=64',
+    'model.backbone.arch.num_layers=4',
     'model.backbone.arch.num_heads=2', 'model.backbone.arch.feedforward_channels=128',
     'model.backbone.init_cfg=None',
 ]

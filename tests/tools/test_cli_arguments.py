@@ -56,7 +56,7 @@ CASES = [
     ('train.py', ['nope.py'], ["argument config: no such file: 'nope.py'"]),
     ('train.py', ['{t}/empty'], ["argument config: '{t}/empty' is a folder, not a file"]),
     ('train.py', ['{t}/notes.txt'], ["argument config: '{t}/notes.txt' is not a config file: "
-                                      'expected one of .py, .json, .yaml, .yml']),
+                                     'expected one of .py, .json, .yaml, .yml']),
     ('train.py', [CFG, '--work-dir', '{t}/notes.txt'],
      ["argument --work-dir: '{t}/notes.txt' is a file, not a folder"]),
     ('train.py', [CFG, '--work-dir', '{t}/notes.txt/run'],

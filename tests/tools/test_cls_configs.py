@@ -8,7 +8,8 @@ import pytest
 from ..conftest import run_tool
 
 # the configs that name an arch by string are shrunk to 'small'; custom-dict archs to 2 blocks
-TINY_PLAIN = ['model.backbone.arch._delete_=True', 'model.backbone.arch.embed_dims=64', 'model.backbone.arch.num_layers=2',
+TINY_PLAIN = ['model.backbone.arch._delete_=True', 'model.backbone.arch.embed_dims=64',
+              'model.backbone.arch.num_layers=2',
               'model.backbone.arch.num_heads=2', 'model.backbone.arch.feedforward_channels=128']
 
 

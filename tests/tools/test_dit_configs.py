@@ -16,7 +16,6 @@ import glob
 import os
 import os.path as osp
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -125,8 +124,9 @@ def test_recipe_fields(name):
     else:
         assert model.objective == dict(
             type='FlowMatching', path='linear', prediction='velocity', train_eps=0.,
-            sample_eps=0., sampler=dict(mode='sde', num_steps=250, diffusion_form='sigma', diffusion_norm=1.0,
-                         last_step='mean', last_step_size=0.04))
+            sample_eps=0., sampler=dict(mode='sde', num_steps=250, diffusion_form='sigma',
+                                        diffusion_norm=1.0, last_step='mean',
+                                        last_step_size=0.04))
         assert model.cfg_scale == 1.0  # Tables 8/9 are without guidance
     # optimiser: AdamW 1e-4, no weight decay, constant (no scheduler); fp16 mixed precision as the
     # VisionLLaMA fork's train.py, fp32 for the baselines as the upstream DiT / SiT train.py

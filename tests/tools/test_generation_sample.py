@@ -95,8 +95,8 @@ def test_grid(setup, tmp_path):
     assert _sample(setup, tmp_path / 'b.png', '--classes', '1', '2', '3', '--per-class', '2',
                    '--seed', '5').returncode == 0
     assert (tmp_path / 'a.png').read_bytes() == (tmp_path / 'b.png').read_bytes()
-    for extra, name in ((['--seed', '6'], 'c.png'), (['--seed', '5', '--cfg-scale', '1'],
-                                                       'd.png')):
+    for extra, name in ((['--seed', '6'], 'c.png'),
+                        (['--seed', '5', '--cfg-scale', '1'], 'd.png')):
         proc = _sample(setup, tmp_path / name, '--classes', '1', '2', '3', '--per-class', '2',
                        *extra)
         assert proc.returncode == 0, proc.stdout[-3000:]

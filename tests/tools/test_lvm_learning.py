@@ -12,7 +12,6 @@
    images: a digit classifier (logistic regression on the train digits) reads the first as a 7 and
    ranks 8 among its top two for the second; the PNG strip is written.
 """
-import json
 import os.path as osp
 import re
 

@@ -27,8 +27,8 @@ _SCRIPT_VARS = ('VLMM_TORCH_INDEX', 'VLMM_TORCH_VERSION', 'VLMM_DRIVER_VERSION',
 
 
 def _req_hash():
-    data = b''.join(open(p, 'rb').read() for p in sorted(glob.glob(osp.join(REPO, 'requirements',
-                                                                         '*.txt'))))
+    paths = sorted(glob.glob(osp.join(REPO, 'requirements', '*.txt')))
+    data = b''.join(open(p, 'rb').read() for p in paths)
     return hashlib.sha256(data).hexdigest()[:10]
 
 
@@ -206,8 +206,8 @@ def test_variant_and_torch_version_choices_and_their_keys(tmp_path):
     assert t211['torch'] == 'torch==2.11.0 torchvision==0.26.*'
     assert t211['venv'].endswith(f'{PYTAG}-{_req_hash()}-torch2.11.0-cu128')
     assert t211['mmcv_wheel_key'] == f'mmcv-2.1.0_torch-2.11.0+cu128_{PYTAG}_cpu'
-    venvs = {node.plan(VLMM_TORCH_INDEX=v)['venv'] for v in ('pypi', 'cpu', 'cu126', 'cu128',
-                                                            'cu130')}
+    venvs = {node.plan(VLMM_TORCH_INDEX=v)['venv']
+             for v in ('pypi', 'cpu', 'cu126', 'cu128', 'cu130')}
     assert len(venvs) == 5
 
     assert node.refuse(VLMM_TORCH_INDEX='cuda12') == (

@@ -45,8 +45,8 @@ def data(tmp_path_factory):
     for k in range(8):
         names.append(f'img/{k}.png')
         (root / 'img').mkdir(exist_ok=True)
-        Image.fromarray(photos[k % 2][30 * k:30 * k + 48, 50 * k:50 * k + 64]).save(root /
-                                                                                      names[-1])
+        crop = photos[k % 2][30 * k:30 * k + 48, 50 * k:50 * k + 64]
+        Image.fromarray(crop).save(root / names[-1])
     lines = [dict(images=names[:3], type='sequence'), dict(images=names[3:5], type='colorization'),
              dict(images=names[5:8], type='inpainting'), dict(images=names[1:2], type='single'),
              {'input': names[:2], 'target': names[2:3]}, dict(images=names[::2], type='pair'),

@@ -15,7 +15,6 @@ import glob
 import pytest
 
 from ..compile_checks import train_losses
-from .test_cls_configs import _data
 from .test_train_test import QUICKSTART
 
 TINY_PYRAMID = ['model.backbone.arch._delete_=True', 'model.backbone.arch.embed_dims=[16,32,32,64]',

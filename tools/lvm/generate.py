@@ -150,7 +150,6 @@ def check_codebook(state_dict, model, where: str) -> None:
 def load_model(cfg, checkpoint: str, tokenizer_checkpoint=None, device='cpu'):
     """Build ``cfg.model`` (an LVM with a tokenizer) and load its weights, reporting every key
     that does not match."""
-    import torch
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
     from visionllama_mm.engine.pretrained import load_checkpoint_source

@@ -17,4 +17,5 @@ __all__ = [
     'WebDatasetImageText', 'expand_shards', 'ClassLabelDataset', 'LatentDataset',
     'read_latent_meta', 'CheckedLoadImageFromFile', 'CheckedLoadSegAnnotations', 'decode_image',
     'use_checked_image_loading'
-] + _token_streams_all + _visual_sentences_all
+]
+__all__ += _token_streams_all + _visual_sentences_all

@@ -237,10 +237,9 @@ def check_data_files(dataset, where: str = '', max_listed: int = 5, threads: int
         paths = [path for _, path in listed]
         step = max(1, -(-len(paths) // (threads * 4)))
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            found = [p for chunk in pool.map(lambda i: [_file_problem(p)
-                                                         for p in paths[i:i + step]],
-                                             range(0, len(paths), step))
-                     for p in chunk]
+            chunks = pool.map(lambda i: [_file_problem(p) for p in paths[i:i + step]],
+                              range(0, len(paths), step))
+            found = [p for chunk in chunks for p in chunk]
         bad = [f'sample {idx}: {path} {problem}'
                for (idx, path), problem in zip(listed, found) if problem]
         if not bad:
@@ -253,5 +252,3 @@ def check_data_files(dataset, where: str = '', max_listed: int = 5, threads: int
                     f'{len(paths)} files{source} are missing, empty or unreadable: '
                     f'{"; ".join(bad[:max_listed])}{more}. Restore them or remove their samples '
                     'from the annotation file.')
-
-

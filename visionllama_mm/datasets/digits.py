@@ -82,8 +82,6 @@ def prepare_digits(data_root: str, size: int = 32) -> str:
     return data_root
 
 
-
-
 @DATASETS.register_module()
 class DigitsDataset(CustomDataset):
     """The digits in ImageNet format, prepared on first use from the installed scikit-learn.

@@ -57,8 +57,6 @@ def prepare_sample_photo_tiles(data_root: str, tile_size: int = 32, val_every: i
     return data_root
 
 
-
-
 @DATASETS.register_module()
 class SamplePhotoTiles(CustomDataset):
     """Unlabelled tiles of the two scikit-learn sample photos, written on first use.

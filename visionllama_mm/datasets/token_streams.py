@@ -134,8 +134,8 @@ def write_token_shard(out_dir: str, sentences: Iterable, *, bos: int = LVM_BOS,
         with open(raw_path, 'wb') as raw:
             for i, codes in enumerate(sentences):
                 codes = np.asarray(codes)
-                if codes.ndim != 1 or codes.size == 0 or not np.issubdtype(codes.dtype,
-                                                                          np.integer):
+                if (codes.ndim != 1 or codes.size == 0
+                        or not np.issubdtype(codes.dtype, np.integer)):
                     raise ValueError(f'write_token_shard: sentence {i} must be a non-empty 1-D '
                                      f'integer array, got dtype {codes.dtype} shape '
                                      f'{codes.shape}.')

@@ -139,7 +139,7 @@ CheckedLoadSegAnnotations = None
 if SegLoadAnnotations is not None:
 
     @TRANSFORMS.register_module(toolboxes=('mmseg', ))
-    class CheckedLoadSegAnnotations(SegLoadAnnotations):
+    class CheckedLoadSegAnnotations(SegLoadAnnotations):  # noqa: F811 (replaces the None above)
         """mmseg's ``LoadAnnotations`` whose errors name the segmentation map and the sample.
 
         Same arguments and results. A missing map raises ``FileNotFoundError``, one that does not

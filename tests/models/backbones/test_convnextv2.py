@@ -158,8 +158,8 @@ def _step(model, x, weights, dtype):
         outs = model(x)
         loss = sum((o.float() * w).sum() for o, w in zip(outs, weights))
     loss.backward()
-    return [o.detach().float() for o in outs], {n: p.grad.clone() for n, p in
-                                                  model.named_parameters()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return [o.detach().float() for o in outs], grads
 
 
 def _rel(a, b):

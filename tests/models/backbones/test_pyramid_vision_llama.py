@@ -110,8 +110,8 @@ def test_auto_scale_rules():
 def test_dense_outputs_non_square_and_errors():
     m = PyramidVisionLLaMA(arch=TINY, out_indices=(0, 1, 2, 3))
     outs = m(torch.randn(1, 3, 224, 320))
-    assert [tuple(o.shape) for o in outs] == [(1, 16, 56, 80), (1, 32, 28, 40), (1, 32, 14, 20),
-                                             (1, 64, 7, 10)]
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 16, 56, 80), (1, 32, 28, 40), (1, 32, 14, 20), (1, 64, 7, 10)]
     # any size: padded to a multiple of 32 inside, every map cropped to ceil(H / stride)
     outs = m(torch.randn(1, 3, 230, 225))
     assert [tuple(o.shape[-2:]) for o in outs] == [(58, 57), (29, 29), (15, 15), (8, 8)]

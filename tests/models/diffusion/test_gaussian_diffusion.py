@@ -103,8 +103,8 @@ def test_sample_passes_original_timesteps_and_equals_its_steps(capsys):
 
     noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     out = diffusion.sample(model_fn, noise, generator=torch.Generator().manual_seed(7))
-    assert [t.tolist() for t in seen] == [[s, s] for s in [999, 888, 777, 666, 555, 444, 333,
-                                                          222, 111, 0]]
+    assert [t.tolist() for t in seen] == [
+        [s, s] for s in [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]]
     assert all(t.dtype == torch.int64 for t in seen)
     # the same chain by hand: one normal draw per step except the last
     g, x = torch.Generator().manual_seed(7), noise

@@ -31,8 +31,8 @@ def test_fused_attention_equals_naive_rope_attention():
 def test_gsa_layout_subsamples_keys_and_rotates_them_with_their_own_table():
     torch.manual_seed(0)
     attn = Attention(16, 2, sr_ratio=2).eval()
-    assert set(n.split('.')[0] for n, _ in attn.named_parameters()) == {'q', 'kv', 'sr', 'norm',
-                                                                       'proj'}
+    assert set(n.split('.')[0] for n, _ in attn.named_parameters()) == {
+        'q', 'kv', 'sr', 'norm', 'proj'}
     rope = RotaryEmbedding(8)
     q_rope, k_rope = rope.grid(4, 6), rope.table(torch.rand(6, 2) * 5)
     x = torch.randn(1, 24, 16)
@@ -131,8 +131,8 @@ def test_block_residual_is_layer_scale_then_mmcv_drop_path(ls, ffn_drop_path):
                          drop_path_rate=1.0)
 
 
-@pytest.mark.parametrize('layout,sr_ratio,window', [('fused', None, 0), ('fused', None, 3),
-                                                     ('fused', 2, 0), ('llama', None, 0)])
+@pytest.mark.parametrize('layout,sr_ratio,window', [
+    ('fused', None, 0), ('fused', None, 3), ('fused', 2, 0), ('llama', None, 0)])
 def test_blocks_compile_to_one_graph_without_recompiles(layout, sr_ratio, window):
     """A training block of each attention layout (fused q/k RoPE, ViTDet windows padding 4x4 to
     6x6, GSA sub-sampled keys with their own table, LLaMA names with causal masking) is one

@@ -5,7 +5,6 @@ purpose: RMSNorm statistics, RoPE tables up to the configs' 4096 positions, the 
 cross-entropy and the VQ nearest-code distances (the tokenizer's ids equal float32's)."""
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import visionllama_mm  # noqa: F401

@@ -151,8 +151,9 @@ def _release(tmp_path, arch=TINY, drop=None):
         sd[drop.replace('conv1', 'conv_1')] = sd.pop(drop)
     folder = tmp_path / 'vqvae_ckpts'
     folder.mkdir(parents=True)
-    config = {'_class_name': 'VQGANModel', **{k: list(v) if isinstance(v, tuple) else v
-                                             for k, v in {**MUSE_VQGAN_ARCH, **arch}.items()}}
+    config = {'_class_name': 'VQGANModel',
+              **{k: list(v) if isinstance(v, tuple) else v
+                 for k, v in {**MUSE_VQGAN_ARCH, **arch}.items()}}
     (folder / 'config.json').write_text(json.dumps(config))
     torch.save(sd, folder / 'pytorch_model.bin')
     return folder, ref

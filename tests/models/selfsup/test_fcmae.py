@@ -12,7 +12,7 @@ import visionllama_mm  # noqa: F401
 from visionllama_mm.models.backbones import ConvNeXtV2
 from visionllama_mm.models.layers.row_sparse import (CellLayout, map_to_rows, random_cell_mask,
                                                      rows_grn, rows_to_map, submanifold_dwconv)
-from visionllama_mm.models.selfsup import FCMAE, SparseConvNeXtV2
+from visionllama_mm.models.selfsup import SparseConvNeXtV2
 
 from ...compile_checks import assert_one_graph_no_recompile
 

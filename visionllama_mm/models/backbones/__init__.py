@@ -8,6 +8,7 @@ from .vitamin import ViTamin
 from .vitamin_convert import convert_timm_vitamin
 
 __all__ = [
-    'VisionBackbone', 'drop_path_rates', 'ConvNeXtV2', 'LLaMADecoder', 'VisionLLaMA', 'convert_official_plain',
-    'PyramidVisionLLaMA', 'convert_official_pyramid', 'ViTamin', 'convert_timm_vitamin'
+    'VisionBackbone', 'drop_path_rates', 'ConvNeXtV2', 'LLaMADecoder', 'VisionLLaMA',
+    'convert_official_plain', 'PyramidVisionLLaMA', 'convert_official_pyramid', 'ViTamin',
+    'convert_timm_vitamin'
 ]

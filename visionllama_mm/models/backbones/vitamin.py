@@ -382,4 +382,3 @@ class ViTamin(VisionBackbone):
         if name.startswith('blocks.'):
             return int(name.split('.')[1]) + 1
         return None
-

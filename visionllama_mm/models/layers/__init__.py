@@ -9,6 +9,7 @@ from .window import window_partition, window_unpartition
 
 __all__ = [
     'Attention', 'KVCache', 'TransformerBlock', 'GatedFFN', 'GeGLUFFN', 'SwiGLUFFN',
-    'llama_hidden_dims', 'GRN', 'LayerNorm2d', 'RMSNorm', 'grn_channels_last', 'norm_channels', 'PatchEmbed', 'RopeTable',
+    'llama_hidden_dims', 'GRN', 'LayerNorm2d', 'RMSNorm', 'grn_channels_last', 'norm_channels',
+    'PatchEmbed', 'RopeTable',
     'RotaryEmbedding', 'apply_rope', 'grid_positions', 'window_partition', 'window_unpartition'
 ]

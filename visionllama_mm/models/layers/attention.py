@@ -16,6 +16,7 @@ from .rope import RopeTable, apply_rope
 
 __all__ = ['Attention', 'KVCache']
 
+
 class KVCache:
     """Keys and values of the positions seen so far, for one attention layer.
 

@@ -16,7 +16,7 @@ Inputs ``LVM.forward`` takes (``inputs`` after :class:`LVMDataPreprocessor`):
   perplexity the bare codes as the official evaluation does (no BOS).
 """
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
