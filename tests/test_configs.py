@@ -123,6 +123,16 @@ def differences_from_record(recorded: dict, resolved: dict, path: str) -> list:
     """Keys whose values differ, except those changed on purpose (see the lists above) and
     ``_scope_`` (the toolbox whose base a dict was inherited from; a dict that a config of this
     package now writes itself has none, and the type it names is the same class)."""
+    recorded = copy.deepcopy(recorded)
+    hooks = [h for h in recorded.get('custom_hooks') or []
+             if h.get('type') != 'ReproducibleRandomnessHook']
+    # the randomness hook is a default hook now (a config's own custom_hooks leave it in place)
+    if hooks != (recorded.get('custom_hooks') or []):
+        recorded['default_hooks']['reproducibility'] = dict(type='ReproducibleRandomnessHook')
+        if hooks or 'custom_hooks' in resolved:
+            recorded['custom_hooks'] = hooks
+        else:
+            recorded.pop('custom_hooks')
     old, new = _flat(recorded), _flat(_plain(resolved))
     for key in list(old):
         parts = key.split('.')
@@ -160,7 +170,8 @@ def test_config_builds(path, before):
         assert cfg.default_hooks.get('nonfinite_check') == dict(type='NonFiniteCheckHook'), \
             'default_hooks.nonfinite_check is missing (visionllama_mm.engine.hooks)'
         assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
-        assert dict(type='ReproducibleRandomnessHook') in cfg.custom_hooks
+        assert cfg.default_hooks.get('reproducibility') == dict(type='ReproducibleRandomnessHook')
+        assert 'ReproducibleRandomnessHook' not in str(cfg.get('custom_hooks'))
         sampler = cfg.train_dataloader.get('sampler')
         assert sampler is None or sampler.type == 'ReproducibleSampler', sampler
     model, _ = build_model_on_meta(cfg)  # in the config's toolbox scope, restored afterwards

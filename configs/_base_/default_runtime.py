@@ -14,9 +14,9 @@ default_hooks = dict(
     # a crash while saving leaves the previous checkpoint and last_checkpoint intact
     checkpoint=dict(type='AtomicCheckpointHook'),
     # stop at a NaN/inf loss or gradient norm; never save NaN weights
-    nonfinite_check=dict(type='NonFiniteCheckHook'))
-
-# exact resume: every random draw of training is keyed by (seed, iteration, rank); a training
-# loader takes its samples' augmentation keys from the sampler, so every training config wraps its
-# sampler: sampler=dict(type='ReproducibleSampler', sampler=dict(type='DefaultSampler', ...))
-custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+    nonfinite_check=dict(type='NonFiniteCheckHook'),
+    # exact resume: every random draw of training is keyed by (seed, iteration, rank); a training
+    # loader takes its samples' augmentation keys from the sampler, so every training config wraps
+    # its sampler: sampler=dict(type='ReproducibleSampler', sampler=dict(type='DefaultSampler', ...))
+    # (a default hook, so that a config's own custom_hooks, e.g. EMA, leave it in place)
+    reproducibility=dict(type='ReproducibleRandomnessHook'))

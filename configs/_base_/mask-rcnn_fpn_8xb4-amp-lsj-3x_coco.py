@@ -34,5 +34,5 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=None))  # set by each config
 
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
-                     nonfinite_check=dict(type='NonFiniteCheckHook'))
-custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+                     nonfinite_check=dict(type='NonFiniteCheckHook'),
+                     reproducibility=dict(type='ReproducibleRandomnessHook'))

@@ -55,8 +55,7 @@ optim_wrapper = dict(optimizer=dict(type='AdamW', lr=5e-3, betas=(0.9, 0.999), w
 param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=2000)
 # EMA over the last ~100 iterations (the ImageNet configs' 0.9999 is for 400k iterations)
-custom_hooks = [dict(type='EMAHook', momentum=1e-2, update_buffers=True, priority='ABOVE_NORMAL'),
-                dict(type='ReproducibleRandomnessHook')]
+custom_hooks = [dict(type='EMAHook', momentum=1e-2, update_buffers=True, priority='ABOVE_NORMAL')]
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=200),

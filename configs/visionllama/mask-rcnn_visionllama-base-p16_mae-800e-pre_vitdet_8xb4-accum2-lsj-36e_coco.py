@@ -109,9 +109,9 @@ param_scheduler = [
 ]
 default_hooks = dict(
     nonfinite_check=dict(type='NonFiniteCheckHook'),  # stop at a NaN/inf loss; never save NaN
+    reproducibility=dict(type='ReproducibleRandomnessHook'),
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=interval,
                     max_keep_ckpts=5))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=64)
-custom_hooks = [dict(type='ReproducibleRandomnessHook')]

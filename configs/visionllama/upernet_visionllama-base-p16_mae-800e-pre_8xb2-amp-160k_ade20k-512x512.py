@@ -41,8 +41,8 @@ optim_wrapper = dict(
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
-                     nonfinite_check=dict(type='NonFiniteCheckHook'))
-custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+                     nonfinite_check=dict(type='NonFiniteCheckHook'),
+                     reproducibility=dict(type='ReproducibleRandomnessHook'))
 train_dataloader = dict(
     sampler=dict(_delete_=True, type='ReproducibleSampler',
                  sampler=dict(type='InfiniteSampler', shuffle=True)))

@@ -35,5 +35,5 @@ test_dataloader = val_dataloader
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
-                     nonfinite_check=dict(type='NonFiniteCheckHook'))
-custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+                     nonfinite_check=dict(type='NonFiniteCheckHook'),
+                     reproducibility=dict(type='ReproducibleRandomnessHook'))

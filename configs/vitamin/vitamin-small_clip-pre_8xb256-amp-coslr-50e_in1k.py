@@ -100,9 +100,9 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 auto_scale_lr = dict(base_batch_size=2048)
 # EMA 0.9998 (FT-CLIP's --model_ema_decay), validated and tested with the EMA weights
-custom_hooks = [dict(type='EMAHook', momentum=2e-4, priority='ABOVE_NORMAL'),
-                dict(type='ReproducibleRandomnessHook')]
+custom_hooks = [dict(type='EMAHook', momentum=2e-4, priority='ABOVE_NORMAL')]
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
-                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+                     nonfinite_check=dict(type='NonFiniteCheckHook'),
+                     reproducibility=dict(type='ReproducibleRandomnessHook'))

@@ -40,7 +40,7 @@ Every training config of the package asks for both (``configs/_base_/default_run
 its train loader; :func:`make_randomness_resumable` makes the same change to a config of your
 own)::
 
-    custom_hooks = [dict(type='ReproducibleRandomnessHook')]
+    default_hooks = dict(reproducibility=dict(type='ReproducibleRandomnessHook'))
     train_dataloader = dict(sampler=dict(type='ReproducibleSampler',
                                          sampler=dict(type='DefaultSampler', shuffle=True)))
 
@@ -310,9 +310,9 @@ def make_randomness_resumable(cfg: Config) -> Config:
     sampler = loader.get('sampler')
     if isinstance(sampler, dict) and sampler.get('type') != 'ReproducibleSampler':
         loader['sampler'] = ConfigDict(type='ReproducibleSampler', sampler=sampler)
-    hooks = list(cfg.get('custom_hooks') or [])
+    hooks = list(cfg.get('custom_hooks') or []) + list((cfg.get('default_hooks') or {}).values())
     if not any(isinstance(h, dict) and h.get('type') == 'ReproducibleRandomnessHook'
                for h in hooks):
-        hooks.append(ConfigDict(type='ReproducibleRandomnessHook'))
-        cfg.custom_hooks = hooks
+        cfg.setdefault('default_hooks', ConfigDict())
+        cfg.default_hooks['reproducibility'] = ConfigDict(type='ReproducibleRandomnessHook')
     return cfg

@@ -40,8 +40,8 @@ train_dataloader = dict(
     sampler=dict(_delete_=True, type='ReproducibleSampler',
                  sampler=dict(type='DefaultSampler', shuffle=True)))
 # EMA 0.9999, validated and tested with the EMA weights (mmpretrain's EMAHook, as the stock config)
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
-                dict(type='ReproducibleRandomnessHook')]
+custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
 
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
-                     nonfinite_check=dict(type='NonFiniteCheckHook'))
+                     nonfinite_check=dict(type='NonFiniteCheckHook'),
+                     reproducibility=dict(type='ReproducibleRandomnessHook'))

@@ -100,8 +100,7 @@ param_scheduler = []
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=400000, val_interval=400000)
 
 # EMA of the denoiser, decay 0.9999 (mmengine's momentum = 1 - decay); tools/test.py samples with it
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL'),
-                dict(type='ReproducibleRandomnessHook')]
+custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL')]
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
