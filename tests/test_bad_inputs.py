@@ -9,7 +9,6 @@ import torch
 
 import visionllama_mm  # noqa: F401  (registries and shims)
 from visionllama_mm.models.backbones import PyramidVisionLLaMA, VisionLLaMA
-
 from .conftest import REPO, run_python, run_tool
 
 QUICKSTART = osp.join(REPO, 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py')
@@ -504,6 +503,7 @@ def test_image_text_annotation_line_without_caption(tmp_path):
 
 def test_webdataset_fewer_shards_than_readers(tmp_path):
     import tarfile
+
     from visionllama_mm.datasets import WebDatasetImageText
     with tarfile.open(tmp_path / 'only-000.tar', 'w'):
         pass

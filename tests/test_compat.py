@@ -11,7 +11,6 @@ from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm import compat
-
 from .conftest import REPO, free_port
 
 

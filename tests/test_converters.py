@@ -6,10 +6,9 @@ import torch
 from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.models.builder import build_model_from_cfg
 from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
 from visionllama_mm.models.backbones.vision_llama_convert import _is_deit_plain
-
+from visionllama_mm.models.builder import build_model_from_cfg
 from .conftest import run_python, run_tool
 from .models.backbones.official_plain_reference import OfficialPlainVisionLLaMA
 

@@ -17,7 +17,6 @@ import torch
 import visionllama_mm  # noqa: F401
 from visionllama_mm.converters import (AlreadyConvertedError, convert_state_dict, detect_kind,
                                        family_modules)
-
 from .conftest import run_python, run_tool
 
 TOOL = 'tools/model_converters/convnextv2_official.py'

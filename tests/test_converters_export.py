@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 import visionllama_mm  # noqa: F401
 from visionllama_mm.converters import export_file, run_cli
 from visionllama_mm.models.backbones import convnextv2_convert, vision_llama_convert
-
 from .conftest import run_tool
 from .models.backbones.official_plain_reference import OfficialPlainVisionLLaMA
 from .models.backbones.official_pyramid_reference import OfficialPyramidVisionLLaMA

@@ -18,7 +18,6 @@ import torch
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.converters import AlreadyConvertedError, convert_state_dict, detect_kind
-
 from .conftest import REPO, run_tool
 
 TOOL = 'tools/model_converters/vitamin_official.py'
@@ -337,7 +336,6 @@ def test_every_format_matches_exactly_one_detector(timm_small, open_clip_small):
     """The ViTamin samples beside one checkpoint of every other family's key-detected formats:
     each is taken by its own family's ``detect`` only."""
     from visionllama_mm.converters import family_modules
-
     from .test_converters_convnextv2 import _matching_formats, _samples
     samples = _samples()
     sd = open_clip_small.state_dict()
@@ -456,6 +454,7 @@ def test_export_refusals(tmp_path, capsys):
     counterpart of: one line each, nothing written; a CLIP's image tower goes to a headless timm
     model (strict load, same pooled features)."""
     from mmpretrain.registry import MODELS
+
     from visionllama_mm.models.backbones.vitamin_convert import from_ours
     classifier = MODELS.build(dict(type='ImageClassifier', backbone=_tiny_vitamin(),
                                    head=dict(type='LinearClsHead', num_classes=3,

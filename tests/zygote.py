@@ -60,11 +60,12 @@ def _child(req):
 
 def main():
     # what every tool imports anyway; nothing is computed (fork-safe)
-    import torch  # noqa: F401
+    import mmdet.models  # noqa: F401
     import mmengine.runner  # noqa: F401
     import mmpretrain.models  # noqa: F401
     import mmseg.models  # noqa: F401
-    import mmdet.models  # noqa: F401
+    import torch  # noqa: F401
+
     import visionllama_mm  # noqa: F401
     requests = sys.stdin
     replies = sys.stdout

@@ -20,7 +20,6 @@ from visionllama_mm.datasets import (CheckedLoadImageFromFile, ImageTextDataset,
                                      use_checked_image_loading, write_token_shard)
 from visionllama_mm.datasets.checks import check_data_files
 from visionllama_mm.engine.runner import Runner
-
 from .test_image_text import write_shard
 
 

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 from mmengine.dataset import DefaultSampler
-
-from visionllama_mm.datasets.class_labels import ClassLabelDataset
 from mmpretrain.registry import DATASETS
 
 import visionllama_mm  # noqa: F401  (registers ClassLabelDataset)
+from visionllama_mm.datasets.class_labels import ClassLabelDataset
 
 
 def _rank_indices(dataset, rank, world_size, monkeypatch):

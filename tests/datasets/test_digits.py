@@ -63,6 +63,7 @@ def test_digit_captions_never_mix_two_runs(digits_root, tmp_path):
     import os
 
     import pytest
+
     from visionllama_mm.datasets import write_digit_captions
     templates = ('the digit {}.', 'a {}.')
     out = tmp_path / 'caps'

@@ -1,9 +1,9 @@
 """The run record shared by the data-writing tools: differences named field by field."""
 import pytest
 
-from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record,
-                                                foreign_entries, read_record,
-                                                record_differences, remove_outputs, write_record)
+from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record, foreign_entries,
+                                                read_record, record_differences, remove_outputs,
+                                                write_record)
 
 
 def test_differences_and_message(tmp_path):

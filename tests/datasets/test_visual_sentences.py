@@ -290,6 +290,7 @@ def test_clear_errors(root, tmp_path):
 
 def test_build_sentences_cli(root, tmp_path):
     import importlib.util
+
     from ..conftest import REPO
     spec = importlib.util.spec_from_file_location(
         'build_sentences', osp.join(REPO, 'tools', 'lvm', 'build_sentences.py'))

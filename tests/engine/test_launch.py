@@ -6,7 +6,6 @@ from mmengine.config import Config
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.engine.launch import adapt_to_device, merge_train_args, toolbox_of
-
 from ..conftest import REPO
 
 

@@ -19,7 +19,6 @@ import visionllama_mm  # noqa: F401  (registers the hooks)
 from visionllama_mm.compat import load_checkpoint_file
 from visionllama_mm.engine import AtomicCheckpointHook, NonFiniteCheckHook
 from visionllama_mm.engine.hooks import check_finite_checkpoint
-
 from ..conftest import run_python
 
 QUICKSTART = 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'

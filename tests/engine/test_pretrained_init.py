@@ -16,7 +16,6 @@ from visionllama_mm.engine.checks import load_state_dict_checked
 from visionllama_mm.engine.pretrained import (MIN_LOADED, checkpoint_cache_path,
                                               load_checkpoint_source, partial_pretrained)
 from visionllama_mm.models.backbones import ConvNeXtV2, VisionLLaMA
-
 from ..conftest import REPO, run_python
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import visionllama_mm.engine.reproducibility as reproducibility
-from visionllama_mm.engine.reproducibility import (ReproducibleRandomnessHook,
-                                                   ReproducibleSampler, get_rng_state,
-                                                   seed_from_key, set_rng_state)
+from visionllama_mm.engine.reproducibility import (ReproducibleRandomnessHook, ReproducibleSampler,
+                                                   get_rng_state, seed_from_key, set_rng_state)
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from visionllama_mm.compat import load_checkpoint_file
-from visionllama_mm.engine.reproducibility import (ReproducibleSampler, get_rng_state,
-                                                   set_rng_state)
-
+from visionllama_mm.engine.reproducibility import ReproducibleSampler, get_rng_state, set_rng_state
 from ..conftest import REPO, run_tool
 
 QUICKSTART = 'configs/quickstart/visionllama-tiny-p4_1xb64-20e_digits.py'

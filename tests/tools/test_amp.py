@@ -4,7 +4,6 @@ import re
 import pytest
 
 from visionllama_mm.engine.amp import native_bf16
-
 from ..conftest import run_tool
 from .test_train_test import QUICKSTART, _digits_opts
 

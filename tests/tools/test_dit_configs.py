@@ -25,7 +25,6 @@ from PIL import Image
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.datasets.class_labels import ClassLabelDataset
-
 from ..conftest import REPO, free_port, run_tool
 
 CONFIG_DIR = osp.join(REPO, 'configs', 'dit_llama')

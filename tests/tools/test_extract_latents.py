@@ -17,7 +17,6 @@ from mmengine.runner import Runner
 
 from visionllama_mm.datasets.latents import LatentDataset
 from visionllama_mm.models.diffusion.vae import StableDiffusionVAE
-
 from ..conftest import REPO, run_python, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'generation', 'extract_latents.py')

@@ -24,7 +24,6 @@ from mmengine.config import Config
 import visionllama_mm  # noqa: F401
 from visionllama_mm.engine.launch import adapt_to_device, unshard_single_process
 from visionllama_mm.models.backbones.llama import LLaMADecoder
-
 from ..conftest import REPO, free_port, run_tool
 
 SIZES = ('debug', '100m', '300m', '600m', '1b', '3b', '7b', '13b', '20b', '30b')

@@ -82,7 +82,6 @@ def test_converted_muse_vqgan_matches_reference(tmp_path):
     key is refused naming it."""
     from visionllama_mm.models.lvm import VQGANTokenizer
     from visionllama_mm.models.lvm.vqgan import MUSE_VQGAN_ARCH
-
     from ..models.lvm.muse_vqgan_reference import RefMuseVQGAN
     arch = dict(resolution=16, hidden_channels=32, channel_mult=[1, 2], num_res_blocks=2,
                 attn_resolutions=[16], no_attn_mid_block=False, z_channels=8,

@@ -25,8 +25,8 @@ updates and compared too.
 """
 import json
 import os
-import re
 import os.path as osp
+import re
 
 import numpy as np
 import pytest

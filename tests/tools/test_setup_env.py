@@ -8,8 +8,8 @@ stand-ins written here: an ``nvidia-smi`` that reports a given driver and comput
 fails as on a machine without a driver) and an ``nvcc`` that reports a given CUDA release. Compiling
 mmcv's CUDA ops cannot be done on a machine without nvcc; these tests check the choices and keys
 that decide it."""
-import hashlib
 import glob
+import hashlib
 import os
 import os.path as osp
 import subprocess

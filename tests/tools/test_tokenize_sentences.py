@@ -17,7 +17,6 @@ import visionllama_mm  # noqa: F401
 from visionllama_mm.datasets import (LVM_BOS, LVM_EOS, PackedTokenDataset, TokenStream,
                                      VisualSentenceDataset)
 from visionllama_mm.datasets.checks import weights_checksum
-
 from ..conftest import REPO, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'lvm', 'tokenize_sentences.py')
@@ -36,9 +35,9 @@ def load_tool():
 def data(tmp_path_factory):
     """Seven sentences of 48x64 photo crops (every type the pipeline changes), a tokenizer
     config and an LVM-style checkpoint of its weights."""
-    from sklearn.datasets import load_sample_images
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    from sklearn.datasets import load_sample_images
     root = tmp_path_factory.mktemp('tok')
     photos = load_sample_images().images
     names = []
@@ -112,6 +111,7 @@ def test_tokenize_matches_the_tokenizer_and_resumes(data, tmp_path):
 
     # the lead's LVM trains on the windows, and on the image sentences with the same tokenizer
     from mmengine.dataset import default_collate, pseudo_collate
+
     from visionllama_mm.models.lvm import LVM
     torch.manual_seed(0)
     model = LVM(backbone=dict(type='LLaMADecoder', arch=dict(embed_dims=32, hidden_dims=64,

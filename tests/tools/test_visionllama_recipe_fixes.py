@@ -9,7 +9,6 @@ from mmengine.registry import DefaultScope
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.builder import build_model_from_cfg
-
 from ..conftest import REPO
 
 VITDET = 'configs/visionllama/mask-rcnn_visionllama-base-p16_mae-800e-pre_vitdet_8xb4-accum2-lsj-36e_coco.py'

@@ -20,7 +20,6 @@ from mmpretrain.registry import MODELS
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.datasets.image_text import expand_shards
-
 from ..conftest import REPO, run_tool
 
 # image tower + CLIP projection at a resolution: (exact count, the authors' reported M). LTT

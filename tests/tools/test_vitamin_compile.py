@@ -15,7 +15,6 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import visionllama_mm  # noqa: F401
-
 from ..compile_checks import assert_one_graph_no_recompile, train_losses
 from ..conftest import REPO
 from .dense_opts import TINY_VITAMIN

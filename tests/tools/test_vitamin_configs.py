@@ -18,7 +18,6 @@ from mmengine.registry import DefaultScope
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.engine.launch import toolbox_of
-
 from ..conftest import REPO, run_tool
 from .dense_opts import DET_CONFIGS, SEG_CONFIGS, TINY_VITAMIN
 from .test_cls_configs import _data

@@ -19,7 +19,6 @@ from safetensors.torch import save_file
 
 from visionllama_mm.converters import convert_state_dict, load_source, run_cli
 from visionllama_mm.utils import checkpoint_files, read_state_dict
-
 from ..conftest import REPO, run_tool
 
 

@@ -58,8 +58,8 @@ _REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if _REPO not in sys.path:  # the measuring code is tools/analysis_tools/analysis.py
     sys.path.insert(0, _REPO)
 
-from visionllama_mm.cli import (config_file, device, existing_file,  # noqa: E402
-                                non_negative_int, positive_int)
+from visionllama_mm.cli import (config_file, device, existing_file, non_negative_int,  # noqa: E402
+                                positive_int)
 
 
 def parse_args(argv=None):
@@ -280,8 +280,8 @@ def compile_options(args) -> dict:
 def main():
     args = parse_args()
     import visionllama_mm  # noqa: F401
-    from tools.analysis_tools.analysis import (benchmark_models, build_references,
-                                               format_benchmark, variant_config)
+    from tools.analysis_tools.analysis import (benchmark_models, build_references, format_benchmark,
+                                               variant_config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         from visionllama_mm.engine.checks import check_cfg_options

@@ -160,8 +160,7 @@ def main(argv=None):
     import visionllama_mm  # noqa: F401 (registers the package's classes)
     from visionllama_mm.datasets.latents import LABELS_FILE, LATENTS_FILE, META_FILE
     from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record,
-                                                    foreign_entries, read_record,
-                                                    remove_outputs)
+                                                    foreign_entries, read_record, remove_outputs)
     from visionllama_mm.models.diffusion import vae as _vae  # noqa: F401 (StableDiffusionVAE)
     from visionllama_mm.utils import json_fingerprint, weights_checksum, write_json
 

@@ -217,9 +217,9 @@ def measure(pair: dict, device, tiny: bool, compiled: bool) -> dict:
                                                 peak=r.get(f'{PRECISION} peak MiB', float('nan')))
                                            for r in rows])
     if kind == 'denoiser':
+        from tools.analysis_tools.analysis import load_reference_file
         from tools.analysis_tools.benchmark import (benchmark_denoisers, build_denoiser,
                                                     build_dit_reference, official_dit_kwargs)
-        from tools.analysis_tools.analysis import load_reference_file
         ours = build_denoiser(cfg)
         kwargs = official_dit_kwargs(ours)
         module = load_reference_file(osp.join(ROOT, 'tools/analysis_tools/dit_official_models.py'))

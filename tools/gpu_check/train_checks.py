@@ -219,6 +219,7 @@ _CONFIGS = {}
 def build_cfg(family, data, work_dir: str, batch: int, cuda: bool):
     """The family's config as ``tools/train.py --no-validate`` gives it to the Runner, shrunk."""
     from mmengine.config import Config
+
     from visionllama_mm.engine.launch import adapt_to_device, merge_train_args
     if family.name not in _CONFIGS:  # read once per family (inheritance through pkg:: is slow)
         _CONFIGS[family.name] = Config.fromfile(osp.join(REPO, family.config))
@@ -244,6 +245,7 @@ def train_once(family, data, mode: str, opts) -> dict:
     """One Runner run of 3 (or, for the attention check, 1) iterations -> its record."""
     import torch
     import torch._dynamo
+
     from visionllama_mm.engine.launch import build_runner
     from visionllama_mm.engine.teardown import close_runner
     cuda = opts.device == 'cuda'
@@ -436,6 +438,7 @@ def check_dense(data, opts) -> dict:
 def run_dense(name: str, config: str, options: List[str], opts) -> dict:
     """``tools/train.py CONFIG --no-validate --cfg-options ...`` for one iteration, in-process."""
     from mmengine.config import Config, DictAction
+
     from visionllama_mm.engine.launch import adapt_to_device, build_runner, merge_train_args
     from visionllama_mm.engine.teardown import close_runner
     work_dir = osp.join(opts.out, 'logs', 'dense', name)
@@ -627,8 +630,9 @@ def main(argv=None) -> int:
     # --tiny: the fused-attention restriction and recording ride on the eager bf16 run
     opts.sdpa_in = ('bf16', ) if opts.tiny else ()
     os.makedirs(opts.out, exist_ok=True)
-    import visionllama_mm  # noqa: F401  (registries and shims, as tools/train.py)
     from _families import FAMILIES
+
+    import visionllama_mm  # noqa: F401  (registries and shims, as tools/train.py)
     register_cpu_amp_wrapper()
     start = time.perf_counter()
     data = write_data(osp.join(opts.out, 'data'))

@@ -29,8 +29,8 @@ import os
 import os.path as osp
 
 from visionllama_mm.datasets import visual_sentences as vs
-from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record,
-                                                json_fingerprint, read_record, write_record)
+from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record, json_fingerprint,
+                                                read_record, write_record)
 
 N_EPOCHS = dict(pair=5, colorization=2, inpainting=5, multi=5)
 

@@ -152,6 +152,7 @@ def load_model(cfg, checkpoint: str, tokenizer_checkpoint=None, device='cpu'):
     that does not match."""
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
     from visionllama_mm.engine.pretrained import load_checkpoint_source
     from visionllama_mm.models.lvm.convert import check_keys
 

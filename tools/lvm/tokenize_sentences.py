@@ -186,8 +186,8 @@ def main(argv=None):
     from visionllama_mm.datasets import (LVM_BOS, LVM_EOS, LVM_PAD, LVM_VOCAB,
                                          VisualSentenceDataset, write_token_shard)
     from visionllama_mm.datasets.run_record import (RunRecordMismatch, check_record,
-                                                    foreign_entries, read_record,
-                                                    remove_outputs, write_record)
+                                                    foreign_entries, read_record, remove_outputs,
+                                                    write_record)
     from visionllama_mm.datasets.token_streams import _check_ids
     from visionllama_mm.utils import atomic_path, file_sha256, write_json
 

@@ -9,8 +9,7 @@ from mmpretrain.datasets import CustomDataset
 from ..registry import DATASETS
 from .checks import check_annotation_file
 from .folders import write_folder_once
-from .run_record import (RECORD_FILE, check_folder_record, first_listed_image_width,
-                         write_record)
+from .run_record import RECORD_FILE, check_folder_record, first_listed_image_width, write_record
 
 __all__ = ['SamplePhotoTiles', 'prepare_sample_photo_tiles']
 

@@ -1,4 +1,4 @@
 """Metrics registered into mmpretrain, mmseg and mmdet (``METRICS``)."""
+from .generation import GenerationMetric, frechet_distance  # noqa: F401
 from .perplexity import Perplexity  # noqa: F401
 from .psnr import ReconstructionPSNR  # noqa: F401
-from .generation import GenerationMetric, frechet_distance  # noqa: F401

@@ -9,7 +9,6 @@ from mmpretrain.registry import MODELS
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.backbones import ConvNeXtV2
 from visionllama_mm.models.layers import grn_channels_last, norm_channels
-
 from ...compile_checks import assert_no_graph_breaks, assert_one_graph_no_recompile
 
 # exact parameter counts of the official ConvNeXt V2 sizes (= timm's convnextv2_*) with their

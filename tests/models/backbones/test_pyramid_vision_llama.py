@@ -6,7 +6,6 @@ from mmpretrain.registry import MODELS
 import visionllama_mm  # noqa: F401
 from visionllama_mm.converters import convert_state_dict
 from visionllama_mm.models.backbones import PyramidVisionLLaMA, convert_official_pyramid
-
 from .official_pyramid_reference import OfficialPyramidVisionLLaMA
 
 ARCHS = {

@@ -1,7 +1,6 @@
 """Plain VisionLLaMA: sizes of the spec, shapes, outputs, checkpointing, errors."""
 import pytest
 import torch
-
 from mmpretrain.models import ImageClassifier  # noqa: F401  (registers the classifier)
 from mmpretrain.registry import MODELS
 

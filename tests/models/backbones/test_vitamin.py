@@ -16,7 +16,6 @@ from visionllama_mm.models.backbones import ViTamin, convert_timm_vitamin
 from visionllama_mm.models.backbones.vitamin import Transition, layer_norm_2d
 from visionllama_mm.models.layers import Attention
 from visionllama_mm.registry import TOOLBOXES
-
 from ...compile_checks import assert_no_graph_breaks
 
 # timm 1.0.31 vitamin_*_224 with its 1000-class head (backbone + Linear(D, 1000))

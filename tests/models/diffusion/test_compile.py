@@ -12,7 +12,6 @@ from torch._dynamo.testing import CompileCounter, CompileCounterWithBackend
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.diffusion import ClassConditionalDiffusion, DiTLLaMA
-
 from ...compile_checks import assert_no_graph_breaks, compiled_frames
 
 OBJECTIVES = dict(

@@ -143,7 +143,6 @@ def test_errors():
 
 def test_official_layout_converts_to_the_same_outputs():
     from visionllama_mm.models.diffusion import convert_official_dit
-
     from .official_dit_reference import OfficialDiTLLaMA
     torch.manual_seed(0)
     ref = OfficialDiTLLaMA(input_size=8, patch=2, dim=64, depth=2, heads=2, classes=10).eval()

@@ -96,6 +96,7 @@ def test_frozen_and_always_eval(saved):
 
 def test_random_weights_warn(monkeypatch):
     import logging
+
     from visionllama_mm.models.diffusion import vae as vae_module
     logged = []
     monkeypatch.setattr(vae_module, 'print_log', lambda msg, **kw: logged.append((msg, kw)))

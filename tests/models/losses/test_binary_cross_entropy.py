@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.registry import DefaultScope
-
-import visionllama_mm  # noqa: F401
 from mmpretrain.models import build_head
 from mmpretrain.models.utils.batch_augments import CutMix, Mixup
 from mmpretrain.structures import DataSample
+
+import visionllama_mm  # noqa: F401
 
 
 def _official(outputs, mixed_targets):

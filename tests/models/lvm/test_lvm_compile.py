@@ -8,7 +8,6 @@ from torch._dynamo.testing import CompileCounter
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.lvm import LVM
 from visionllama_mm.models.lvm.vqgan import VQGANAutoEncoder, VQGANTokenizer
-
 from ...compile_checks import assert_no_graph_breaks, compiled_frames
 
 TINY = dict(embed_dims=32, hidden_dims=64, num_layers=2, num_heads=2)

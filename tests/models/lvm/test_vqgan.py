@@ -10,7 +10,6 @@ import torch.nn.functional as F
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.lvm.vqgan import (MUSE_VQGAN_ARCH, VQGANAutoEncoder, VQGANTokenizer,
                                              load_muse_vqgan)
-
 from .muse_vqgan_reference import RefMuseVQGAN
 
 # f = 4 (two downsamplings), attention at 16 and 8 px: at 16 px the encoder level holds 2 ResBlocks

@@ -14,7 +14,6 @@ from mmpretrain.structures import DataSample
 
 import visionllama_mm  # noqa: F401
 from visionllama_mm.models.multimodal import CLIPTokenizer
-
 from ...compile_checks import assert_one_graph_no_recompile
 
 TINY_VISION = dict(type='ViTamin', img_size=32, arch=dict(

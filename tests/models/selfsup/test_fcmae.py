@@ -13,7 +13,6 @@ from visionllama_mm.models.backbones import ConvNeXtV2
 from visionllama_mm.models.layers.row_sparse import (CellLayout, map_to_rows, random_cell_mask,
                                                      rows_grn, rows_to_map, submanifold_dwconv)
 from visionllama_mm.models.selfsup import SparseConvNeXtV2
-
 from ...compile_checks import assert_one_graph_no_recompile
 
 TINY = dict(depths=[1, 1, 2, 1], channels=[8, 16, 24, 32])

@@ -27,6 +27,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ...converters import AlreadyConvertedError, without_module_prefix
+
 __all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'detect', 'to_ours', 'from_ours',
            'convert_timm_vitamin', 'export_timm_vitamin', 'own_layout_key']
 
