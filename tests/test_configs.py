@@ -21,8 +21,8 @@ import pytest
 from mmengine.config import Config, ConfigDict
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.models.builder import build_model_on_meta
 from visionllama_mm.engine.launch import merge_train_args
+from visionllama_mm.models.builder import build_model_on_meta
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(f'{REPO}/configs/**/*.py', recursive=True)

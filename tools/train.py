@@ -1,6 +1,7 @@
 """Train a model from a config of mmpretrain, mmseg or mmdet (picked by the config's default_scope).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--compile] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--compile]
+        [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG NUM_PROCESSES [same flags]
 
 Flags mean what they mean in the stock toolboxes' tools/train.py, and nothing else is added: the

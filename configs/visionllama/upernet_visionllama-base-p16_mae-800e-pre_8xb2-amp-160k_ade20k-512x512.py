@@ -5,7 +5,8 @@
 # 1e-4 (the official config; the paper's §D.6 says 6e-5), layer decay 0.65, 160k iterations, batch
 # 16, slide inference 512/341. The released MAE encoder has a 4x-wide SwiGLU (hidden 8192, with
 # biases): that is the width below, so the released checkpoint loads. Convert it first:
-#   python tools/model_converters/vision_llama_official.py epoch_800.pth pretrain/visionllama-base-mae-800e.pth
+#   python tools/model_converters/vision_llama_official.py epoch_800.pth \
+#       pretrain/visionllama-base-mae-800e.pth
 _base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
 
 custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
@@ -21,7 +22,8 @@ model = dict(
         type='VisionLLaMA',
         arch='mae-base',
         ffn_bias=True,
-        ffn_drop_path=False,  # the fork applies drop path to the attention branch only (the fork's LLaMAMLP gets no drop path)
+        # the fork applies drop path to the attention branch only (its LLaMAMLP gets none)
+        ffn_drop_path=False,
         img_size=512,
         patch_size=16,
         with_cls_token=False,
