@@ -11,7 +11,7 @@ from visionllama_mm.models.layers import Attention, KVCache, RotaryEmbedding, Tr
 TINY = dict(embed_dims=64, hidden_dims=160, num_layers=3, num_heads=4)
 VOCAB = 300
 # parameter counts computed from EasyLM's LLAMA_STANDARD_CONFIGS (llama_model.py:39-229), rounded
-SPEC_PARAMS = {'debug': '2.5M', '100m': '117M', '300m': '291M', '600m': '648M', '1b': '1.15B',
+RELEASED_PARAMS = {'debug': '2.5M', '100m': '117M', '300m': '291M', '600m': '648M', '1b': '1.15B',
                '3b': '3.27B', '7b': '6.54B', '13b': '12.8B', '20b': '20.7B', '30b': '32.2B'}
 
 
@@ -135,12 +135,13 @@ def test_shared_layers_are_used():
     assert m.rope.theta == 10000.
 
 
-@pytest.mark.parametrize('arch', sorted(set(SPEC_PARAMS)))
+@pytest.mark.parametrize('arch', sorted(set(RELEASED_PARAMS)))
 def test_sizes(arch):
     n = LLaMADecoder.num_params(arch)
-    spec = SPEC_PARAMS[arch]
-    digits = len(spec[:-1].partition('.')[2])
-    assert f'{n / (1e6 if spec[-1] == "M" else 1e9):.{digits}f}{spec[-1]}' == spec, (arch, n)
+    released = RELEASED_PARAMS[arch]
+    digits = len(released[:-1].partition('.')[2])
+    unit = released[-1]
+    assert f'{n / (1e6 if unit == "M" else 1e9):.{digits}f}{unit}' == released, (arch, n)
 
 
 def test_num_params_counts_the_built_model():

@@ -1,4 +1,4 @@
-"""Plain VisionLLaMA: sizes of the spec, shapes, outputs, checkpointing, errors."""
+"""Plain VisionLLaMA: the released sizes, shapes, outputs, checkpointing, errors."""
 import pytest
 import torch
 from mmpretrain.models import ImageClassifier  # noqa: F401  (registers the classifier)
