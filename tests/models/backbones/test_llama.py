@@ -12,7 +12,7 @@ TINY = dict(embed_dims=64, hidden_dims=160, num_layers=3, num_heads=4)
 VOCAB = 300
 # parameter counts computed from EasyLM's LLAMA_STANDARD_CONFIGS (llama_model.py:39-229), rounded
 RELEASED_PARAMS = {'debug': '2.5M', '100m': '117M', '300m': '291M', '600m': '648M', '1b': '1.15B',
-               '3b': '3.27B', '7b': '6.54B', '13b': '12.8B', '20b': '20.7B', '30b': '32.2B'}
+                   '3b': '3.27B', '7b': '6.54B', '13b': '12.8B', '20b': '20.7B', '30b': '32.2B'}
 
 
 def _hf_llama(arch=TINY, vocab=VOCAB, seed=0):
