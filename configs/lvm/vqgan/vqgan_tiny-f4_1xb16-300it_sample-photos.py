@@ -1,11 +1,17 @@
-# A small VQGAN tokenizer (a CPU shape: widths 32/32/64, f = 4, 256 codes of 16 dims)
+# A small VQGAN tokenizer (a CPU shape: width 64 at every level, f = 4, no residual block in the
+# encoder's levels, 256 codes of 16 dims)
 # trained on 32x32 tiles of scikit-learn's two sample photos (SamplePhotoTiles: 416 train tiles,
 # 104 validation tiles from unseen columns). Objective: L1 + L2 reconstruction + the quantizer's
 # codebook/commitment loss (beta 0.25) -- our own choice, the official repo has no tokenizer
 # training; no perceptual or GAN term. Score: reconstruction PSNR on the val tiles.
 _base_ = ['../../_base_/default_runtime.py']
 
-arch = dict(resolution=32, hidden_channels=32, channel_mult=(1, 1, 2), num_res_blocks=1,
+# Width 64 puts two channels in each of the 32 GroupNorm groups: at width 32 every group is one
+# channel, a per-channel normalisation over the whole tile that leaves a flat tile's absolute
+# colour nearly nowhere to go; on these tiles it learns faster (seeds 0/1, 300 steps: 22.37/22.76
+# dB vs 19.67/20.42 dB at widths 32/32/64 with one block per level) at about the same cost per
+# step.
+arch = dict(resolution=32, hidden_channels=64, channel_mult=(1, 1, 1), num_res_blocks=0,
             z_channels=16, quantized_embed_dim=16, num_embeddings=256)
 model = dict(
     type='VQGANAutoEncoder',
