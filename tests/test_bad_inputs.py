@@ -130,9 +130,10 @@ def test_cfg_options_own_variables_and_nested_keys_stay_allowed():
     from mmengine.config import Config
 
     from visionllama_mm.engine.checks import check_cfg_options
-    cfg = Config.fromfile(QUICKSTART)
-    check_cfg_options(cfg, {'data_root': 'x', 'model.backbone.newkey': 1, 'load_strict': False,
-                            'model_wrapper_cfg.type': 'x'})
+    # a config with variables of its own (data_root, train_pipeline)
+    cfg = Config.fromfile(osp.join(REPO, 'configs/lvm/vqgan/vqgan_tiny-f4_1xb16-300it_sample-photos.py'))
+    check_cfg_options(cfg, {'data_root': 'x', 'train_pipeline': [], 'model.tokenizer.newkey': 1,
+                            'load_strict': False, 'model_wrapper_cfg.type': 'x'})
     assert _raises(ValueError, lambda: check_cfg_options(cfg, {'data_rot': 'x'})) == (
         "--cfg-options: unknown key(s):\n"
         "  data_rot: the config has no top-level key 'data_rot'; did you mean 'data_root'?")

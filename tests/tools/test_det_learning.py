@@ -44,7 +44,7 @@ test_pipeline = [
 ]
 data = dict(data_root='{root}/', metainfo=dict(classes=classes))
 train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        sampler=dict(type='InfiniteSampler'),
+                        sampler=dict(sampler=dict(_delete_=True, type='InfiniteSampler')),
                         dataset=dict(data, ann_file='annotations/instances_train2017.json',
                                      data_prefix=dict(img='train2017/'), pipeline=pipeline))
 val_dataloader = dict(num_workers=0, persistent_workers=False,
