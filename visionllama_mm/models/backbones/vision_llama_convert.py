@@ -27,6 +27,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ...converters import AlreadyConvertedError, without_module_prefix
+from ..diffusion.convert import dit_checkpoint
 
 __all__ = ['FAMILY', 'FORMATS', 'EXPORTS', 'detect', 'to_ours', 'from_ours', 'write_export',
            'convert_official_plain', 'convert_official_pyramid', 'convert_official_mae',
@@ -58,28 +59,10 @@ _PLACES = (('deit-plain', 'model', _is_deit_plain), ('deit-pyramid', 'model', _i
 # a block FFN key of our plain (``layers.i``) or pyramid (``stages.i.j``) backbone
 _OWN_KEY = re.compile(r'(backbone\.)?(layers\.\d+|stages\.\d+\.\d+)\.ffn\.w12\.weight')
 
-# DiT (``dit/models.py``) and DiT-LLaMA: timestep embedder and adaLN modulation, which no
-# recognition backbone has. The official train.py saves {'model', 'ema', 'opt', 'args'}; the
-# released sampling checkpoints are bare state dicts.
-_DIT_KEYS = ('t_embedder.mlp.0.weight', 'blocks.0.adaLN_modulation.1.weight')
-
 
 def _own_layout_key(sd: Dict) -> str:
     """The first key of this package's VisionLLaMA layout in ``sd``, or ''."""
     return next((k for k in sorted(map(str, sd)) if _OWN_KEY.fullmatch(k)), '')
-
-
-def _dit_checkpoint(ckpt: Dict) -> str:
-    """A description of ``ckpt`` when it is an official DiT / DiT-LLaMA checkpoint, else ''."""
-    for field in ('ema', 'model', ''):
-        weights = ckpt.get(field) if field else ckpt
-        if isinstance(weights, dict):
-            weights = without_module_prefix(weights)
-            if all(k in weights for k in _DIT_KEYS):
-                name = 'DiT-LLaMA' if 'blocks.0.mlp.c_fc1.weight' in weights else 'DiT'
-                where = f'its {field!r} weights have' if field else 'its top-level dict has'
-                return f'a {name} checkpoint ({where} {", ".join(_DIT_KEYS)})'
-    return ''
 
 
 def detect(ckpt: Dict) -> Optional[Tuple[str, Dict]]:
@@ -91,7 +74,7 @@ def detect(ckpt: Dict) -> Optional[Tuple[str, Dict]]:
             ``backbone.pos_embed``: it loads as it is.
         ValueError: an official DiT / DiT-LLaMA checkpoint (the message names its converter).
     """
-    dit = _dit_checkpoint(ckpt)
+    dit = dit_checkpoint(ckpt)
     if dit:
         raise ValueError(
             f'{dit}: an image-generation denoiser, not a VisionLLaMA, ConvNeXt V2 or ViTamin '
