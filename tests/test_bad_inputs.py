@@ -132,7 +132,7 @@ def test_cfg_options_own_variables_and_nested_keys_stay_allowed():
     from visionllama_mm.engine.checks import check_cfg_options
 
     # a config with variables of its own (data_root, train_pipeline)
-    cfg = Config.fromfile(osp.join(REPO, 'configs/lvm/vqgan/vqgan_tiny-f4_1xb16-300it_sample-photos.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/lvm/vqgan/vqgan_tiny-f4_1xb8-1500it_sample-photos.py'))
     check_cfg_options(cfg, {'data_root': 'x', 'train_pipeline': [], 'model.tokenizer.newkey': 1,
                             'load_strict': False, 'model_wrapper_cfg.type': 'x'})
     assert _raises(ValueError, lambda: check_cfg_options(cfg, {'data_rot': 'x'})) == (

@@ -274,7 +274,7 @@ FAMILIES: List[Family] = [
     Family('lvm', 'configs/lvm/lvm_llama-100m_8xb4-accum4-400kit_uvd.py', 'tokens', _lvm,
            head_dims=_lvm_dims, set_head_dim=_lvm_set, decode=True,
            note='causal decoder; KV-cache decoding in the attention check'),
-    Family('vqgan', 'configs/lvm/vqgan/vqgan_tiny-f4_1xb16-300it_sample-photos.py', 'tiles32',
+    Family('vqgan', 'configs/lvm/vqgan/vqgan_tiny-f4_1xb8-1500it_sample-photos.py', 'tiles32',
            _vqgan, note='no attention at the shipped archs'),
     Family('dit_llama', 'configs/dit_llama/dit_llama-xl-p2_8xb32-400k_in1k-latents-256px.py',
            'latents', lambda cfg, data, batch: _diffusion(cfg, data, batch, 72),

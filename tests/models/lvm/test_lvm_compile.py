@@ -69,5 +69,8 @@ def test_vqgan_encode_and_training_loss_have_no_graph_break():
     torch.manual_seed(0)
     tok = VQGANTokenizer(arch=TOKENIZER)
     assert_no_graph_breaks(tok.encode, torch.rand(2, 3, 16, 16))
-    ae = VQGANAutoEncoder(tokenizer=dict(type='VQGANTokenizer', arch=TOKENIZER)).train()
-    assert_no_graph_breaks(lambda x: sum(ae(x, mode='loss').values()), torch.rand(2, 3, 16, 16))
+    for restart in (0, 10):  # restarting idle codes is tensor work in the same graph
+        ae = VQGANAutoEncoder(tokenizer=dict(type='VQGANTokenizer', arch=TOKENIZER),
+                              restart_idle_codes=restart).train()
+        assert_no_graph_breaks(lambda x: sum(ae(x, mode='loss').values()),
+                               torch.rand(2, 3, 16, 16))

@@ -192,6 +192,11 @@ def test_degenerate_codebook_and_loss_weights_are_refused():
         VQGANTokenizer(dict(TINY, num_embeddings=1))
     assert str(err.value) == ('VQGANTokenizer: arch num_embeddings (the codebook size) must be an '
                               'int >= 2, got 1.')
+    with pytest.raises(ValueError) as err:
+        VQGANTokenizer(dict(TINY, num_res_blocks=0, channel_mult=(1, 2)))
+    assert str(err.value) == ('VQGANTokenizer: arch num_res_blocks=0 needs channel_mult of ones '
+                              '(the encoder changes width only in its ResBlocks); got '
+                              'channel_mult=(1, 2).')
     with pytest.raises(ValueError, match='arch commitment_cost must be >= 0, got -0.25'):
         VQGANTokenizer(dict(TINY, commitment_cost=-0.25))
     with pytest.raises(ValueError) as err:
@@ -202,3 +207,33 @@ def test_degenerate_codebook_and_loss_weights_are_refused():
     with pytest.raises(ValueError,
                        match="got {'l1_weight': 1.0, 'l2_weight': 1.0, 'vq_weight': -1"):
         VQGANAutoEncoder(dict(type='VQGANTokenizer', arch=TINY), vq_weight=-1)
+
+
+def test_idle_codes_move_onto_latents_of_the_batch():
+    torch.manual_seed(0)
+    model = VQGANAutoEncoder(dict(type='VQGANTokenizer', arch=dict(TINY, num_embeddings=64)),
+                             restart_idle_codes=2).train()
+    assert model.state_dict()['code_idle_steps'].tolist() == [0] * 64
+    codebook = model.tokenizer.quantize.embedding.weight
+    x = torch.rand(2, 3, 16, 16)
+    tok = model.tokenizer
+    z = tok.quant_conv(tok.encoder(x))
+    used = set(tok.quantize.codes(z).flatten().tolist())
+    start = codebook.detach().clone()
+    model(x, mode='loss')  # step 1: the unused codes are idle for one step, nothing moves
+    assert torch.equal(codebook, start)
+    assert model.code_idle_steps.tolist() == [0 if i in used else 1 for i in range(64)]
+    model(x, mode='loss')  # step 2: idle for two steps -> moved onto latents of this batch
+    moved = (codebook != start).any(1)
+    assert set(moved.nonzero().flatten().tolist()) == set(range(64)) - used
+    latents = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    for code in codebook[moved]:
+        assert torch.isclose(latents, code).all(1).any()
+    assert model.code_idle_steps.tolist() == [0] * 64
+    # off by default: no buffer, the plain VQ-VAE update
+    plain = VQGANAutoEncoder(dict(type='VQGANTokenizer', arch=TINY))
+    assert 'code_idle_steps' not in plain.state_dict()
+    with pytest.raises(ValueError) as err:
+        VQGANAutoEncoder(dict(type='VQGANTokenizer', arch=TINY), restart_idle_codes=-1)
+    assert str(err.value) == ('VQGANAutoEncoder: restart_idle_codes must be an int >= 0 '
+                              '(training steps; 0 = off), got -1.')
