@@ -12,9 +12,6 @@
 # OpenAI CLIP mean/std. img_size=512: the checkpoint's 14x14 position embedding is resized
 # (bicubic, antialiased) to 32x32 when it loads (the slide test's windows are 512x512 too); other
 # input sizes interpolate it on the fly.
-# `tools/test.py --tta` runs mmseg's ADE20K tta_pipeline as inherited: each image resized by
-# 0.5, 0.75, 1.0, 1.25, 1.5 and 1.75 of its own size (not of the 2048x512 single-scale test
-# size), each also flipped, the slide-window softmax scores of the 12 views averaged.
 # Checkpoint: a CLIP checkpoint in this package's layout (image tower under `visual.`, as the IN-1k
 # fine-tuning configs; a fine-tuned classifier loads with prefix='backbone.' instead). Every
 # tensor the featmap backbone has loads; the CLIP fc_norm is not part of it (reported unused).
@@ -48,6 +45,23 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='LayerwiseDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.65))
+
+# Multi-scale + flip test (`tools/test.py --tta`, mmseg's SegTTAModel): no paper result to match,
+# so the ratios are mmseg's ADE20K default: the image is resized by 0.5, 0.75, 1.0, 1.25, 1.5 and
+# 1.75 of its own size (not of the 2048x512 single-scale test size), each view tested unflipped and
+# flipped with the slide window, and the softmax scores of the 12 views are averaged at the
+# original size.
+tta_model = dict(type='SegTTAModel')
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')],  # reduce_zero_label from the ADE20K dataset
+        [dict(type='PackSegInputs')]]),
+]
 
 # stop at the first NaN/inf loss or gradient norm; never save NaN weights or a NaN 'best'
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'),
