@@ -4,6 +4,7 @@ import io
 import logging
 import math
 import os
+import warnings
 import zipfile
 from unittest import mock
 
@@ -190,22 +191,67 @@ def inception_weights(tmp_path_factory):
     return path
 
 
+def _mixed_6_conv(weights, images):
+    """sFID's features as ADM's evaluator describes them, computed here step by step: the uint8
+    images resized to 299 x 299 by TensorFlow's bilinear resize and scaled to [-1, 1], Inception-v3
+    up to ``mixed_6/conv`` (the ReLU output of the 1x1 branch of the 7th mixed block, 192 x 17 x 17;
+    torch-fidelity's ``Mixed_6d.branch1x1``), its first 7 channels in NHWC order, one 2023-d
+    float64 vector per image."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.interpolate_compat_tensorflow import \
+        interpolate_bilinear_2d_like_tensorflow1x
+    net = FeatureExtractorInceptionV3('inception-v3-compat', ['768'],
+                                      feature_extractor_weights_path=weights)
+    with torch.no_grad():
+        x = interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299),
+                                                      align_corners=False)
+        x = (x - 128) / 128
+        for name in ('Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'MaxPool_1',
+                     'Conv2d_3b_1x1', 'Conv2d_4a_3x3', 'MaxPool_2', 'Mixed_5b', 'Mixed_5c',
+                     'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c'):
+            x = getattr(net, name)(x)
+        x = net.Mixed_6d.branch1x1(x)
+    assert x.shape[1:] == (192, 17, 17)
+    return x[:, :7].permute(0, 2, 3, 1).reshape(len(x), 7 * 17 * 17).double().numpy()
+
+
+def _adm_frechet(a, b):
+    """The Fréchet distance of ADM's evaluator, in float64: np.mean / np.cov statistics and scipy's
+    sqrtm of the covariance product (retried with 1e-6 on the diagonals if not finite), real
+    part."""
+    import scipy.linalg
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sig_a, sig_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():  # N < D: the covariances are singular, as scipy says
+        warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(sig_a @ sig_b)
+    if not np.isfinite(root).all():
+        eps = np.eye(len(sig_a)) * 1e-6
+        root = scipy.linalg.sqrtm((sig_a + eps) @ (sig_b + eps))
+    return float((mu_a - mu_b) @ (mu_a - mu_b) + np.trace(sig_a) + np.trace(sig_b) -
+                 2 * np.trace(root.real))
+
+
 def test_metrics_with_weights(tmp_path, inception_weights, logs, monkeypatch):
     """6 noise images scored against themselves (an ADM .npz reference) and against 6 flat
-    colour images (a folder in ImageNet layout).
+    colour images (a folder in ImageNet layout), on random-weight Inception features.
 
-    Only for speed, FID runs on Inception's 64-d pool features (torch-fidelity's FID takes the
-    eigenvalues of a D x D product, ~35 s on 2 busy cores at D = 2048, a millisecond at 64), and
-    ``save_cpu_ram`` loads the 12 images without 4 forked DataLoader workers (-15 s here; the same
-    precision / recall by torch-fidelity's batched variant). Everything else is the metric's own
-    call, spied on and passed on unchanged."""
-    calls, calculate_metrics = [], generation.calculate_metrics
+    sFID is checked against a float64 implementation of ADM's definition (the samples' features
+    computed step by step, scipy's sqrtm on the 2023-d covariances). torch-fidelity's feature pass is
+    spied on (passed on unchanged) to check that one Inception pass per image set gives all
+    features."""
+    passes, featuresdict = [], generation.get_featuresdict_from_dataset
 
-    def spy(**kwargs):
-        calls.append(kwargs)
-        return calculate_metrics(**kwargs, feature_layer_fid='64', save_cpu_ram=True)
+    def spy(data, extractor, *args, **kwargs):
+        images = []
+        hook = extractor.inception.register_forward_pre_hook(
+            lambda module, inputs: images.append(len(inputs[0])))
+        out = featuresdict(data, extractor, *args, **kwargs)
+        hook.remove()
+        passes.append(dict(features=list(extractor.features_list), images=sum(images), out=out))
+        return out
 
-    monkeypatch.setattr(generation, 'calculate_metrics', spy)
+    monkeypatch.setattr(generation, 'get_featuresdict_from_dataset', spy)
     n = 6
     noise = _images(n, 5)
     flat = (torch.rand(n, 3, 1, 1, generator=torch.Generator().manual_seed(6)) * 255).to(
@@ -225,20 +271,31 @@ def test_metrics_with_weights(tmp_path, inception_weights, logs, monkeypatch):
     assert [lv for lv, _ in logs] == [logging.WARNING] * 2
     assert all('FID from 6 samples and 6 reference images: with fewer than 2048' in m
                for _, m in logs), logs
-    # one torch-fidelity call per run: all three metrics on the local Inception file, no cache
-    assert len(calls) == 2
-    for call in calls:
-        assert {k: call[k] for k in ('isc', 'fid', 'prc', 'feature_extractor',
-                                     'feature_extractor_weights_path', 'isc_splits', 'cache')} \
-            == dict(isc=True, fid=True, prc=True, feature_extractor='inception-v3-compat',
-                    feature_extractor_weights_path=inception_weights, isc_splits=6, cache=False)
+    # per run one Inception pass over the samples and one over the reference: each image once,
+    # giving the logits (IS), the pool features (FID, precision / recall) and sFID's features
+    assert [(p['features'], p['images']) for p in passes] == [
+        (['logits_unbiased', '2048', 'mixed_6/conv'], n)] * 4
     same, diff = results['self'], results['flat']
-    assert set(same) == {'num_samples', 'fid', 'is_mean', 'is_std', 'precision', 'recall'}
+    assert set(same) == {'num_samples', 'fid', 'sfid', 'is_mean', 'is_std', 'precision', 'recall'}
     assert same['num_samples'] == 6
     assert abs(same['fid']) < 1e-4 * diff['fid'] and diff['fid'] > 0
     assert same['precision'] == same['recall'] == 1.0
     # 6 samples -> 6 splits of one sample each: every split's IS is exactly 1
     assert same['is_mean'] == pytest.approx(1.0, abs=1e-9) and same['is_std'] < 1e-9
+
+    # sFID: identical sets -> 0; noise vs flat colours -> ADM's definition in float64, on the
+    # samples' features computed step by step (the flat images' ones: the same pass, spied on)
+    samples = _mixed_6_conv(inception_weights, noise)
+    spatial, ref = (passes[i]['out']['mixed_6/conv'].double().numpy() for i in (2, 3))
+    assert spatial.shape == ref.shape == (n, 2023)
+    assert np.abs(spatial - samples).max() <= 1e-5 * np.abs(samples).max()
+    expected = _adm_frechet(samples, ref)
+    assert abs(same['sfid']) < 1e-9 * diff['sfid']
+    assert diff['sfid'] == pytest.approx(expected, rel=1e-6)
+    assert diff['fid'] == frechet_distance(passes[2]['out']['2048'], passes[3]['out']['2048'])
+    print(f'sFID noise vs flat: {diff["sfid"]!r}, float64 reference {expected!r}, relative '
+          f'difference {abs(diff["sfid"] - expected) / expected:.2e}; identical sets '
+          f'{same["sfid"]!r}; FID {diff["fid"]!r}')
 
 
 def _folder(root, sizes):
@@ -300,21 +357,39 @@ def test_reference_of_another_size_is_refused_at_the_first_batch(tmp_path):
         GenerationMetric(str(tmp_path / 'ref32' / 'out'), reference=ref)
 
 
+def _fake_features(calls):
+    """A stand-in for the Inception pass: records its inputs, returns random features of the
+    right sizes."""
+    sizes = {'logits_unbiased': 1008, '2048': 2048, 'mixed_6/conv': 2023}
+
+    def extract(inputs, weights, features, batch_size):
+        calls.append(dict(inputs=inputs, features=list(features)))
+        g = torch.Generator().manual_seed(len(calls))
+        out = {name: {f: torch.randn(len(data), sizes[f], generator=g) for f in features}
+               for name, data in inputs.items()}
+        calls[-1]['out'] = out
+        return out
+
+    return extract
+
+
 def test_resize_to_empty_reference_and_too_few_images(tmp_path, logs, monkeypatch):
     calls = []
-    monkeypatch.setattr(generation, 'calculate_metrics',
-                        lambda **kw: calls.append(kw) or {generation.KEY_METRIC_FID: 1.5})
+    monkeypatch.setattr(generation, '_inception_features', _fake_features(calls))
     weights = tmp_path / 'weights.pth'
-    weights.write_bytes(b'')  # only its existence is checked before torch-fidelity runs
+    weights.write_bytes(b'')  # only its existence is checked before the feature pass
     ref = _folder(tmp_path / 'ref32', [(32, 32)] * 3)
     metric = GenerationMetric(str(tmp_path / 'out'), reference=ref, resize_to=8, save_npz=False,
                               inception_weights=str(weights))
     metric.process(None, _square(3, 8))
-    assert metric.compute_metrics(metric.results) == dict(num_samples=3, fid=1.5)
+    out = metric.compute_metrics(metric.results)
+    assert set(out) == {'num_samples', 'fid', 'sfid', 'is_mean', 'is_std'}
+    assert out['num_samples'] == 3 and out['fid'] > 0 and out['sfid'] > 0
     (call, ) = calls
-    assert (call['isc'], call['fid'], call['prc']) == (True, True, False)
-    assert len(call['input2']) == 3 and call['input2'][0].shape == (3, 8, 8)  # resized 32 -> 8
-    assert call['input1'][0].shape == (3, 8, 8)
+    assert call['features'] == ['logits_unbiased', '2048', 'mixed_6/conv']
+    reference, samples = call['inputs']['reference'], call['inputs']['samples']
+    assert len(reference) == 3 and reference[0].shape == (3, 8, 8)  # resized 32 -> 8
+    assert samples[0].shape == (3, 8, 8)
     prc, fid = _warnings(logs)
     assert prc == ('GenerationMetric: precision/recall not computed: its k=3 nearest neighbours '
                    'need more than 3 images in each set, got 3 samples and 3 reference images.')
@@ -331,3 +406,65 @@ def test_resize_to_empty_reference_and_too_few_images(tmp_path, logs, monkeypatc
         f'GenerationMetric: FID not computed: the reference folder {tmp_path / "empty"} holds no '
         'images (png, jpg, jpeg files, searched recursively).']
     assert len(calls) == 1
+
+
+def test_adm_reference_statistics(tmp_path, logs, monkeypatch):
+    """An ADM reference batch with ``mu`` / ``sigma`` / ``mu_s`` / ``sigma_s``: FID and sFID are
+    scored against those statistics (as ADM's evaluator does), its ``arr_0`` images serve precision
+    / recall only. One with FID's statistics but not sFID's, or of other shapes, is refused at the
+    first batch."""
+    calls = []
+    monkeypatch.setattr(generation, '_inception_features', _fake_features(calls))
+    weights = tmp_path / 'weights.pth'
+    weights.write_bytes(b'')
+    rng = np.random.default_rng(0)
+    var = dict(sigma=rng.uniform(0.5, 2, 2048), sigma_s=rng.uniform(0.5, 2, 2023))
+    stats = dict(mu=rng.normal(size=2048), sigma=np.diag(var['sigma']).astype(np.float32),
+                 mu_s=rng.normal(size=2023), sigma_s=np.diag(var['sigma_s']).astype(np.float32))
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / 'adm.npz', arr_0=images, **stats)
+    metric = GenerationMetric(str(tmp_path / 'out'), reference=str(tmp_path / 'adm.npz'),
+                              metrics=['fid', 'prc'], save_npz=False, inception_weights=str(weights))
+    metric.process(None, _square(5, 8))
+    out = metric.compute_metrics(metric.results)
+    assert set(out) == {'num_samples', 'fid', 'sfid', 'precision', 'recall'}
+    (call, ) = calls
+    assert len(call['inputs']['reference']) == 4  # arr_0: precision / recall
+    for name, layer, mean, sigma in (('fid', '2048', 'mu', 'sigma'),
+                                     ('sfid', 'mixed_6/conv', 'mu_s', 'sigma_s')):
+        x = call['out']['samples'][layer].double().numpy()
+        centred = (x - x.mean(0)) / np.sqrt(len(x) - 1)  # cov = centred.T @ centred
+        # tr((S D)^(1/2)) for a diagonal D = sum of singular values of centred @ D^(1/2)
+        tr_root = np.linalg.svd(centred * np.sqrt(var[sigma]), compute_uv=False).sum()
+        expected = (((x.mean(0) - stats[mean])**2).sum() + (centred**2).sum() +
+                    var[sigma].sum() - 2 * tr_root)
+        assert out[name] == pytest.approx(expected, rel=1e-6)
+    assert _warnings(logs) == [
+        'GenerationMetric: FID from 5 samples: with fewer than 2048 (the Inception feature size) '
+        'the covariance is singular and the value is dominated by the sample count (sFID '
+        'likewise, below 2023); compare it only with FIDs from the same counts (published FIDs '
+        'use 50,000 samples).']
+
+    np.savez(tmp_path / 'fid_only.npz', arr_0=images, mu=stats['mu'], sigma=stats['sigma'])
+    with pytest.raises(ValueError) as err:
+        GenerationMetric(str(tmp_path / 'out2'), reference=str(tmp_path / 'fid_only.npz')).process(
+            None, _square(2, 8))
+    assert str(err.value) == (
+        f"GenerationMetric: the reference {tmp_path / 'fid_only.npz'} holds the statistics "
+        f"['mu', 'sigma'] but not ['mu_s', 'sigma_s']. FID and sFID come from one reference: an "
+        f"ADM reference batch holds FID's (mu, sigma) and sFID's (mu_s, sigma_s) statistics. Use "
+        f"a reference batch with all four (e.g. ADM's VIRTUAL_imagenet256_labeled.npz), or the "
+        f"reference images (a folder, or an .npz with arr_0 only) to compute both.")
+    # without FID the statistics play no part
+    GenerationMetric(str(tmp_path / 'out3'), reference=str(tmp_path / 'fid_only.npz'),
+                     metrics=['isc', 'prc']).process(None, _square(2, 8))
+    np.savez(tmp_path / 'small.npz', arr_0=images, mu=np.zeros(64), sigma=np.eye(64),
+             mu_s=stats['mu_s'], sigma_s=np.eye(7))
+    with pytest.raises(ValueError, match=r"the statistics in the reference .*small\.npz have "
+                                         r"other shapes than ADM's: mu \(64,\) \(expected "
+                                         r"\(2048,\)\), sigma \(64, 64\) \(expected \(2048, "
+                                         r"2048\)\), sigma_s \(7, 7\) \(expected \(2023, 2023\)\); "
+                                         r"FID uses the 2048-d Inception pool features, sFID the "
+                                         r"2023-d mixed_6/conv features\."):
+        GenerationMetric(str(tmp_path / 'out4'), reference=str(tmp_path / 'small.npz')).process(
+            None, _square(2, 8))
