@@ -226,7 +226,7 @@ def test_wds_dataset_reads_the_clip_benchmark_layout(datacomp_root):
 
     retrieval = WdsBenchmarkDataset(osp.join(datacomp_root, 'wds_flickr30k'),
                                     pipeline=pipeline)
-    assert retrieval.metainfo['dataset_type'] == 'retrieval' and len(retrieval) == 6
+    assert retrieval.dataset_type == 'retrieval' and len(retrieval) == 6
     assert retrieval[5]['data_samples'].captions[0] == 'caption 0 of picture 5 with a frog'
 
 

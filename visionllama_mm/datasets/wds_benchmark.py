@@ -21,6 +21,7 @@ import tarfile
 from typing import List, Optional
 
 import numpy as np
+from mmcv.transforms import LoadImageFromFile
 from mmengine.dataset import BaseDataset
 from webdataset.tariterators import base_plus_ext
 
@@ -36,6 +37,15 @@ IMAGE_EXTENSIONS = ('webp', 'png', 'jpg', 'jpeg')  # clip_benchmark's order of p
 def _read_lines(path: str) -> List[str]:
     with open(path, encoding='utf-8') as f:
         return [line.strip() for line in f.read().splitlines()]
+
+
+def _loads_files(transform) -> bool:
+    """Whether a pipeline entry is mmcv's ``LoadImageFromFile`` (by name, class or instance;
+    the checked variant the Runner swaps in is a subclass)."""
+    kind = transform.get('type') if isinstance(transform, dict) else type(transform)
+    if isinstance(kind, str):
+        return kind.split('.')[-1] in ('LoadImageFromFile', 'CheckedLoadImageFromFile')
+    return isinstance(kind, type) and issubclass(kind, LoadImageFromFile)
 
 
 @DATASETS.register_module()
@@ -56,8 +66,8 @@ class WdsBenchmarkDataset(BaseDataset):
 
     Items: the pipeline's output (``PackInputs``: ``inputs`` and a ``DataSample`` with
     ``gt_label``), the data sample also carrying ``captions`` (retrieval) and ``wds_metadata``.
-    ``metainfo``: ``classes`` and ``templates`` (``{c}`` written as ``{}``) for classification,
-    ``dataset_type``.
+    ``metainfo``: ``classes`` and ``templates`` (``{c}`` written as ``{}``) for classification;
+    ``dataset_type``: ``'classification'`` or ``'retrieval'`` (``dataset_type.txt``).
     """
 
     def __init__(self, data_root: str, split: str = 'test', task: str = '',
@@ -79,7 +89,7 @@ class WdsBenchmarkDataset(BaseDataset):
         type_file = osp.join(data_root, 'dataset_type.txt')
         self.dataset_type = (_read_lines(type_file)[0].lower() if osp.isfile(type_file)
                              else 'classification')
-        metainfo = dict(dataset_type=self.dataset_type)
+        metainfo = {}
         if self.dataset_type != 'retrieval':
             for key, name in (('classes', 'classnames.txt'),
                               ('templates', 'zeroshot_classification_templates.txt')):
@@ -93,8 +103,7 @@ class WdsBenchmarkDataset(BaseDataset):
         with open(nshards) as f:
             self.shards = [osp.join(data_root, split, f'{i}.tar') for i in range(int(f.read()))]
         pipeline = list(pipeline)
-        while pipeline and isinstance(pipeline[0], dict) and \
-                pipeline[0].get('type') in ('LoadImageFromFile', 'CheckedLoadImageFromFile'):
+        while pipeline and _loads_files(pipeline[0]):
             pipeline.pop(0)
         super().__init__(data_root='', metainfo=metainfo, pipeline=[], test_mode=True,
                          serialize_data=False, **kwargs)

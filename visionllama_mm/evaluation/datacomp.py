@@ -21,7 +21,7 @@ Metrics that mmpretrain lacks, each reported in percent:
   captions each (an image counts as found when any of its captions is in the top k), and their
   mean at k=1, DataComp's retrieval score.
 
-:class:`ZeroShotTestLoop` and :class:`RetrievalTestLoop` run the tasks through the Runner with the
+:class:`ZeroShotTestLoop` and :class:`ImageTextRetrievalLoop` run the tasks through the Runner with the
 model's public feature methods (``extract_image_feat``, ``extract_text_feat``, ``tokenizer``,
 ``scale``), in fp32: the first classifies with the class names and templates that come with the
 test dataset, the second embeds each image and its captions for :class:`ImageTextRecall`.
@@ -41,7 +41,7 @@ from ..registry import METRICS, MultiRegistry
 __all__ = [
     'DataCompTask', 'TASKS', 'FAMILIES', 'task_by_name', 'family_config', 'write_configs',
     'MeanPerClassRecall', 'MacroF1', 'WorstGroupAccuracy', 'ImageTextRecall',
-    'RetrievalTestLoop', 'ZeroShotTestLoop', 'zero_shot_weights', 'AVERAGE_SIZE'
+    'ImageTextRetrievalLoop', 'ZeroShotTestLoop', 'zero_shot_weights', 'AVERAGE_SIZE'
 ]
 
 LOOPS = MultiRegistry('LOOPS')
@@ -235,9 +235,9 @@ def family_config(family: str) -> str:
         f"        hub_repo={first.repo!r},",
         f"        with_metadata={family.startswith(('wilds_worst', 'fairness'))!r},",
         "        pipeline={{_base_.test_pipeline}}))",
-        f'test_evaluator = {_py(info["evaluator"])}',
+        f'test_evaluator = {_py(dict(_delete_=True, **info["evaluator"]))}',
     ]
-    loop = 'RetrievalTestLoop' if family == 'retrieval' else 'ZeroShotTestLoop'
+    loop = 'ImageTextRetrievalLoop' if family == 'retrieval' else 'ZeroShotTestLoop'
     lines.append(f"test_cfg = dict(type='{loop}')")
     return '\n'.join(lines) + '\n'
 
@@ -463,7 +463,7 @@ class ZeroShotTestLoop(_EmbeddingTestLoop):
 
 
 @LOOPS.register_module()
-class RetrievalTestLoop(_EmbeddingTestLoop):
+class ImageTextRetrievalLoop(_EmbeddingTestLoop):
     """The test loop of an image-text retrieval set: every batch's images are embedded with
     the model's ``extract_image_feat`` and every sample's captions (``captions``) with
     ``extract_text_feat``; the evaluator receives ``image_feat`` / ``text_feats``."""
@@ -475,7 +475,7 @@ class RetrievalTestLoop(_EmbeddingTestLoop):
         image = model.extract_image_feat(data['inputs'])
         captions = [list(ds.captions) for ds in samples]
         if any(not c for c in captions):
-            raise ValueError('RetrievalTestLoop: a sample has no caption.')
+            raise ValueError('ImageTextRetrievalLoop: a sample has no caption.')
         tokens = model.tokenizer([c for caps in captions for c in caps]).to(image.device)
         text = model.extract_text_feat(tokens)
         start = 0

@@ -37,5 +37,5 @@ test_dataloader = dict(
         hub_repo='clip-benchmark/wds_flickr30k',
         with_metadata=False,
         pipeline={{_base_.test_pipeline}}))
-test_evaluator = dict(type='ImageTextRecall', topk=(1, 5, 10))
-test_cfg = dict(type='RetrievalTestLoop')
+test_evaluator = dict(_delete_=True, type='ImageTextRecall', topk=(1, 5, 10))
+test_cfg = dict(type='ImageTextRetrievalLoop')

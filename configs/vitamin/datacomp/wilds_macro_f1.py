@@ -33,5 +33,5 @@ test_dataloader = dict(
         hub_repo='djghosh/wds_wilds-iwildcam_test',
         with_metadata=False,
         pipeline={{_base_.test_pipeline}}))
-test_evaluator = dict(type='MacroF1')
+test_evaluator = dict(_delete_=True, type='MacroF1')
 test_cfg = dict(type='ZeroShotTestLoop')

@@ -33,5 +33,5 @@ test_dataloader = dict(
         hub_repo='djghosh/wds_wilds-fmow_test',
         with_metadata=True,
         pipeline={{_base_.test_pipeline}}))
-test_evaluator = dict(type='WorstGroupAccuracy', topk=1, column=0)
+test_evaluator = dict(_delete_=True, type='WorstGroupAccuracy', topk=1, column=0)
 test_cfg = dict(type='ZeroShotTestLoop')

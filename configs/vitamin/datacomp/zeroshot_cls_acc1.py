@@ -136,5 +136,5 @@ test_dataloader = dict(
         hub_repo='djghosh/wds_cifar10_test',
         with_metadata=False,
         pipeline={{_base_.test_pipeline}}))
-test_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = dict(_delete_=True, type='Accuracy', topk=(1, ))
 test_cfg = dict(type='ZeroShotTestLoop')

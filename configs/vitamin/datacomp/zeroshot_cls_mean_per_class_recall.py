@@ -44,5 +44,5 @@ test_dataloader = dict(
         hub_repo='djghosh/wds_vtab-caltech101_test',
         with_metadata=False,
         pipeline={{_base_.test_pipeline}}))
-test_evaluator = dict(type='MeanPerClassRecall')
+test_evaluator = dict(_delete_=True, type='MeanPerClassRecall')
 test_cfg = dict(type='ZeroShotTestLoop')
