@@ -81,6 +81,16 @@ def test_as2drope_generalises_to_twice_the_training_size(full_quickstart, python
     assert as2d >= 90.0 and as2d > rope2d + 20.0
 
 
+def test_quickstart_checkpoint_through_the_stock_inferencers(full_quickstart, digits_root):
+    """mmpretrain's ImageClassificationInferencer and FeatureExtractor on the trained quickstart
+    checkpoint, from the config file as shipped: labelled digits (held out) and their features
+    (the checks are in tests/tools/test_inferencers.py; measured 100% and 100% on 30 digits,
+    10% and 6.7% with random weights)."""
+    from .test_inferencers import check_trained_digits_classifier
+    work, _ = full_quickstart
+    check_trained_digits_classifier(QUICKSTART, osp.join(work, 'epoch_20.pth'), digits_root)
+
+
 def test_quickstart_checkpoint_evaluates_with_test_py(quickstart_run, python, digits_root, tmp_path):
     work, _ = quickstart_run
     out = run_tool([python, 'tools/test.py', QUICKSTART, osp.join(work, 'epoch_1.pth'),
