@@ -151,3 +151,58 @@ def write_photo_crops(root: str, num: int = 64, size: int = 96, seed: int = 0) -
     with open(osp.join(root, 'meta', 'train.txt'), 'w') as f:
         f.writelines(f'photo/{i:04d}.jpg 0\n' for i in range(num))
     return root
+
+
+def _save_rgb(image: np.ndarray, path: str) -> None:
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).convert('RGB').save(path)
+
+
+def write_coco_karpathy(root: str, samples, ann_file: str = 'caption_karpathy_test2014.json',
+                        ext: str = '.jpg') -> str:
+    """COCO-format captions as mmpretrain's ``COCORetrieval`` reads them (OpenMMLab's copy of
+    Karpathy's split): ``val2014/COCO_val2014_<id>.<ext>`` and ``annotations/<ann_file>`` with
+    ``images`` (``id``, ``file_name``, ``coco_url``, ``height``, ``width``) and ``annotations``
+    (``id``, ``image_id``, ``caption``). ``samples``: ``[(RGB uint8 image, [captions])]``. The
+    annotations are listed round-robin over the images (caption k of every image, then k + 1), so
+    a caption's index is not its image's block of five: COCO's files do not group them by image.
+    COCO ids are not indices (image i has id 100 + 7 i)."""
+    images, annotations = [], []
+    for i, (image, _) in enumerate(samples):
+        coco_id = 100 + 7 * i
+        name = f'COCO_val2014_{coco_id:012d}{ext}'
+        _save_rgb(image, osp.join(root, 'val2014', name))
+        images.append(dict(id=coco_id, file_name=name, height=int(image.shape[0]),
+                           width=int(image.shape[1]),
+                           coco_url=f'http://images.cocodataset.org/val2014/{name}'))
+    for k in range(max(len(captions) for _, captions in samples)):
+        for i, (_, captions) in enumerate(samples):
+            if k < len(captions):
+                annotations.append(dict(id=5000 + len(annotations), image_id=images[i]['id'],
+                                        caption=captions[k]))
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    with open(osp.join(root, 'annotations', ann_file), 'w') as f:
+        json.dump(dict(images=images, annotations=annotations), f)
+    return root
+
+
+def write_flickr30k(root: str, samples, splits=None, ext: str = '.jpg') -> str:
+    """Karpathy's ``dataset_flickr30k.json`` as mmpretrain's ``Flickr30kRetrieval`` reads it:
+    ``images/<n>.<ext>`` and ``annotations/dataset_flickr30k.json`` with ``images`` (``filename``,
+    ``imgid``, ``split``, ``sentids``, ``sentences`` of ``raw`` / ``tokens`` / ``imgid`` /
+    ``sentid``) and ``dataset``. ``samples``: ``[(RGB uint8 image, [captions])]``; ``splits``:
+    each one's split (default all ``'test'``). Returns ``root``."""
+    splits = splits or ['test'] * len(samples)
+    images, sentid = [], 0
+    for i, ((image, captions), split) in enumerate(zip(samples, splits)):
+        name = f'{1000092795 + 11 * i}{ext}'
+        _save_rgb(image, osp.join(root, 'images', name))
+        sentences = [dict(raw=c, tokens=c.lower().strip('.').split(), imgid=i, sentid=sentid + j)
+                     for j, c in enumerate(captions)]
+        images.append(dict(filename=name, imgid=i, split=split, sentences=sentences,
+                           sentids=[s['sentid'] for s in sentences]))
+        sentid += len(captions)
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    with open(osp.join(root, 'annotations', 'dataset_flickr30k.json'), 'w') as f:
+        json.dump(dict(images=images, dataset='flickr30k'), f)
+    return root

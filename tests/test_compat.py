@@ -16,7 +16,7 @@ from .conftest import REPO, free_port
 
 def test_shims_applied_once():
     shims = ['cpu_dist_init', 'weights_only_loader', 'cpu_half_ops', 'cpu_mask_paste',
-             'compile_model_forward']
+             'compile_model_forward', 'retrieval_metrics_numpy2']
     assert compat.applied() == shims
     compat.apply_all()
     assert compat.applied() == shims
@@ -185,8 +185,11 @@ def test_each_shim_is_guarded_by_the_versions_it_fixes():
         'cpu_half_ops': ((('mmcv', None, '2.1.0'), ), True),
         'cpu_mask_paste': ((('mmdet', None, '3.3.0'), ), True),
         'compile_model_forward': ((('mmengine', None, '0.10.7'), ), False),
+        'retrieval_metrics_numpy2': ((('mmpretrain', None, '1.2.0'), ('numpy', '2.0', None)),
+                                     False),
     }
-    pinned = dict(torch='2.14.1', mmengine='0.10.7', mmcv='2.1.0', mmdet='3.3.0')
+    pinned = dict(torch='2.14.1', mmengine='0.10.7', mmcv='2.1.0', mmdet='3.3.0',
+                  mmpretrain='1.2.0', numpy='2.4.6')
     for torch_version in ('2.11.0', '2.14.1+cu126', '2.14.1'):
         for g, ops in guards.values():
             assert compat.why_not(g, ops, dict(pinned, torch=torch_version), True) is None
@@ -221,6 +224,31 @@ def test_shims_without_mmcv_ops():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.splitlines() == [
-        "['cpu_dist_init', 'weights_only_loader', 'compile_model_forward']",
+        "['cpu_dist_init', 'weights_only_loader', 'compile_model_forward', "
+        "'retrieval_metrics_numpy2']",
         "[('cpu_half_ops', 'mmcv was built without its compiled ops (no mmcv._ext)'), "
         "('cpu_mask_paste', 'mmcv was built without its compiled ops (no mmcv._ext)')]"]
+
+
+def test_retrieval_metrics_run_on_numpy_without_in1d():
+    """mmpretrain's RetrievalRecall / RetrievalAveragePrecision give their docstrings' values
+    (NumPy 2.4 has no ``np.in1d``, which the stock code calls)."""
+    from mmpretrain.evaluation import RetrievalAveragePrecision, RetrievalRecall
+    recall = RetrievalRecall.calculate([[0], [1], [2], [3]], [[0, 1], [2], [1], [0, 3]], topk=1,
+                                       pred_indices=True, target_indices=True)
+    assert [float(r) for r in recall] == [50.0]
+    score = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.1, 0.7]])
+    recall = RetrievalRecall.calculate(score, torch.tensor([[0, 0, 0, 1], [0, 0, 1, 0]]),
+                                       topk=(1, 2, 4))
+    assert [float(r) for r in recall] == [0.0, 0.0, 100.0]  # hits at ranks 3 and 4
+    pred = [torch.arange(100)] * 3
+    target = [[0, 3, 6, 8, 35], [1, 2, 54, 105], [2, 42, 205]]
+    assert RetrievalAveragePrecision.calculate(pred, target, 10, True, True) == pytest.approx(
+        29.246031746031747)
+    scores = np.array([np.linspace(0.95, 0.05, 10)] * 2)
+    relevant = torch.tensor([[1, 0, 1, 0, 0, 1, 0, 0, 1, 1]] * 2)
+    assert RetrievalAveragePrecision.calculate(scores, relevant, 10) == pytest.approx(
+        62.222222222222214)
+    # 'integrate': (1 + 1) / 2, (1/2 + 2/3) / 2, (2/5 + 3/6) / 2, (3/8 + 4/9) / 2, (4/9 + 5/10) / 2
+    assert RetrievalAveragePrecision.calculate(scores, relevant, 10, mode='integrate') == \
+        pytest.approx(100 * (1 + 7 / 12 + 9 / 20 + 59 / 144 + 17 / 36) / 5)

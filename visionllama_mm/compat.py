@@ -39,6 +39,10 @@ any other was not.
    the model's forward instead (``nn.Module.compile`` on the unwrapped model, with the config's
    options): the loss forward and its backward run compiled; data preprocessing, the loss scaler
    and the optimizer stay eager, as in timm's and transformers' training scripts.
+6. ``retrieval_metrics_numpy2`` (mmpretrain <= 1.2.0 with NumPy >= 2.0): ``RetrievalRecall`` and
+   ``RetrievalAveragePrecision`` test membership with ``np.in1d``, deprecated in NumPy 2.0 and gone
+   from NumPy 2.4 (``AttributeError: module 'numpy' has no attribute 'in1d'`` at the first
+   evaluation). The same computation with ``np.isin``, its replacement.
 """
 import importlib.metadata
 import importlib.util
@@ -314,6 +318,51 @@ def _patch_runner_compile() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# 6. mmpretrain's retrieval metrics without np.in1d
+# --------------------------------------------------------------------------------------------------
+def _patch_retrieval_metrics() -> None:
+    """mmpretrain <= 1.2.0 with NumPy >= 2.0: the retrieval metrics use ``np.isin``."""
+    import numpy as np
+    from mmpretrain.evaluation.metrics import retrieval
+
+    stock = retrieval.RetrievalRecall.calculate
+    if getattr(stock, '_visionllama_mm_shim', False):
+        return
+
+    def _indices(x) -> np.ndarray:
+        return np.asarray(retrieval.to_tensor(x).cpu())
+
+    def calculate(pred, target, topk, pred_indices=False, target_indices=False):
+        topk = (topk, ) if isinstance(topk, int) else topk
+        if any(k <= 0 for k in topk):
+            raise ValueError('`topk` must be a ingter larger than 0 or seq of ingter larger '
+                             'than 0.')
+        pred = retrieval._format_pred(pred, max(topk), pred_indices)
+        target = retrieval._format_target(target, target_indices)
+        assert len(pred) == len(target), (
+            f'Length of `pred`({len(pred)}) and `target` ({len(target)}) must be the same.')
+        pairs = [(_indices(p), _indices(t)) for p, t in zip(pred, target)]
+        return [torch.tensor([float(np.isin(p[:k], t).any()) for p, t in pairs]).mean() * 100
+                for k in topk]
+
+    def _calculateAp_for_sample(pred, target, mode):
+        pred, target = _indices(pred), _indices(target)
+        ranks = np.flatnonzero(np.isin(pred, target))  # 0-based ranks of the relevant items
+        ap = 0
+        for i, rank in enumerate(ranks):
+            precision = (i + 1) / (rank + 1)
+            if mode == 'integrate':  # mean of the precisions before and at this hit
+                precision = ((i / rank if rank > 0 else 1) + precision) / 2
+            ap += precision
+        return ap / len(target) * 100
+
+    calculate._visionllama_mm_shim = True
+    calculate.__doc__ = (stock.__doc__ or '') + '\n    [visionllama_mm shim] np.isin for np.in1d.'
+    retrieval.RetrievalRecall.calculate = staticmethod(calculate)
+    retrieval._calculateAp_for_sample = _calculateAp_for_sample  # RetrievalAveragePrecision's
+
+
+# --------------------------------------------------------------------------------------------------
 # which shims apply
 # --------------------------------------------------------------------------------------------------
 # A guard is (distribution, lowest, highest): the installed version must lie in [lowest, highest]
@@ -328,6 +377,8 @@ SHIMS = (
     ('cpu_half_ops', (('mmcv', None, '2.1.0'), ), True, _patch_cpu_half_ops),
     ('cpu_mask_paste', (('mmdet', None, '3.3.0'), ), True, _patch_cpu_mask_paste),
     ('compile_model_forward', (('mmengine', None, '0.10.7'), ), False, _patch_runner_compile),
+    ('retrieval_metrics_numpy2', (('mmpretrain', None, '1.2.0'), ('numpy', '2.0', None)), False,
+     _patch_retrieval_metrics),
 )
 
 

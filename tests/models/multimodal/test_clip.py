@@ -75,9 +75,10 @@ def test_loss_is_symmetric_infonce_and_logit_scale_is_clamped():
     # raw captions are tokenized by the model; tensor mode gives unit vectors
     raw = [DataSample(text=c) for c in CAPTIONS]
     torch.testing.assert_close(model.loss(x, raw)['loss'], model.loss(x, ds)['loss'])
-    image, text = model(x, raw, mode='tensor')
-    torch.testing.assert_close(image.norm(dim=-1), torch.ones(4))
-    torch.testing.assert_close(text.norm(dim=-1), torch.ones(4))
+    feats = model(x, raw, mode='tensor')
+    assert sorted(feats) == ['image_feat', 'text_feat']
+    torch.testing.assert_close(feats['image_feat'].norm(dim=-1), torch.ones(4))
+    torch.testing.assert_close(feats['text_feat'].norm(dim=-1), torch.ones(4))
 
 
 def test_locked_text_tower_stays_bit_identical_and_gets_no_gradient(tmp_path):

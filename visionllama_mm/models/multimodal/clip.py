@@ -254,12 +254,22 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
 
     Data: each ``DataSample`` carries ``text_tokens`` (int array of ``context_length``, from the
     ``TokenizeText`` transform) or ``text`` (a caption string, tokenized here) for ``loss``, and
-    ``gt_label`` for zero-shot evaluation.
+    ``gt_label`` for zero-shot evaluation. For retrieval, ``text`` may be a list (the five
+    captions of a COCO / Flickr30k test image) with ``gt_text_id`` / ``gt_image_id`` /
+    ``image_id`` (what mmpretrain's ``COCORetrieval`` / ``Flickr30kRetrieval`` give in test mode).
 
     Modes:
         ``loss``: ``{'loss': symmetric InfoNCE, 'logit_scale': exp(scale)}`` over the global batch.
-        ``tensor``: (normalised image embeddings (B, E), normalised text embeddings or None).
+        ``tensor``: :meth:`extract_feat`'s dict: normalised ``image_feat`` (B, E) of the images,
+            ``text_feat`` (T, E) of the captions, and their dataset ids where given.
         ``predict``: data samples with zero-shot ``pred_score`` / ``pred_label``.
+
+    Retrieval: :meth:`extract_feat` and :meth:`predict_all` are the interface of mmpretrain's
+    retrieval models, so its ``RetrievalTestLoop`` + ``RetrievalRecall`` evaluate image-text
+    retrieval (the ``*_zeroshot-retrieval_*`` configs) and its ``TextToImageRetrievalInferencer``
+    / ``ImageToTextRetrievalInferencer`` run on this model; both need a preprocessor that passes
+    caption-only batches (``MultiModalDataPreprocessor``) and a test pipeline that packs
+    ``text``.
     """
 
     def __init__(self,
@@ -390,33 +400,61 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
         with torch.no_grad() if self.lock_text else nullcontext():
             return F.normalize(self.text(tokens).float(), dim=-1)
 
-    def _tokens(self, data_samples: Sequence[DataSample], device) -> torch.Tensor:
+    def _captions(self, data_samples: Optional[Sequence[DataSample]],
+                  device) -> Tuple[Optional[torch.Tensor], List[int]]:
+        """Token ids (T, L) of every caption the samples carry, in order, and how many each
+        sample carries: one (a training pair, an inferencer's query) or a list (the five of a
+        COCO / Flickr30k test image). ``(None, [])`` when they carry none."""
+        if not data_samples:
+            return None, []
         first = data_samples[0]
         if 'text_tokens' in first:
-            tokens = np.stack([np.asarray(ds.text_tokens) for ds in data_samples])
-            return torch.as_tensor(tokens, dtype=torch.long, device=device)
+            rows = [np.asarray(ds.text_tokens).reshape(-1, np.shape(first.text_tokens)[-1])
+                    for ds in data_samples]
+            tokens = torch.as_tensor(np.concatenate(rows), dtype=torch.long, device=device)
+            return tokens, [len(r) for r in rows]
         if 'text' in first:
-            return self.tokenizer([ds.text for ds in data_samples]).to(device)
-        raise ValueError('ContrastiveCLIP: loss mode needs captions: data samples with '
-                         '`text_tokens` (the TokenizeText transform + PackInputs('
-                         "algorithm_keys=['text_tokens'])) or `text`; got fields "
-                         f'{sorted(first.keys())}.')
+            texts = [_caption_list(ds) for ds in data_samples]
+            return (self.tokenizer([t for group in texts for t in group]).to(device),
+                    [len(group) for group in texts])
+        return None, []
+
+    def _tokens(self, data_samples: Sequence[DataSample], device) -> torch.Tensor:
+        """One caption per image for the contrastive loss."""
+        tokens, counts = self._captions(data_samples, device)
+        if tokens is None:
+            raise ValueError('ContrastiveCLIP: loss mode needs captions: data samples with '
+                             '`text_tokens` (the TokenizeText transform + PackInputs('
+                             "algorithm_keys=['text_tokens'])) or `text`; got fields "
+                             f'{sorted(data_samples[0].keys())}.')
+        if any(c != 1 for c in counts):
+            raise ValueError('ContrastiveCLIP: loss mode needs one caption per image, got '
+                             f'{counts[:8]} captions for the first samples (TokenizeText '
+                             'picks one of a list).')
+        return tokens
 
     def scale(self) -> torch.Tensor:
         """exp(logit_scale) clamped to ``max_logit_scale``."""
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
 
     # ------------------------------------------------------------------------------ forward
-    def forward(self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
-                mode: str = 'tensor'):
+    def forward(self, inputs: Optional[torch.Tensor] = None,
+                data_samples: Optional[List[DataSample]] = None, mode: str = 'tensor',
+                images: Optional[torch.Tensor] = None):
+        """``images`` is ``inputs`` under the name mmpretrain's ``MultiModalDataPreprocessor``
+        gives it (the retrieval configs use that preprocessor, which lets caption-only batches
+        through)."""
+        if images is not None:
+            if inputs is not None:
+                raise ValueError('ContrastiveCLIP: got both inputs and images; they are the '
+                                 'same batch under two names, give one.')
+            inputs = images
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
-            text = self.extract_text_feat(self._tokens(data_samples, inputs.device)) \
-                if data_samples else None
-            return self.extract_image_feat(inputs), text
+            return self.extract_feat(inputs, data_samples)
         raise RuntimeError(f'ContrastiveCLIP: invalid mode {mode!r} (loss, predict or tensor).')
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
@@ -524,3 +562,162 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
         for ds, score, label in zip(data_samples, scores, labels):
             ds.set_pred_score(score).set_pred_label(label)
         return data_samples
+
+    # ----------------------------------------------------------------------------- retrieval
+    def extract_feat(self, images: Optional[torch.Tensor] = None,
+                     data_samples: Optional[List[DataSample]] = None) -> Dict[str, torch.Tensor]:
+        """What image-text retrieval needs of a batch (``tensor`` mode; the interface of
+        mmpretrain's retrieval models, which ``RetrievalTestLoop`` and the retrieval inferencers
+        call): ``image_feat`` (B, E) of the images, ``text_feat`` (T, E) of every caption the
+        samples carry, in order, and where the samples give them (``COCORetrieval`` /
+        ``Flickr30kRetrieval`` in test mode), ``image_id`` (B, ) and ``text_id`` (T, ): each
+        image's and caption's index in the dataset. Features are L2-normalised fp32."""
+        device = self.logit_scale.device
+        feats = {}
+        if images is not None:
+            feats['image_feat'] = self.extract_image_feat(images)
+            if data_samples and all('image_id' in ds for ds in data_samples):
+                feats['image_id'] = torch.as_tensor([int(ds.image_id) for ds in data_samples],
+                                                    device=device)
+        tokens, counts = self._captions(data_samples, device)
+        if tokens is not None:
+            feats['text_feat'] = self.extract_text_feat(tokens)
+            if all('gt_text_id' in ds for ds in data_samples):
+                ids = [[int(i) for i in np.asarray(ds.gt_text_id).reshape(-1)]
+                       for ds in data_samples]
+                bad = [(len(i), n) for i, n in zip(ids, counts) if len(i) != n]
+                if bad:
+                    raise ValueError(f'ContrastiveCLIP: a sample has {bad[0][1]} captions but '
+                                     f'{bad[0][0]} gt_text_id; they must pair one to one.')
+                feats['text_id'] = torch.as_tensor([i for group in ids for i in group],
+                                                   device=device)
+        if not feats:
+            raise ValueError('ContrastiveCLIP: nothing to encode: give images, or data samples '
+                             'with `text` or `text_tokens` (for retrieval, the test pipeline '
+                             "packs them: PackInputs(algorithm_keys=['text', ...])).")
+        return feats
+
+    @torch.no_grad()
+    def predict_all(self, feats: Dict[str, torch.Tensor],
+                    data_samples: Optional[List[DataSample]] = None,
+                    num_images: Optional[int] = None, num_texts: Optional[int] = None,
+                    cal_i2t: bool = True, cal_t2i: bool = True) -> Tuple[List[DataSample], ...]:
+        """Rank every caption for each image (i2t) and every image for each caption (t2i) by
+        cosine similarity, OpenCLIP's retrieval score (mmpretrain's retrieval interface, called
+        by ``RetrievalTestLoop`` and the retrieval inferencers).
+
+        Args:
+            feats: :meth:`extract_feat` outputs of this rank, concatenated over its batches.
+            data_samples: This rank's data samples in the same order (``None``: bare ones).
+            num_images, num_texts: Gallery sizes (the dataset's ``img_size`` / ``text_size``).
+            cal_i2t, cal_t2i: Which directions to compute.
+
+        Returns:
+            The requested of ``(i2t, t2i)``, in this order. i2t: one sample per image of this
+            rank, ``pred_score`` its similarity to every caption of the gallery, ``gt_label``
+            its captions' ids (``gt_text_id``). t2i: one sample per caption of this rank,
+            ``pred_score`` over every image, ``gt_label`` its image's id (``gt_image_id``).
+            The galleries are gathered from every rank and, where the features carry ids,
+            placed by id, so neither the sampler's order nor the split between ranks matters;
+            an image or caption of the dataset without features is an error.
+        """
+        results = []
+        with torch.autocast(self.logit_scale.device.type, enabled=False):
+            if cal_i2t:
+                texts = _gallery(feats, 'text', num_texts)
+                scores = _features(feats, 'image').float() @ texts.t()
+                results.append(_i2t_samples(scores, data_samples))
+            if cal_t2i:
+                images = _gallery(feats, 'image', num_images)
+                scores = _features(feats, 'text').float() @ images.t()
+                results.append(_t2i_samples(scores, data_samples))
+        return tuple(results)
+
+
+def _caption_list(ds: DataSample) -> list:
+    """A sample's captions as a list (one string, or the list a retrieval test set gives);
+    ``None`` for each caption given as token ids only."""
+    if 'text' in ds:
+        return [ds.text] if isinstance(ds.text, str) else list(ds.text)
+    tokens = np.asarray(ds.text_tokens)
+    return [None] * (1 if tokens.ndim == 1 else len(tokens))
+
+
+def _features(feats: Dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    key = f'{kind}_feat'
+    if key not in feats:
+        raise ValueError(f'ContrastiveCLIP retrieval needs {kind} features ({key!r}), got '
+                         f'{sorted(feats)}: the batches held no {kind}s.')
+    return feats[key]
+
+
+def _gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """The rows of every rank in rank order (ranks may hold different numbers of rows)."""
+    if get_dist_info()[1] == 1:
+        return x
+    sizes = [int(n) for n in all_gather(torch.tensor([x.shape[0]], device=x.device))]
+    padded = torch.cat([x, x.new_zeros((max(sizes) - x.shape[0], *x.shape[1:]))])
+    return torch.cat([part[:n] for part, n in zip(all_gather(padded), sizes)])
+
+
+def _gallery(feats: Dict[str, torch.Tensor], kind: str, size: Optional[int]) -> torch.Tensor:
+    """Every rank's ``{kind}_feat`` rows, row i the item of id i where ids are given (a
+    retrieval test set), else in rank order; ``size`` rows (default: all)."""
+    rows = _gather_rows(_features(feats, kind).float())
+    if f'{kind}_id' not in feats:
+        return rows if size is None else rows[:size]
+    ids = _gather_rows(feats[f'{kind}_id'])
+    size = int(ids.max()) + 1 if size is None else size
+    if int(ids.min()) < 0 or int(ids.max()) >= size:
+        raise ValueError(f'ContrastiveCLIP retrieval: {kind} ids must lie in [0, {size}) (the '
+                         f'{kind}s of the dataset), got ids {int(ids.min())} to {int(ids.max())}.')
+    gallery = rows.new_zeros(size, rows.shape[1])
+    gallery[ids] = rows  # a padded sampler's repeats write the same row twice
+    seen = torch.zeros(size, dtype=torch.bool, device=ids.device)
+    seen[ids] = True
+    if not seen.all():
+        missing = (~seen).nonzero()[:, 0].tolist()
+        raise ValueError(f'ContrastiveCLIP retrieval: {len(missing)} of the {size} {kind}s of '
+                         f'the dataset have no features (ids {missing[:8]}'
+                         f'{" ..." if len(missing) > 8 else ""}): every test sample must be '
+                         'encoded (a test dataloader with drop_last=True loses the last batch).')
+    return gallery
+
+
+def _i2t_samples(scores: torch.Tensor,
+                 data_samples: Optional[List[DataSample]]) -> List[DataSample]:
+    if data_samples is None:
+        data_samples = [DataSample() for _ in range(scores.shape[0])]
+    if len(data_samples) != scores.shape[0]:
+        raise ValueError(f'ContrastiveCLIP retrieval: {len(data_samples)} data samples for '
+                         f'{scores.shape[0]} images.')
+    for ds, score in zip(data_samples, scores):
+        if 'gt_text_id' in ds:
+            ds.set_gt_label(torch.as_tensor(np.asarray(ds.gt_text_id).reshape(-1)))
+        ds.set_pred_score(score).set_pred_label(score.argmax(keepdim=True))
+    return data_samples
+
+
+def _t2i_samples(scores: torch.Tensor,
+                 data_samples: Optional[List[DataSample]]) -> List[DataSample]:
+    """One new sample per caption (an image sample of a retrieval test set carries five)."""
+    out = []
+    for ds in data_samples or []:
+        texts = _caption_list(ds)
+        if 'gt_image_id' in ds:
+            image_ids = np.asarray(ds.gt_image_id).reshape(-1)
+        else:
+            image_ids = [ds.image_id if 'image_id' in ds else None] * len(texts)
+        for text, image_id in zip(texts, image_ids):
+            sample = DataSample() if text is None else DataSample(text=text)
+            if image_id is not None:
+                sample.set_gt_label(int(image_id))
+            out.append(sample)
+    if data_samples is None:
+        out = [DataSample() for _ in range(scores.shape[0])]
+    if len(out) != scores.shape[0]:
+        raise ValueError(f'ContrastiveCLIP retrieval: the data samples carry {len(out)} '
+                         f'captions, the features {scores.shape[0]}.')
+    for sample, score in zip(out, scores):
+        sample.set_pred_score(score).set_pred_label(score.argmax(keepdim=True))
+    return out
