@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/datacomp_eval.py CONFIG CHECKPOINT --data-root DIR
         [--tasks KEY_OR_NAME ...] [--work-dir DIR] [--out results.json]
-        [--batch-size N] [--num-workers N] [--cfg-options k=v ...]
+        [--batch-size N] [--num-workers N] [--cfg-options k=v ...] [--verbose]
     python tools/analysis_tools/datacomp_eval.py --write-configs
 
 DIR holds one folder per task, as DataComp's ``download_evalsets.py DIR`` writes them
@@ -43,6 +43,8 @@ def parse_args(argv=None):
     parser.add_argument('--num-workers', type=int, default=None, help='data loader workers')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override entries of CONFIG, key=value')
+    parser.add_argument('--verbose', action='store_true',
+                        help='the Runner\'s full log of every task (default: warnings only)')
     parser.add_argument('--write-configs', action='store_true',
                         help='write configs/vitamin/datacomp/*.py from the task table and exit')
     args = parser.parse_args(argv)
@@ -106,6 +108,8 @@ def task_config(model_cfg: Config, task, args) -> Config:
     cfg.load_from = args.checkpoint
     cfg.resume = False
     cfg.launcher = 'none'
+    if not args.verbose:  # the Runner's config dump and model summary, once per task
+        cfg.log_level = 'WARNING'
     cfg.work_dir = osp.join(args.work_dir or osp.join('work_dirs', 'datacomp'),
                             task.folder)
     return cfg, family.datacomp_metric
@@ -189,7 +193,11 @@ def main(argv=None):
         from visionllama_mm.engine.checks import check_cfg_options
         check_cfg_options(model_cfg, args.cfg_options)
         model_cfg.merge_from_dict(args.cfg_options)
-    results = [run_task(model_cfg, t, args) for t in runnable]
+    results = []
+    for i, task in enumerate(runnable):
+        results.append(run_task(model_cfg, task, args))
+        print(f'[{i + 1}/{len(runnable)}] {task.name}: {results[-1]["metric"]} '
+              f'{results[-1]["value"]:.2f} ({results[-1]["seconds"]:.1f} s)', flush=True)
     summary = summarise(results, tasks)
     print_table(results, summary)
     if args.out:
