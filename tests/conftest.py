@@ -133,6 +133,51 @@ def digits_root(tmp_path_factory):
     return prepare_digits(str(tmp_path_factory.mktemp('data') / 'digits'))
 
 
+def shared_dir(tmp_path_factory, name: str, make) -> str:
+    """A folder that ``make(folder)`` fills once per test session, shared by the xdist workers:
+    the first worker to ask fills it under a file lock, the others wait and reuse it."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent  # this session's folder, common to its workers
+    folder = base / name
+    with FileLock(f'{folder}.lock'):
+        if not (folder / '.done').exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            make(str(folder))
+            (folder / '.done').touch()
+    return str(folder)
+
+
+@pytest.fixture(scope='session')
+def digit_captions(tmp_path_factory, digits_root, python):
+    """The digit-caption shards of the tiny CLIP configs, written once per session by
+    tools/dataset_converters/digit_captions.py in a new interpreter, as from a shell."""
+    return shared_dir(tmp_path_factory, 'digit_captions', lambda out: run_tool(
+        [python, 'tools/dataset_converters/digit_captions.py', digits_root, out], fresh=True))
+
+
+@pytest.fixture(scope='session')
+def clip_digits_run(tmp_path_factory, digits_root, digit_captions, python):
+    """(work dir holding ``iter_300.pth``, training log): the tiny ViTamin CLIP of
+    configs/vitamin/clip_vitamin-tiny_1xb64-300it_digits.py trained by tools/train.py on the
+    digit captions, once per session (tests/tools/test_clip_learning.py checks that it learns;
+    the inferencer tests use its checkpoint)."""
+    def train(work):
+        opts = [f'train_dataloader.dataset.data_root={digit_captions}',
+                f'val_dataloader.dataset.data_root={digits_root}',
+                f'test_dataloader.dataset.data_root={digits_root}']
+        out = run_tool([python, 'tools/train.py',
+                        'configs/vitamin/clip_vitamin-tiny_1xb64-300it_digits.py',
+                        '--work-dir', work, '--cfg-options', *opts])
+        with open(osp.join(work, 'train.log'), 'w') as f:
+            f.write(out)
+
+    work = shared_dir(tmp_path_factory, 'clip_digits', train)
+    with open(osp.join(work, 'train.log')) as f:
+        return work, f.read()
+
+
 @pytest.fixture(scope='session')
 def ade20k_root(tmp_path_factory):
     """ADE20K-format shapes dataset (see tests/data_fixtures.py)."""

@@ -17,11 +17,8 @@ LTT = 'configs/vitamin/clip-ltt_vitamin-tiny_1xb64-300it_digits.py'
 
 
 @pytest.fixture(scope='module')
-def captions(digits_root, tmp_path_factory, python):
-    out = str(tmp_path_factory.mktemp('digit_captions'))
-    run_tool([python, 'tools/dataset_converters/digit_captions.py', digits_root, out],
-             fresh=True)  # a new interpreter, as from a shell
-    return out
+def captions(digit_captions):  # tests/conftest.py: written once per session
+    return digit_captions
 
 
 def _opts(digits_root, captions, *extra):
@@ -40,11 +37,8 @@ def _zero_shot(python, config, ckpt, digits_root, captions, work):
 
 
 @pytest.fixture(scope='module')
-def clip_run(digits_root, captions, tmp_path_factory, python):
-    work = str(tmp_path_factory.mktemp('clip'))
-    out = run_tool([python, 'tools/train.py', CLIP, '--work-dir', work,
-                    *_opts(digits_root, captions)])
-    return work, out
+def clip_run(clip_digits_run):  # tests/conftest.py: trained once per session by tools/train.py
+    return clip_digits_run
 
 
 def test_clip_learns_digits_and_classifies_zero_shot(clip_run, digits_root, captions, python,
