@@ -46,7 +46,8 @@ from ..utils.files import atomic_path, read_jsonl, write_json
 __all__ = [
     'LVM_CODEBOOK', 'LVM_BOS', 'LVM_EOS', 'LVM_PAD', 'LVM_VOCAB', 'encode_tokens_b64',
     'decode_tokens_b64', 'read_official_jsonl', 'write_token_shard', 'convert_official_jsonl',
-    'TokenStream', 'PackedTokenDataset', 'OfficialTokenJsonlDataset'
+    'TokenStream', 'PackedTokenDataset', 'OfficialTokenJsonlDataset', 'SourceMixDataset',
+    'RESERVED_SOURCE_NAMES'
 ]
 
 LVM_CODEBOOK = 8192  #: VQ codes of the released tokenizer (ids 0..8191)
@@ -499,3 +500,81 @@ class OfficialTokenJsonlDataset(_TokenWindows):
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return self.tokens[start:stop].copy()
+
+
+#: names a source cannot take: the overall keys of the ``Perplexity`` metric
+RESERVED_SOURCE_NAMES = ('mean', 'token', 'nll', 'type')
+
+
+def check_source_name(name, where: str) -> str:
+    """A source name becomes the metric key ``ppl/<name>``: a non-empty string without ``/``
+    that is not one of the overall keys."""
+    if not isinstance(name, str) or not name or '/' in name or name in RESERVED_SOURCE_NAMES:
+        raise ValueError(f'{where}: a source name must be a non-empty string without "/" and '
+                         f'not one of {RESERVED_SOURCE_NAMES} (it becomes the key ppl/<name>); '
+                         f'got {name!r}.')
+    return name
+
+
+@DATASETS.register_module()
+class SourceMixDataset(Dataset):
+    """One evaluation set made of several named sources, each item tagged with its source.
+
+    The datasets may be of different kinds (token windows of :class:`PackedTokenDataset` /
+    :class:`OfficialTokenJsonlDataset`, image sentences of ``VisualSentenceDataset``); items keep
+    their order, source after source. Every item's ``data_samples`` metainfo gets ``source`` (the
+    name) and ``sample_idx`` (its index here); an item without data sample (a token window) gets
+    one. ``Perplexity`` then reports ``ppl/<source>`` beside the overall numbers, and
+    ``ppl/type/<sentence_type>`` for the visual sentences, whose metainfo carries their type.
+    mmengine's ``ConcatDataset`` takes ``BaseDataset`` instances only, and token windows are
+    plain torch datasets (no per-window list is ever built), hence this wrapper.
+
+    Token windows and image sentences have different shapes: batch them with
+    ``collate_fn=dict(type='pseudo_collate')`` (``LVM`` tokenizes the images and pads).
+
+    Args:
+        datasets: ``{source name: dataset or its config}``, in order.
+    """
+
+    def __init__(self, datasets: Dict[str, Union[dict, Dataset]]):
+        from mmengine.dataset import BaseDataset
+        from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS  # no default scope needed
+        if not isinstance(datasets, dict) or not datasets:
+            raise ValueError(f'SourceMixDataset: datasets must be a non-empty dict '
+                             f'{{source name: dataset config}}, got {datasets!r}.')
+        self.sources, self.datasets = [], []
+        for name, dataset in datasets.items():
+            self.sources.append(check_source_name(name, 'SourceMixDataset'))
+            if isinstance(dataset, dict):
+                dataset = MMPRETRAIN_DATASETS.build(dataset)
+            if isinstance(dataset, BaseDataset):
+                dataset.full_init()
+            if len(dataset) == 0:
+                raise ValueError(f'SourceMixDataset: source {name!r} has no items.')
+            self.datasets.append(dataset)
+        self.starts = np.cumsum([0] + [len(d) for d in self.datasets]).tolist()
+
+    @property
+    def metainfo(self) -> dict:
+        return dict(sources=list(self.sources),
+                    source_sizes={n: len(d) for n, d in zip(self.sources, self.datasets)})
+
+    def full_init(self):
+        """Nothing to do: the datasets are built and initialised in ``__init__``."""
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, index: int) -> dict:
+        from mmengine.structures import BaseDataElement
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f'SourceMixDataset: index {index} of {len(self)} items.')
+        k = int(np.searchsorted(self.starts, index, side='right')) - 1
+        item = dict(self.datasets[k][index - self.starts[k]])
+        sample = item.get('data_samples')
+        if sample is None:
+            sample = item['data_samples'] = BaseDataElement()
+        sample.set_metainfo(dict(source=self.sources[k], sample_idx=index))
+        return item
