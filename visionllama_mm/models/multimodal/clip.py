@@ -10,7 +10,8 @@ Chen et al. 2024) and zero-shot classification, on mmengine.
 - :class:`ContrastiveCLIP`: image tower (any registered backbone whose last output is a (B, D)
   vector) + bias-free projection, text tower, learnable logit scale clamped at 100, symmetric
   InfoNCE over the features of all ranks (gradients through the local shard), text locking for
-  LTT, and zero-shot classification in ``predict`` mode.
+  LTT, zero-shot classification in ``predict`` mode, and image-text retrieval through
+  mmpretrain's retrieval interface (``extract_feat`` / ``predict_all``).
 
 Why not mmpretrain's ``CLIP`` / ``CLIPZeroShot``: they have no loss mode, build the QuickGELU
 tower, need an HF tokenizer from the hub, and (without ``transformers`` installed) cannot even be
