@@ -12,6 +12,8 @@
    images: a digit classifier (logistic regression on the train digits) reads the first as a 7 and
    ranks 8 among its top two for the second; the PNG strip is written.
 """
+import ast
+import json
 import os.path as osp
 import re
 
@@ -95,6 +97,52 @@ def test_held_out_perplexity_below_unigram(trained, python, tmp_path):
     print(f'LVM mini, {LVM_ITERS} steps: train loss {losses[0]:.3f} -> {losses[-1]:.3f}; held-out '
           f'perplexity {ppl:.2f} vs unigram {unigram:.2f} ({n} val tokens)')
     assert ppl < 0.6 * unigram  # measured 10.80 vs 21.68
+
+
+MIXED_CHILD = """
+_base_ = ['{repo}/{cfg}']
+test_dataloader = dict(
+    collate_fn=dict(_delete_=True, type='pseudo_collate'),
+    dataset=dict(_delete_=True, type='SourceMixDataset', datasets=dict(
+        tokens=dict(type='PackedTokenDataset', data_root='{tokens}', context_length=161,
+                    bos_id=32, eos_id=33, vocab_size=132),
+        counting=dict(type='VisualSentenceDataset', ann_file='{counting}', data_root='{digits}',
+                      image_size=16),
+        next_digit=dict(type='VisualSentenceDataset', ann_file='{next_digit}',
+                        data_root='{digits}', image_size=16))))
+"""
+
+
+def test_perplexity_per_source_from_one_mixed_run(trained, python, repo, tmp_path):
+    """One tools/test.py run over three sources: the val token windows, 8 val sentences as images
+    (tokenized on the fly, every token scored) and the same 8 as evaluation lines (9 images of
+    context, the 10th the target: only its 16 tokens scored)."""
+    from visionllama_mm.datasets import TokenStream
+    lines = [json.loads(x) for x in open(trained['root'] / 'val.jsonl')][:8]
+    (tmp_path / 'counting.jsonl').write_text(''.join(json.dumps(x) + '\n' for x in lines))
+    (tmp_path / 'next_digit.jsonl').write_text(''.join(
+        json.dumps(dict(input=x['images'][:9], target=x['images'][9:])) + '\n' for x in lines))
+    cfg = tmp_path / 'lvm_mixed.py'
+    cfg.write_text(MIXED_CHILD.format(repo=repo, cfg=LVM_CFG, tokens=trained['tokens']['val'],
+                                      counting=tmp_path / 'counting.jsonl',
+                                      next_digit=tmp_path / 'next_digit.jsonl',
+                                      digits=trained['digits']))
+    out = run_tool([python, 'tools/test.py', str(cfg), trained['lvm_ckpt'], '--work-dir',
+                    str(tmp_path), '--cfg-options', trained['opts'][-1]])
+    ppl = ast.literal_eval([x for x in out.splitlines() if x.startswith("{'ppl/")][-1])
+    windows = (len(TokenStream(trained['tokens']['val'])) - 1) // 161
+    print(f'LVM mini, one mixed run: {ppl} ({windows} windows, 8 + 8 sentences)')
+    assert set(ppl) == {'ppl/mean', 'ppl/token', 'ppl/nll', 'ppl/tokens', 'ppl/counting',
+                        'ppl/next_digit', 'ppl/type/sequence', 'ppl/type/perplexity'}
+    assert ppl['ppl/type/sequence'] == ppl['ppl/counting']
+    assert ppl['ppl/type/perplexity'] == ppl['ppl/next_digit']
+    # the overall score is the mean over every sample, so the sources' means weighted by size
+    weighted = (windows * ppl['ppl/tokens'] + 8 * ppl['ppl/counting'] + 8 * ppl['ppl/next_digit'])
+    assert ppl['ppl/mean'] == pytest.approx(weighted / (windows + 16), abs=2e-4)
+    # every source is predicted better than by the train unigram frequencies (measured: windows
+    # 10.98, image sentences 11.07, the target image after 9 of context 16.50; unigram 21.68)
+    unigram, _ = _unigram_ppl(trained['tokens'])
+    assert all(1 < ppl[f'ppl/{k}'] < unigram for k in ('tokens', 'counting', 'next_digit'))
 
 
 def _digit_classifier(digits):
