@@ -2,8 +2,11 @@
 
 A user's child config inherits the shipped config and changes the backbone size, the image size and
 the schedule (the same mechanism as any custom experiment). It trains on 24 images and is
-evaluated on 12 held-out images (other photo crops, other shapes): chance is 0 mAP.
+evaluated on 12 held-out images (other photo crops, other shapes): chance is 0 mAP. mmdet's
+``DetInferencer`` on the trained checkpoint must give the evaluated mAP.
 """
+import json
+import os.path as osp
 import re
 
 from ..conftest import run_tool
@@ -91,3 +94,23 @@ def test_mask_rcnn_learns_shapes_held_out(python, repo, tmp_path):
           f'{BAR_MAP}, {bbox - BAR_MAP:+.3f}), AP50 {bbox50:.3f} (bar {BAR_AP50}, '
           f'{bbox50 - BAR_AP50:+.3f}), segm mAP {segm:.3f}; chance is 0')
     assert bbox >= BAR_MAP and bbox50 >= BAR_AP50, out[-3000:]
+
+    # mmdet's own DetInferencer on the trained checkpoint reproduces the evaluated bbox mAP
+    from mmdet.apis import DetInferencer
+    from mmdet.evaluation import CocoMetric
+    inferencer = DetInferencer(model=str(cfg), weights=str(tmp_path / 'work' / f'iter_{ITERS}.pth'),
+                               device='cpu', show_progress=False)
+    ann_file = osp.join(root, 'annotations/instances_val2017.json')
+    metric = CocoMetric(ann_file=ann_file, metric='bbox')
+    metric.dataset_meta = dict(classes=('rectangle', 'disc', 'triangle'))
+    with open(ann_file) as f:
+        images = json.load(f)['images']
+    for image in images:
+        pred = inferencer(osp.join(root, 'val2017', image['file_name']),
+                          return_datasamples=True)['predictions'][0]
+        metric.process({}, [dict(img_id=image['id'], ori_shape=pred.ori_shape,
+                                 pred_instances=pred.pred_instances.to_dict())])
+    scores = metric.evaluate(len(images))
+    print(f'DetInferencer on the trained checkpoint, {len(images)} held-out images: bbox mAP '
+          f'{scores["coco/bbox_mAP"]:.3f}, AP50 {scores["coco/bbox_mAP_50"]:.3f}')
+    assert (scores['coco/bbox_mAP'], scores['coco/bbox_mAP_50']) == (bbox, bbox50)
