@@ -348,10 +348,13 @@ class VQGANTokenizer(PretrainedInitMixin, BaseModule):
             raise ValueError(f'VQGANTokenizer: pixels must lie in [0, 1] (the released tokenizer '
                              f'takes no mean/std); got values in [{lo:.3g}, {hi:.3g}].')
 
+    def latents(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> unquantized latents (B, C, h, w) (encoder + ``quant_conv``)."""
+        return self.quant_conv(self.encoder(images, self.with_cp and self.training))
+
     def encode_latents(self, images: torch.Tensor):
         """(B, 3, H, W) in [0, 1] -> (z_q (B, C, h, w) straight-through, ids (B, h*w), loss)."""
-        z = self.quant_conv(self.encoder(images, self.with_cp and self.training))
-        return self.quantize(z)
+        return self.quantize(self.latents(images))
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) code vectors -> raw reconstruction (B, 3, h*f, w*f), not clamped."""
@@ -369,8 +372,7 @@ class VQGANTokenizer(PretrainedInitMixin, BaseModule):
         self._check_images(images)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen), \
                 torch.autocast(images.device.type, enabled=False):
-            z = self.quant_conv(self.encoder(images.float(), self.with_cp and self.training))
-            return self.quantize.codes(z)
+            return self.quantize.codes(self.latents(images.float()))
 
     def decode(self, ids: torch.Tensor, hw: Optional[Sequence[int]] = None,
                clamp: bool = True) -> torch.Tensor:
@@ -510,7 +512,7 @@ class VQGANAutoEncoder(PretrainedInitMixin, BaseModel):
             raise ValueError(f'VQGANAutoEncoder: mode must be loss, predict or tensor; got {mode!r}.')
         if mode == 'loss':
             tok = self.tokenizer
-            z = tok.quant_conv(tok.encoder(inputs, tok.with_cp and tok.training))
+            z = tok.latents(inputs)
             z_q, ids, vq = tok.quantize(z)
             recon = tok.decode_latents(z_q)
             if self.restart_idle_codes:
