@@ -400,19 +400,13 @@ def _bare(model):
 @torch.no_grad()
 def zero_shot_weights(model, classes: Sequence[str], templates: Sequence[str],
                       batch_size: int = 1000) -> torch.Tensor:
-    """(E, num_classes) zero-shot classifier of a CLIP model with ``tokenizer`` and
-    ``extract_text_feat``: per class, its prompts (every template with ``{}`` filled) embedded,
-    L2-normalised, averaged and normalised again, as ``ContrastiveCLIP.class_embeddings``."""
+    """(E, num_classes) zero-shot classifier of a ``ContrastiveCLIP`` for the class names and
+    templates a dataset folder gives (:meth:`ContrastiveCLIP.embed_prompts`, the computation of
+    its own ``class_embeddings``)."""
     from ..models.multimodal.clip import zero_shot_prompts
     classes, templates = zero_shot_prompts(list(classes), list(templates))
-    prompts = [t(c) for c in classes for t in templates]
-    device = next(model.parameters()).device
-    feats = torch.cat([
-        model.extract_text_feat(model.tokenizer(prompts[i:i + batch_size]).to(device))
-        for i in range(0, len(prompts), batch_size)])
-    feats = torch.nn.functional.normalize(
-        feats.view(len(classes), len(templates), -1).mean(1), dim=-1)
-    return feats.t().contiguous()
+    tokens = model.tokenizer([t(c) for c in classes for t in templates])
+    return model.embed_prompts(tokens, len(classes), next(model.parameters()).device, batch_size)
 
 
 class _EmbeddingTestLoop(TestLoop):

@@ -511,13 +511,20 @@ class ContrastiveCLIP(PretrainedInitMixin, BaseModel):
             prompts = [t(c) for c in classes for t in templates]
             tokens = self.tokenizer(prompts)
             self._check_prompts(classes, templates, prompts, tokens)
-            bs = self.zero_shot['batch_size']
-            feats = torch.cat([
-                self.extract_text_feat(tokens[i:i + bs].to(device))
-                for i in range(0, len(prompts), bs)])
-            feats = F.normalize(feats.view(len(classes), len(templates), -1).mean(1), dim=-1)
-            self._class_embeds = feats.t().contiguous()
+            self._class_embeds = self.embed_prompts(tokens, len(classes), device,
+                                                    self.zero_shot['batch_size'])
         return self._class_embeds
+
+    def embed_prompts(self, tokens: torch.Tensor, num_classes: int, device,
+                      batch_size: int = 1000) -> torch.Tensor:
+        """Token ids (num_classes * T, L) of every class's T prompts (class-major) -> the
+        (E, num_classes) classifier: per class, the mean of its normalised prompt embeddings,
+        re-normalised."""
+        feats = torch.cat([self.extract_text_feat(tokens[i:i + batch_size].to(device))
+                           for i in range(0, len(tokens), batch_size)])
+        feats = F.normalize(feats.view(num_classes, len(tokens) // num_classes, -1).mean(1),
+                            dim=-1)
+        return feats.t().contiguous()
 
     def _check_prompts(self, classes: Sequence[str], templates: Sequence, prompts: List[str],
                        tokens: torch.Tensor) -> None:
