@@ -1,6 +1,7 @@
 """The DataComp zero-shot suite: its task table, the generated configs, the webdataset test sets
-(written here in clip_benchmark's real layout) and the metrics mmpretrain lacks, each against a
-hand computation."""
+(written here in clip_benchmark's real layout), WinoGAViL's tables (parquet and the `datasets`
+arrow cache, written here with pyarrow in the `datasets` schema) and the metrics mmpretrain lacks,
+each against a hand computation."""
 import io
 import os
 import os.path as osp
@@ -13,17 +14,27 @@ from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 import visionllama_mm  # noqa: F401
-from visionllama_mm.datasets import WdsBenchmarkDataset
+from visionllama_mm.datasets import WdsBenchmarkDataset, WinoGAViLDataset
 from visionllama_mm.evaluation.datacomp import (CONFIG_DIR, FAMILIES, TASKS, ImageTextRecall,
-                                                MacroF1, MeanPerClassRecall, WorstGroupAccuracy,
-                                                family_config, task_by_name, zero_shot_weights)
+                                                MacroF1, MeanPerClassRecall, WinoGAViLJaccard,
+                                                WorstGroupAccuracy, data_folder, family_config,
+                                                missing_data, task_by_name, winogavil_prompt,
+                                                zero_shot_weights)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CLIP = osp.join(REPO, 'configs', 'vitamin', 'clip_vitamin-tiny_1xb64-300it_digits.py')
 
 # the fixture's tasks: folder -> what it holds
 FIXTURE_TASKS = ('cifar10', 'vtab/pets', 'retrieval/flickr_1k_test_image_text_retrieval',
-                 'wilds/fmow', 'fairness/dollar_street')
+                 'wilds/fmow', 'fairness/dollar_street', 'misc/winogavil')
+# WinoGAViL fixture games: cue, candidates, associations (5, 6, 10, 12 and 10 candidates)
+WINO_GAMES = [
+    ('Moon', ['wolf', 'night', 'cheese', 'sun', 'lamp'], ['wolf', 'night']),
+    ('ice', ['cube', 'rink', 'fire', 'penguin', 'desert', 'tea'], ['cube', 'rink', 'penguin']),
+    ('Ocean', [f'c{i}' for i in range(10)], ['c1', 'c4', 'c7']),
+    ('train', [f'd{i}' for i in range(12)], ['d0', 'd5', 'd6', 'd11']),
+    ('umbrella', [f'e{i}' for i in range(10)], ['e2', 'e3']),
+]
 
 
 def _png(rng: np.random.Generator, size: int = 32) -> bytes:
@@ -58,6 +69,69 @@ def _write_lines(path: str, lines) -> None:
         f.write('\n'.join(lines) + '\n')
 
 
+def _wino_schema():
+    import pyarrow as pa
+    image = pa.struct([('bytes', pa.binary()), ('path', pa.string())])  # datasets.Image()
+    names = pa.list_(pa.string())
+    return pa.schema([('cue', pa.string()), ('candidate_images', pa.list_(image)),
+                      ('associations', names), ('candidates', names),
+                      ('num_associations', pa.int64()), ('num_candidates', pa.int64()),
+                      ('ID', pa.int64())])
+
+
+def _wino_rows(images: list) -> dict:
+    """The columns of :data:`WINO_GAMES` with ``images`` (one list of Image structs a game)."""
+    return dict(cue=[g[0] for g in WINO_GAMES], candidate_images=images,
+                associations=[g[2] for g in WINO_GAMES], candidates=[g[1] for g in WINO_GAMES],
+                num_associations=[len(g[2]) for g in WINO_GAMES],
+                num_candidates=[len(g[1]) for g in WINO_GAMES],
+                ID=[100 + i for i in range(len(WINO_GAMES))])
+
+
+def write_winogavil_parquet(folder: str, seed: int = 0, drop: str = '') -> dict:
+    """:data:`WINO_GAMES` as the Hub's parquet conversion writes them (images embedded, two games
+    a row group) under ``folder/default/test/0000.parquet``; returns game index -> PNG bytes
+    of its candidates. ``drop``: a column left out."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rng = np.random.default_rng(seed)
+    pngs = {i: [_png(rng) for _ in game[1]] for i, game in enumerate(WINO_GAMES)}
+    images = [[dict(bytes=b, path=f'{name}.png') for b, name in zip(pngs[i], game[1])]
+              for i, game in enumerate(WINO_GAMES)]
+    table = pa.table(_wino_rows(images), schema=_wino_schema())
+    if drop:
+        table = table.drop_columns([drop])
+    os.makedirs(osp.join(folder, 'default', 'test'), exist_ok=True)
+    pq.write_table(table, osp.join(folder, 'default', 'test', '0000.parquet'), row_group_size=2)
+    return pngs
+
+
+def write_winogavil_arrow_cache(root: str, pngs: dict, missing: str = '') -> str:
+    """The same games as the ``datasets`` cache holds them after DataComp's download: an Arrow
+    IPC stream whose images are paths to extracted files (absolute, one relative); returns the
+    dataset's cache folder. ``missing``: a candidate whose image file is not written."""
+    import pyarrow as pa
+    cache = osp.join(root, 'hf_cache', 'nlphuji___winogavil')
+    table_dir = osp.join(cache, 'default', '0.0.0', '3f2a9c')
+    image_dir = osp.join(table_dir, 'winogavil_images')
+    os.makedirs(image_dir, exist_ok=True)
+    images = []
+    for i, game in enumerate(WINO_GAMES):
+        images.append([])
+        for name, data in zip(game[1], pngs[i]):
+            path = osp.join(image_dir, f'{name}.png')
+            if name != missing:
+                with open(path, 'wb') as f:
+                    f.write(data)
+            relative = (i, name) == (0, 'wolf')
+            images[-1].append(dict(bytes=None, path=osp.relpath(path, table_dir) if relative
+                                   else path))
+    table = pa.table(_wino_rows(images), schema=_wino_schema())
+    with pa.ipc.new_stream(osp.join(table_dir, 'winogavil-test.arrow'), table.schema) as writer:
+        writer.write_table(table, max_chunksize=3)
+    return cache
+
+
 def write_datacomp_fixture(root: str, seed: int = 0) -> dict:
     """Tiny test sets of five tasks in clip_benchmark's webdataset layout under ``root``
     (the folders DataComp's download script writes); returns folder -> sample count."""
@@ -68,6 +142,10 @@ def write_datacomp_fixture(root: str, seed: int = 0) -> dict:
     for key in FIXTURE_TASKS:
         task = task_by_name(key)
         folder = osp.join(root, task.folder)
+        if task.family == 'winogavil':
+            write_winogavil_parquet(folder, seed)
+            counts[task.folder] = len(WINO_GAMES)
+            continue
         if task.family == 'retrieval':
             samples = [dict(png=_png(rng), txt='\n'.join(
                 f'caption {j} of picture {i} with a {classes[(i + j) % 7]}' for j in range(5))
@@ -120,7 +198,8 @@ def test_table_has_datacomps_40_tasks_and_38_in_the_average():
     assert task_by_name('vtab/pets').folder == 'wds_vtab-pets_test'
     assert task_by_name('Dollar Street').folder == 'wds_dollar_street_test'
     assert task_by_name('wilds/fmow').repo == 'djghosh/wds_wilds-fmow_test'
-    assert [t.name for t in TASKS if t.in_average and not t.supported] == ['WinoGAViL']
+    assert all(t.supported for t in TASKS if t.in_average)
+    assert task_by_name('WinoGAViL').family == 'winogavil'
     with pytest.raises(KeyError, match="DataComp has no task 'cifar11'"):
         task_by_name('cifar11')
 
@@ -137,7 +216,7 @@ def test_generated_configs_equal_what_the_table_gives():
     # every supported task is in exactly one family config
     listed = [line for f in FAMILIES for line in family_config(f).splitlines()
               if line.startswith('    dict(key=')]
-    assert len(listed) == sum(t.supported for t in TASKS) == 37
+    assert len(listed) == sum(t.supported for t in TASKS) == 38
 
 
 # ---------------------------------------------------------------------------------- metrics
@@ -251,3 +330,108 @@ def test_zero_shot_weights_equal_the_models_own_classifier():
     model = MODELS.registries()[0].build(cfg.model).eval()
     torch.testing.assert_close(zero_shot_weights(model, classes, templates, batch_size=4),
                                model.class_embeddings('cpu'), rtol=0, atol=1e-6)
+
+
+# -------------------------------------------------------------------------------- WinoGAViL
+PACK = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+
+
+def _bgr(png: bytes) -> torch.Tensor:
+    rgb = np.asarray(Image.open(io.BytesIO(png)))
+    return torch.from_numpy(rgb[..., ::-1].copy()).permute(2, 0, 1)
+
+
+def test_winogavil_reads_the_parquet_conversion_and_the_datasets_cache(tmp_path):
+    root, task = str(tmp_path), task_by_name('misc/winogavil')
+    folder = osp.join(root, 'winogavil')
+    pngs = write_winogavil_parquet(folder)
+    assert data_folder(task, root) == folder and missing_data(task, folder) == ''
+    ds = WinoGAViLDataset(folder, pipeline=PACK)
+    assert ds.kind == 'parquet' and len(ds) == len(WINO_GAMES)
+    for i in (0, 3, 2, 4):  # row groups of two games: 0, 1, 1, 2
+        item, (cue, candidates, associations) = ds[i], WINO_GAMES[i]
+        sample = item['data_samples']
+        assert (sample.cue, sample.candidates, sample.associations, sample.game) == (
+            cue, candidates, associations, 100 + i)
+        assert tuple(item['inputs'].shape) == (len(candidates), 3, 32, 32)
+        for x, png in zip(item['inputs'], pngs[i]):  # each candidate's own image, as BGR
+            assert torch.equal(x, _bgr(png))
+
+    # DataComp's download: only the datasets cache, an arrow stream of image paths
+    other = str(tmp_path / 'datacomp')
+    cache = write_winogavil_arrow_cache(other, pngs)
+    assert data_folder(task, other) == cache and missing_data(task, cache) == ''
+    arrow = WinoGAViLDataset(cache, pipeline=PACK)
+    assert arrow.kind == 'arrow' and arrow.files == [
+        osp.join(cache, 'default', '0.0.0', '3f2a9c', 'winogavil-test.arrow')]
+    for i in range(len(WINO_GAMES)):  # game 0's first image is a relative path
+        assert arrow[i]['data_samples'].candidates == WINO_GAMES[i][1]
+        for x, png in zip(arrow[i]['inputs'], pngs[i]):
+            assert torch.equal(x, _bgr(png))
+
+
+def test_winogavil_table_errors_name_the_file_and_what_is_wrong(tmp_path):
+    folder = str(tmp_path / 'winogavil')
+    with pytest.raises(FileNotFoundError) as err:
+        WinoGAViLDataset(folder)
+    assert (f'the dataset folder {folder} is missing. Download it with: huggingface-cli download '
+            'nlphuji/winogavil --repo-type dataset --revision refs/convert/parquet --local-dir '
+            f'{folder}') in str(err.value)
+    os.makedirs(folder)
+    with pytest.raises(FileNotFoundError, match=f'{folder} holds no test-split table'):
+        WinoGAViLDataset(folder)
+    assert missing_data(task_by_name('WinoGAViL'), folder) == 'a test-split parquet / arrow table'
+
+    pngs = write_winogavil_parquet(folder, drop='associations')
+    table = osp.join(folder, 'default', 'test', '0000.parquet')
+    with pytest.raises(ValueError) as err:
+        WinoGAViLDataset(folder)
+    assert str(err.value) == (
+        f'WinoGAViLDataset (WinoGAViL): {table} has no column associations (it has: cue, '
+        'candidate_images, candidates, num_associations, num_candidates, ID).')
+
+    cache = write_winogavil_arrow_cache(str(tmp_path / 'dc'), pngs, missing='rink')
+    arrow_dir = osp.join(cache, 'default', '0.0.0', '3f2a9c')
+    with pytest.raises(FileNotFoundError) as err:
+        WinoGAViLDataset(cache)
+    assert (f"{arrow_dir}/winogavil-test.arrow: game 101 (row 1), the image of 'rink' is stored "
+            f'as the path {arrow_dir}/winogavil_images/rink.png, which does not exist'
+            ) in str(err.value)
+    # a second download beside the first: which one is meant is not guessed
+    os.makedirs(osp.join(cache, 'default', '0.0.0', '77aa01'))
+    os.link(osp.join(arrow_dir, 'winogavil-test.arrow'),
+            osp.join(cache, 'default', '0.0.0', '77aa01', 'winogavil-test.arrow'))
+    with pytest.raises(ValueError, match='holds test-split arrow files in 2 folders'):
+        WinoGAViLDataset(cache)
+
+
+def test_winogavil_jaccard_and_prompt_by_hand():
+    assert [winogavil_prompt(c) for c in ('Moon', 'ice', 'Umbrella', 'x-ray')] == [
+        'A moon', 'An ice', 'An umbrella', 'A x-ray']
+    names = [f'n{i}' for i in range(12)]
+    games = [  # similarities, number of candidates, true associations (indices)
+        ([.9, .1, .5, .3, .7], 5, [0, 2]),                       # picks {0, 4}
+        ([.2, .5, .5, .5, .5, .1], 6, [1, 2, 3]),                # ties: picks {2, 3, 4}
+        ([.1, .9, .2, .3, .8, .1, .2, .7, .3, .1], 10, [1, 4, 7]),  # picks {1, 4, 7}
+        ([.9, .1, .1, .8, .2, .1, .1, .7, .6, .1, .1, .1], 12, [1, 2, 5, 6]),  # {0, 3, 7, 8}
+        ([.1, .2, .9, .3, .1, .1, .1, .1, .8, .1], 10, [2, 3]),   # picks {2, 8}
+    ]
+    picked = [{0, 4}, {2, 3, 4}, {1, 4, 7}, {0, 3, 7, 8}, {2, 8}]
+    jaccard = [len(p & set(t)) / len(p | set(t)) for p, (_, _, t) in zip(picked, games)]
+    assert jaccard == [1 / 3, 1 / 2, 1, 0, 1 / 3]
+    metric = WinoGAViLJaccard()
+    metric.process(None, [dict(similarities=torch.tensor(s), candidates=names[:n],
+                               associations=[names[i] for i in t], game=g)
+                          for g, (s, n, t) in enumerate(games)])
+    out = metric.compute_metrics(metric.results)
+    expected = {'avg_jaccard_score': np.mean(jaccard), 'jaccard_score_5': jaccard[0],
+                'jaccard_score_6': jaccard[1], 'jaccard_score_10': np.mean(jaccard[2::2]),
+                'jaccard_score_12': jaccard[3], 'jaccard_score_5-6': np.mean(jaccard[:2]),
+                'jaccard_score_10-12': np.mean(jaccard[2:])}
+    assert out == pytest.approx({k: 100 * v for k, v in expected.items()})
+    # a group without games is not reported
+    metric = WinoGAViLJaccard()
+    metric.process(None, [dict(similarities=torch.tensor(games[0][0]), candidates=names[:5],
+                               associations=['n0', 'n2'], game=0)])
+    assert set(metric.compute_metrics(metric.results)) == {
+        'avg_jaccard_score', 'jaccard_score_5', 'jaccard_score_5-6'}

@@ -1,7 +1,8 @@
 """tools/analysis_tools/datacomp_eval.py on tiny test sets in clip_benchmark's webdataset layout
-(five tasks: top-1, mean per-class recall, retrieval, worst region, top-5 worst income group)
-with a random-weight tiny ViTamin CLIP: the printed average is the mean of the printed task
-numbers, and CIFAR-10's top-1 equals a computation by hand from the model's features."""
+(five tasks: top-1, mean per-class recall, retrieval, worst region, top-5 worst income group) and
+WinoGAViL's parquet table, with a random-weight tiny ViTamin CLIP: the printed average is the mean
+of the printed task numbers, and CIFAR-10's top-1 and WinoGAViL's Jaccard scores equal
+computations by hand from the model's features."""
 import importlib.util
 import io
 import json
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..conftest import REPO, run_tool
-from ..evaluation.test_datacomp import FIXTURE_TASKS, TINY_CLIP, write_datacomp_fixture
+from ..evaluation.test_datacomp import FIXTURE_TASKS, TINY_CLIP, WINO_GAMES, write_datacomp_fixture
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'datacomp_eval.py')
 
@@ -62,6 +63,35 @@ def _cifar10_top1_by_hand(model, folder: str) -> float:
     return 100.0 * right / total
 
 
+def _winogavil_by_hand(model, folder: str) -> dict:
+    """WinoGAViL's scores computed game by game from the table: each candidate image as the test
+    pipeline reads it (BGR, the config's mean 87 / std 103), the cue as "A <cue>" / "An <cue>",
+    the n most similar images against the n associations, the Jaccard index of the two sets."""
+    import pyarrow.parquet as pq
+    rows = pq.read_table(osp.join(folder, 'default', 'test', '0000.parquet')).to_pylist()
+    by_size = {}
+    with torch.no_grad():
+        for row in rows:
+            cue = row['cue'].lower()
+            prompt = ('An ' if cue[0] in 'aeiou' else 'A ') + cue
+            text = model.extract_text_feat(model.tokenizer([prompt]))[0]
+            x = torch.stack([torch.from_numpy(np.asarray(Image.open(io.BytesIO(
+                image['bytes'])))[..., ::-1].copy()).permute(2, 0, 1).float()
+                for image in row['candidate_images']])
+            sims = model.extract_image_feat((x - 87.0) / 103.0) @ text
+            n = len(row['associations'])
+            picked = {row['candidates'][j] for j in sims.argsort(stable=True)[-n:].tolist()}
+            truth = set(row['associations'])
+            by_size.setdefault(len(row['candidates']), []).append(
+                100.0 * len(picked & truth) / len(picked | truth))
+    every = [s for scores in by_size.values() for s in scores]
+    out = {'winogavil/avg_jaccard_score': np.mean(every)}
+    out.update({f'winogavil/jaccard_score_{k}': np.mean(v) for k, v in by_size.items()})
+    out['winogavil/jaccard_score_5-6'] = np.mean(by_size[5] + by_size[6])
+    out['winogavil/jaccard_score_10-12'] = np.mean(by_size[10] + by_size[12])
+    return out
+
+
 def test_datacomp_eval_runs_every_task_kind_and_averages(tmp_path):
     root = str(tmp_path / 'datacomp')
     counts = write_datacomp_fixture(root)
@@ -71,29 +101,36 @@ def test_datacomp_eval_runs_every_task_kind_and_averages(tmp_path):
     out = str(tmp_path / 'results.json')
     stdout = run_tool([sys.executable, TOOL, TINY_CLIP, ckpt, '--data-root', root, '--num-workers', '0',
                        '--batch-size', '4', '--work-dir', str(tmp_path / 'work'), '--out', out,
-                       '--tasks', *FIXTURE_TASKS, 'WinoGAViL'])
+                       '--tasks', *FIXTURE_TASKS])
     results = json.load(open(out))
     values = {t['name']: t['value'] for t in results['tasks']}
-    assert list(values) == ['CIFAR-10', 'Oxford-IIIT Pet', 'Flickr', 'FMoW', 'Dollar Street']
+    assert list(values) == ['CIFAR-10', 'Oxford-IIIT Pet', 'Flickr', 'FMoW', 'Dollar Street',
+                            'WinoGAViL']
     # the printed table: one line per task, its value as printed, and the average of those
     printed = {name: float(re.search(rf'^{re.escape(name)}\s+\S+\s+\S+\s+([\d.]+)$', stdout,
                                      re.M).group(1)) for name in values}
-    average = float(re.search(r'^Average over 5 of 38 tasks: ([\d.]+)$', stdout, re.M).group(1))
+    average = float(re.search(r'^Average over 6 of 38 tasks: ([\d.]+)$', stdout, re.M).group(1))
     assert average == pytest.approx(np.mean(list(printed.values())), abs=0.006)
     assert results['average'] == pytest.approx(np.mean(list(values.values())))
-    assert results['num_tasks'] == 5 and results['of'] == 38
-    assert 'WinoGAViL: not evaluated, WinoGAViL is a set of (cue word' in stdout
-    assert results['left_out'][0]['name'] == 'WinoGAViL'
+    assert results['num_tasks'] == 6 and results['of'] == 38
+    assert 'not evaluated' not in stdout and results['left_out'] == []
+    # the retrieval column: Flickr and WinoGAViL run, MSCOCO not
+    assert results['groups']['Retrieval'] == dict(
+        value=pytest.approx((values['Flickr'] + values['WinoGAViL']) / 2), tasks=2, of=3)
     # each task saw every sample of its test set, through its own metric
     metrics = {t['name']: t['metrics'] for t in results['tasks']}
     assert set(metrics['Flickr']) >= {'retrieval/t2i_recall@1', 'retrieval/i2t_recall@10'}
     assert set(metrics['FMoW']) >= {'worst_group/top1_group0', 'worst_group/top1_group2'}
     assert metrics['Dollar Street']['worst_group/top5'] <= metrics['Dollar Street'][
         'worst_group/top5_all']
-    assert counts['wds_cifar10_test'] == 10
+    assert counts['wds_cifar10_test'] == 10 and counts['winogavil'] == len(WINO_GAMES)
     # CIFAR-10's top-1 by hand from the same weights
     assert values['CIFAR-10'] == pytest.approx(
         _cifar10_top1_by_hand(model, osp.join(root, 'wds_cifar10_test')))
+    # WinoGAViL's scores (every group: 5, 6, 10, 12 candidates) by hand from the same weights
+    wino = _winogavil_by_hand(model, osp.join(root, 'winogavil'))
+    assert metrics['WinoGAViL'] == pytest.approx(wino)
+    assert values['WinoGAViL'] == pytest.approx(wino['winogavil/jaccard_score_10-12'])
 
 
 def test_missing_folders_are_named_with_their_download_command(tmp_path):
@@ -105,11 +142,20 @@ def test_missing_folders_are_named_with_their_download_command(tmp_path):
     with pytest.raises(SystemExit) as err:
         tool.check_folders(tasks, str(tmp_path))
     message = str(err.value)
-    assert message.startswith(f'datacomp_eval: 37 dataset folder(s) missing under {tmp_path}')
+    assert message.startswith(f'datacomp_eval: 38 dataset folder(s) missing under {tmp_path}')
     cars = osp.join(str(tmp_path), 'wds_cars_test')
     assert (f'  {cars} (Stanford Cars): huggingface-cli download djghosh/wds_cars_test '
             f'--repo-type dataset --local-dir {cars}') in message
     assert 'clip-benchmark/wds_mscoco_captions' in message
-    assert 'download_evalsets.py' in message and 'WinoGAViL' not in message
+    assert 'download_evalsets.py' in message
+    wino = osp.join(str(tmp_path), 'winogavil')
+    assert (f'  {wino} (WinoGAViL): huggingface-cli download nlphuji/winogavil --repo-type '
+            f'dataset --revision refs/convert/parquet --local-dir {wino}') in message
+    # DataComp's own download of it (the datasets cache) counts once it holds the arrow table
+    cache = tmp_path / 'hf_cache' / 'nlphuji___winogavil' / 'default' / '0.0.0' / 'a1'
+    cache.mkdir(parents=True)
+    (cache / 'winogavil-test.arrow').write_bytes(b'')
+    with pytest.raises(SystemExit, match='37 dataset folder'):
+        tool.check_folders(tasks, str(tmp_path))
     with pytest.raises(SystemExit, match="DataComp has no task 'cifar11'"):
         tool.selected_tasks(['cifar11'])

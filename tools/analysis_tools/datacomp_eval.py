@@ -7,14 +7,16 @@
 
 DIR holds one folder per task, as DataComp's ``download_evalsets.py DIR`` writes them
 (``wds_cars_test``, ``wds_vtab-pets_test``, ...; the retrieval sets as clip_benchmark's
-``wds_flickr30k`` and ``wds_mscoco_captions``). Every folder is checked before the model is built:
-a missing one is named with the command that downloads it.
+``wds_flickr30k`` and ``wds_mscoco_captions``; WinoGAViL as the Hub's parquet conversion in
+``winogavil``, or the ``datasets`` cache ``hf_cache/nlphuji___winogavil`` that DataComp's script
+writes). Every folder is checked before the model is built: a missing one is named with the
+command that downloads it.
 
 Each task runs through the Runner with its family's config (``configs/vitamin/datacomp/``), the
 model, its test pipeline and data preprocessor taken from CONFIG, in fp32. The table lists each
 task's main metric (percent) as DataComp reports it; the average is over the tasks run that count
-in DataComp's 38 (WinoGAViL is not supported: the average then says "37 of 38"), with the papers'
-column groups (ImageNet, IN dist. shift, VTAB, retrieval). ``--out`` writes all of it as json.
+in DataComp's 38 (all 38 in a full run), with the papers' column groups (ImageNet, IN dist. shift,
+VTAB, retrieval). ``--out`` writes all of it as json.
 ``--write-configs`` writes the family configs from the task table and exits.
 """
 import argparse
@@ -39,7 +41,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', type=output_dir, help='logs (default work_dirs/datacomp)')
     parser.add_argument('--out', type=output_file, help='write the results to this json file')
     parser.add_argument('--batch-size', type=positive_int, default=None,
-                        help='images per batch (default: the family config\'s, 64)')
+                        help='samples per batch: images, or WinoGAViL games of 5-12 images '
+                             '(default: the family config\'s, 64 images or 8 games)')
     parser.add_argument('--num-workers', type=int, default=None, help='data loader workers')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override entries of CONFIG, key=value')
@@ -68,15 +71,16 @@ def selected_tasks(names):
 
 def check_folders(tasks, data_root):
     """One error for every missing dataset folder, with the command that downloads each."""
-    from visionllama_mm.evaluation.datacomp import prepare_command
-    missing = [t for t in tasks if t.supported
-               and not osp.isfile(osp.join(data_root, t.folder, 'test', 'nshards.txt'))]
+    from visionllama_mm.evaluation.datacomp import data_folder, missing_data, prepare_command
+    missing = [t for t in tasks
+               if t.supported and missing_data(t, data_folder(t, data_root))]
     if missing:
         lines = [f'  {osp.join(data_root, t.folder)} ({t.name}): '
                  f'{prepare_command(t, osp.join(data_root, t.folder))}' for t in missing]
         raise SystemExit(
-            f'datacomp_eval: {len(missing)} dataset folder(s) missing under {data_root} (each '
-            'needs test/nshards.txt and its shards). Download them with:\n' + '\n'.join(lines)
+            f'datacomp_eval: {len(missing)} dataset folder(s) missing under {data_root} (a '
+            'webdataset needs test/nshards.txt and its shards, WinoGAViL its test-split table). '
+            'Download them with:\n' + '\n'.join(lines)
             + '\nor every DataComp test set at once with DataComp\'s `python '
             f'download_evalsets.py {data_root}` (the retrieval sets from clip_benchmark, as '
             'above).')
@@ -84,7 +88,7 @@ def check_folders(tasks, data_root):
 
 def task_config(model_cfg: Config, task, args) -> Config:
     """CONFIG with the test loader, evaluator and loop of ``task``'s family config."""
-    from visionllama_mm.evaluation.datacomp import CONFIG_DIR
+    from visionllama_mm.evaluation.datacomp import CONFIG_DIR, data_folder
     family = Config.fromfile(osp.join(REPO, CONFIG_DIR, f'{task.family}.py'))
     cfg = model_cfg.copy()
     loader = family.test_dataloader.copy()
@@ -93,7 +97,7 @@ def task_config(model_cfg: Config, task, args) -> Config:
     if not pipeline:
         raise SystemExit(f'datacomp_eval: {args.config} has no test pipeline (test_pipeline or '
                          'test_dataloader.dataset.pipeline).')
-    loader.dataset.update(data_root=osp.join(args.data_root, task.folder), task=task.key,
+    loader.dataset.update(data_root=data_folder(task, args.data_root), task=task.key,
                           hub_repo=task.repo, pipeline=pipeline)
     if args.batch_size:
         loader.batch_size = args.batch_size

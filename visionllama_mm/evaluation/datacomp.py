@@ -19,12 +19,17 @@ Metrics that mmpretrain lacks, each reported in percent:
   over the groups that have samples (FMoW regions, GeoDE regions, Dollar Street income groups);
 * :class:`ImageTextRecall`: image-to-text and text-to-image recall@k over images with several
   captions each (an image counts as found when any of its captions is in the top k), and their
-  mean at k=1, DataComp's retrieval score.
+  mean at k=1, DataComp's retrieval score;
+* :class:`WinoGAViLJaccard`: WinoGAViL's games, each scored by the Jaccard index of the images
+  picked for the cue and the true associations, averaged over the games with 5-6 and with 10-12
+  candidates (DataComp's score is the 10-12 one).
 
-:class:`ZeroShotTestLoop` and :class:`ImageTextRetrievalLoop` run the tasks through the Runner with the
-model's public feature methods (``extract_image_feat``, ``extract_text_feat``, ``tokenizer``,
-``scale``), in fp32: the first classifies with the class names and templates that come with the
-test dataset, the second embeds each image and its captions for :class:`ImageTextRecall`.
+:class:`ZeroShotTestLoop`, :class:`ImageTextRetrievalLoop` and :class:`WinoGAViLTestLoop` run the
+tasks through the Runner with the model's public feature methods (``extract_image_feat``,
+``extract_text_feat``, ``tokenizer``, ``scale``), in fp32: the first classifies with the class
+names and templates that come with the test dataset, the second embeds each image and its
+captions for :class:`ImageTextRecall`, the third embeds each game's cue prompt and candidate
+images for :class:`WinoGAViLJaccard`.
 """
 import os.path as osp
 import textwrap
@@ -41,7 +46,8 @@ from ..registry import METRICS, MultiRegistry
 __all__ = [
     'DataCompTask', 'TASKS', 'FAMILIES', 'task_by_name', 'family_config', 'write_configs',
     'MeanPerClassRecall', 'MacroF1', 'WorstGroupAccuracy', 'ImageTextRecall',
-    'ImageTextRetrievalLoop', 'ZeroShotTestLoop', 'zero_shot_weights', 'AVERAGE_SIZE'
+    'WinoGAViLJaccard', 'ImageTextRetrievalLoop', 'ZeroShotTestLoop', 'WinoGAViLTestLoop',
+    'zero_shot_weights', 'winogavil_prompt', 'data_folder', 'missing_data', 'AVERAGE_SIZE'
 ]
 
 LOOPS = MultiRegistry('LOOPS')
@@ -88,6 +94,11 @@ FAMILIES = OrderedDict(
         metric='retrieval/mean_recall@1', evaluator=dict(type='ImageTextRecall', topk=(1, 5, 10)),
         about='image-text retrieval scored by the mean of image-to-text and text-to-image '
               'recall@1'),
+    winogavil=dict(
+        metric='winogavil/jaccard_score_10-12', evaluator=dict(type='WinoGAViLJaccard'),
+        about='WinoGAViL, each game (a cue word and 5-12 candidate images) scored by the Jaccard '
+              'index of the images picked for the cue and the true associations; the score is '
+              'the mean over the games with 10 or 12 candidates'),
     wilds_macro_f1=dict(
         metric='macro_f1', evaluator=dict(type='MacroF1'),
         about='zero-shot classification scored by the F1 score averaged over the classes '
@@ -107,10 +118,6 @@ FAMILIES = OrderedDict(
 )
 
 _CLS, _MPCR = 'zeroshot_cls_acc1', 'zeroshot_cls_mean_per_class_recall'
-_WINO_REASON = ('WinoGAViL is a set of (cue word, 5-12 candidate images, associated images) '
-                'games stored only as a Hugging Face `datasets` table (nlphuji/winogavil), not as '
-                'webdataset shards; this package does not read that format, so the task is left '
-                'out and the average is over the other tasks')
 _FAIR_REASON = ('DataComp reports no single number for it (race / gender / age accuracies per '
                 'group) and leaves it out of the 38-task average')
 
@@ -155,8 +162,10 @@ TASKS: List[DataCompTask] = [
     _task('retrieval/mscoco_2014_5k_test_image_text_retrieval', 'MSCOCO', 'retrieval',
           'retrieval', 'mean_recall@1', folder='wds_mscoco_captions',
           repo='clip-benchmark/wds_mscoco_captions'),
-    _task('misc/winogavil', 'WinoGAViL', '', 'retrieval', 'jaccard_score_10-12',
-          folder='winogavil', repo='nlphuji/winogavil', reason=_WINO_REASON),
+    # DataComp reads it with `datasets` from nlphuji/winogavil; here the dataset's parquet
+    # conversion (or the arrow file of DataComp's `datasets` cache) is read with pyarrow
+    _task('misc/winogavil', 'WinoGAViL', 'winogavil', 'retrieval', 'jaccard_score_10-12',
+          folder='winogavil', repo='nlphuji/winogavil'),
     _task('wilds/iwildcam', 'iWildCam', 'wilds_macro_f1', metric='F1-macro_all'),
     _task('wilds/camelyon17', 'Camelyon17', _CLS),
     _task('wilds/fmow', 'FMoW', 'wilds_worst_region', metric='acc_worst_region'),
@@ -183,7 +192,31 @@ def task_by_name(name: str) -> DataCompTask:
 
 def prepare_command(task: DataCompTask, folder: str) -> str:
     """The shell command that downloads ``task`` into ``folder``."""
+    if task.family == 'winogavil':
+        from ..datasets.winogavil import winogavil_download_command
+        return winogavil_download_command(folder, task.repo)
     return (f'huggingface-cli download {task.repo} --repo-type dataset --local-dir {folder}')
+
+
+def data_folder(task: DataCompTask, data_root: str) -> str:
+    """The folder ``task`` is read from: ``<data_root>/<task.folder>``; for WinoGAViL, when that
+    folder is missing, the ``datasets`` cache of DataComp's own download
+    (``<data_root>/hf_cache/nlphuji___winogavil``) if it exists."""
+    folder = osp.join(data_root, task.folder)
+    if task.family == 'winogavil' and not osp.isdir(folder):
+        cache = osp.join(data_root, 'hf_cache', task.repo.replace('/', '___'))
+        if osp.isdir(cache):
+            return cache
+    return folder
+
+
+def missing_data(task: DataCompTask, folder: str) -> str:
+    """What ``folder`` lacks to evaluate ``task`` (``''`` when nothing): a webdataset test set
+    needs ``test/nshards.txt``, WinoGAViL a test-split parquet or arrow table."""
+    if task.family == 'winogavil':
+        from ..datasets.winogavil import find_winogavil_tables
+        return '' if find_winogavil_tables(folder)[1] else 'a test-split parquet / arrow table'
+    return '' if osp.isfile(osp.join(folder, 'test', 'nshards.txt')) else 'test/nshards.txt'
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -217,27 +250,30 @@ def family_config(family: str) -> str:
                   f'         repo={t.repo!r},',
                   f'         metric={t.metric!r}, group={t.group!r}, '
                   f'in_average={t.in_average!r}),']
+    games = family == 'winogavil'  # one sample is a game of 5-12 images
     lines += [
         ']',
         f'datacomp_metric = {info["metric"]!r}  # the key of the number the average takes',
         '',
         'test_dataloader = dict(',
-        '    batch_size=64,',
+        '    batch_size=8,  # games (5-12 images each)' if games else '    batch_size=64,',
         '    num_workers=4,',
         '    persistent_workers=False,',
         "    sampler=dict(type='DefaultSampler', shuffle=False),",
-        "    collate_fn=dict(type='default_collate'),",
+        f"    collate_fn=dict(type='{'pseudo_collate' if games else 'default_collate'}'),",
         '    dataset=dict(',
         "        _delete_=True,",
-        "        type='WdsBenchmarkDataset',",
+        f"        type='{'WinoGAViLDataset' if games else 'WdsBenchmarkDataset'}',",
         f"        data_root=datacomp_root + '/{first.folder}',",
         f"        task={first.key!r},",
         f"        hub_repo={first.repo!r},",
-        f"        with_metadata={family.startswith(('wilds_worst', 'fairness'))!r},",
+    ] + ([] if games else [
+        f"        with_metadata={family.startswith(('wilds_worst', 'fairness'))!r},"]) + [
         "        pipeline={{_base_.test_pipeline}}))",
         f'test_evaluator = {_py(dict(_delete_=True, **info["evaluator"]))}',
     ]
-    loop = 'ImageTextRetrievalLoop' if family == 'retrieval' else 'ZeroShotTestLoop'
+    loop = dict(retrieval='ImageTextRetrievalLoop', winogavil='WinoGAViLTestLoop').get(
+        family, 'ZeroShotTestLoop')
     lines.append(f"test_cfg = dict(type='{loop}')")
     return '\n'.join(lines) + '\n'
 
@@ -392,6 +428,62 @@ class ImageTextRecall(BaseMetric):
         return out
 
 
+def winogavil_prompt(cue: str) -> str:
+    """The text a WinoGAViL cue is embedded as (DataComp's): the cue lower-cased after "A", or
+    after "An" when it starts with a vowel (``'Moon'`` -> ``'A moon'``, ``'ice'`` -> ``'An ice'``)."""
+    cue = cue.lower()
+    return f'{"An" if cue[:1] in "aeiou" else "A"} {cue}'
+
+
+@METRICS.register_module()
+class WinoGAViLJaccard(BaseMetric):
+    """WinoGAViL's score (percent), DataComp's computation.
+
+    Each processed sample is a game: ``similarities`` (one per candidate image: the cosine of the
+    cue prompt and the image), ``candidates`` and ``associations``. The n images most similar to
+    the cue are picked, n the number of candidates among the associations, and the game scores
+    the Jaccard index of the picked and the true sets (scikit-learn's ``jaccard_score`` on the
+    two masks, as DataComp). Ties: the images are ranked by a stable ascending sort and the last n
+    are picked, so of equal similarities the later candidate is picked first. DataComp keeps the
+    last n of ``np.argsort``'s default sort, which is not stable (numpy 2 on an AVX-512 CPU orders
+    ties differently), so its choice among equal similarities depends on the machine; distinct
+    images rarely tie.
+
+    Keys: ``avg_jaccard_score`` (all games) and ``jaccard_score_<g>``, the mean over the games
+    with 5, 6, 10 or 12 candidates, with 5-6 (``5-6``: at most 6) and with 10-12 (``10-12``: at
+    least 10; DataComp's main metric); a group without games is not reported.
+    """
+
+    default_prefix = 'winogavil'
+    GROUPS = (('5', lambda n: n == 5), ('6', lambda n: n == 6), ('10', lambda n: n == 10),
+              ('12', lambda n: n == 12), ('5-6', lambda n: n <= 6), ('10-12', lambda n: n >= 10))
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        from sklearn.metrics import jaccard_score
+        for ds in data_samples:
+            sims = ds['similarities']
+            sims = (sims.float().cpu() if torch.is_tensor(sims) else torch.as_tensor(sims))
+            sims = sims.numpy()
+            truth = np.isin(ds['candidates'], ds['associations'])
+            if len(sims) != len(truth) or not truth.any():
+                raise ValueError(f'WinoGAViLJaccard: game {ds.get("game")} has {len(sims)} '
+                                 f'similarities for {len(truth)} candidates and '
+                                 f'{int(truth.sum())} association(s) among them.')
+            picked = np.zeros(len(sims), dtype=bool)
+            picked[np.argsort(sims, kind='stable')[len(sims) - int(truth.sum()):]] = True
+            self.results.append((len(sims), float(jaccard_score(truth, picked))))
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        sizes = np.array([r[0] for r in results])
+        scores = 100.0 * np.array([r[1] for r in results])
+        out = {'avg_jaccard_score': float(scores.mean())}
+        for name, member in self.GROUPS:
+            chosen = np.array([member(n) for n in sizes], dtype=bool)
+            if chosen.any():
+                out[f'jaccard_score_{name}'] = float(scores[chosen].mean())
+        return out
+
+
 # ------------------------------------------------------------------------------- test loops
 def _bare(model):
     return getattr(model, 'module', model)  # the model inside a DDP wrapper
@@ -477,4 +569,28 @@ class ImageTextRetrievalLoop(_EmbeddingTestLoop):
             ds.set_field(feat, 'image_feat')
             ds.set_field(text[start:start + len(caps)], 'text_feats')
             start += len(caps)
+        return samples
+
+
+@LOOPS.register_module()
+class WinoGAViLTestLoop(_EmbeddingTestLoop):
+    """The test loop of WinoGAViL (:class:`~visionllama_mm.datasets.WinoGAViLDataset`, batches
+    of games by ``pseudo_collate``): each game's candidate images are embedded with
+    ``extract_image_feat`` and its cue, as :func:`winogavil_prompt` writes it, with
+    ``extract_text_feat``; the evaluator receives ``similarities``, the cosine of the cue and each
+    image (the features are L2-normalised)."""
+
+    @torch.no_grad()
+    def embed(self, model, data_batch) -> list:
+        games, samples = data_batch['inputs'], data_batch['data_samples']
+        if torch.is_tensor(games) or any(not torch.is_tensor(g) or g.dim() != 4 for g in games):
+            raise ValueError('WinoGAViLTestLoop: a batch must be a list of games, each its '
+                             'candidate images stacked (WinoGAViLDataset with '
+                             "collate_fn=dict(type='pseudo_collate')).")
+        data = model.data_preprocessor(dict(inputs=[img for g in games for img in g]), False)
+        images = model.extract_image_feat(data['inputs'])
+        tokens = model.tokenizer([winogavil_prompt(ds.cue) for ds in samples])
+        cues = model.extract_text_feat(tokens.to(images.device))
+        for ds, cue, feats in zip(samples, cues, images.split([len(g) for g in games])):
+            ds.set_field(feats @ cue, 'similarities')
         return samples
