@@ -389,6 +389,13 @@ def test_winogavil_table_errors_name_the_file_and_what_is_wrong(tmp_path):
     assert str(err.value) == (
         f'WinoGAViLDataset (WinoGAViL): {table} has no column associations (it has: cue, '
         'candidate_images, candidates, num_associations, num_candidates, ID).')
+    # the Hub's conversion of only the first part of a split reads, with a warning
+    partial = str(tmp_path / 'partial')
+    write_winogavil_parquet(partial)
+    os.rename(osp.join(partial, 'default', 'test'), osp.join(partial, 'default', 'partial-test'))
+    with pytest.warns(UserWarning, match=f'{partial}/default/partial-test is a partial parquet '
+                      'conversion'):
+        assert len(WinoGAViLDataset(partial)) == len(WINO_GAMES)
 
     cache = write_winogavil_arrow_cache(str(tmp_path / 'dc'), pngs, missing='rink')
     arrow_dir = osp.join(cache, 'default', '0.0.0', '3f2a9c')

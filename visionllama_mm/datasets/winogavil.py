@@ -24,15 +24,14 @@ file's folder). This layout is the ``datasets`` library's; it was checked on fix
 with ``pyarrow`` in that schema, not on the real download. The Hub may ask you to accept the
 dataset's terms and to log in (``huggingface-cli login``) before the download.
 """
-import logging
 import os
 import os.path as osp
 import re
+import warnings
 from typing import List, Optional, Tuple
 
 import torch
 from mmengine.dataset import BaseDataset
-from mmengine.logging import print_log
 
 from ..registry import DATASETS
 from .image_text import build_pipeline
@@ -126,9 +125,9 @@ class WinoGAViLDataset(BaseDataset):
                 f'{len(folders)} folders ({", ".join(folders)}), e.g. two downloads of the '
                 'dataset; keep one or point data_root at one of them.')
         if 'partial' in osp.basename(folders[0]):
-            print_log(f'WinoGAViLDataset ({task}): {folders[0]} is a partial parquet conversion '
-                      f'(the Hub converts only the first part of a large split): its games are '
-                      f'not the whole {split} split.', logger='current', level=logging.WARNING)
+            warnings.warn(f'WinoGAViLDataset ({task}): {folders[0]} is a partial parquet '
+                          'conversion (the Hub converts only the first part of a large split): '
+                          f'its games are not the whole {split} split.')
         pipeline = list(pipeline)
         while pipeline and _loads_files(pipeline[0]):
             pipeline.pop(0)
