@@ -17,9 +17,9 @@ import visionllama_mm  # noqa: F401
 from visionllama_mm.datasets import WdsBenchmarkDataset, WinoGAViLDataset
 from visionllama_mm.evaluation.datacomp import (CONFIG_DIR, FAMILIES, TASKS, ImageTextRecall,
                                                 MacroF1, MeanPerClassRecall, WinoGAViLJaccard,
-                                                WorstGroupAccuracy, data_folder, family_config,
-                                                missing_data, task_by_name, winogavil_prompt,
-                                                zero_shot_weights)
+                                                WinoGAViLTestLoop, WorstGroupAccuracy, data_folder,
+                                                family_config, missing_data, task_by_name,
+                                                winogavil_prompt, zero_shot_weights)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CLIP = osp.join(REPO, 'configs', 'vitamin', 'clip_vitamin-tiny_1xb64-300it_digits.py')
@@ -442,3 +442,11 @@ def test_winogavil_jaccard_and_prompt_by_hand():
                                associations=['n0', 'n2'], game=0)])
     assert set(metric.compute_metrics(metric.results)) == {
         'avg_jaccard_score', 'jaccard_score_5', 'jaccard_score_5-6'}
+    with pytest.raises(ValueError, match='game 7 has 5 similarities for 5 candidates and 0 '
+                                         'association'):
+        metric.process(None, [dict(similarities=torch.zeros(5), candidates=names[:5],
+                                   associations=['zz'], game=7)])
+    # a batch collated as one tensor (default_collate) is refused before the model runs
+    loop = object.__new__(WinoGAViLTestLoop)
+    with pytest.raises(ValueError, match="collate_fn=dict\\(type='pseudo_collate'\\)"):
+        loop.embed(None, dict(inputs=torch.zeros(2, 5, 3, 8, 8), data_samples=[]))
