@@ -23,10 +23,14 @@ custom_imports = dict(imports=['visionllama_mm'], allow_failed_imports=False)
 runner_type = 'CheckedRunner'
 
 pretrained = 'pretrain/vitamin-small_datacomp1b-clip.pth'
+# OpenAI CLIP mean/std, set in the top-level `data_preprocessor` as well as the model's: under
+# `tools/test.py --tta` mmengine's TTA model builds the segmentor with the top-level one in place
+# of its own (inherited from the stock config, ImageNet's mean/std otherwise)
+data_preprocessor = dict(
+    mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
+    std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255])
 model = dict(
-    data_preprocessor=dict(
-        mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
-        std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]),
+    data_preprocessor=data_preprocessor,
     backbone=dict(
         _delete_=True,
         type='ViTamin',
