@@ -578,7 +578,9 @@ class WinoGAViLTestLoop(_EmbeddingTestLoop):
     of games by ``pseudo_collate``): each game's candidate images are embedded with
     ``extract_image_feat`` and its cue, as :func:`winogavil_prompt` writes it, with
     ``extract_text_feat``; the evaluator receives ``similarities``, the cosine of the cue and each
-    image (the features are L2-normalised)."""
+    image (the features are L2-normalised). In fp32 like the other tasks; DataComp embeds the
+    WinoGAViL games under ``torch.cuda.amp.autocast`` (fp16 on a GPU), which can move a game's
+    ranking where two similarities are within fp16 rounding of each other."""
 
     @torch.no_grad()
     def embed(self, model, data_batch) -> list:
