@@ -54,10 +54,31 @@ _ZYGOTE = _Zygote()
 
 def pytest_configure(config):
     """List every skipped test with its reason in the summary (as ``-rs`` does): the only skips
-    in this suite depend on the machine (a CPU without bf16 instructions), and say so."""
+    in this suite depend on the machine (a CPU without bf16 instructions), and say so.
+
+    Keep the file order of :func:`pytest_collection_modifyitems` under ``--dist loadfile``:
+    xdist's default (``--loadscope-reorder``) hands out the files with the most tests first, which
+    left the long learning tests (one or two tests per file) to the end, run by one worker while
+    the other had nothing left to do."""
     chars = config.option.reportchars or ''
     if 's' not in chars and 'a' not in chars and 'A' not in chars:
         config.option.reportchars = chars + 's'
+    if hasattr(config.option, 'loadscopereorder'):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest test files first, by their times in ``tests/durations.json`` (from a full run;
+    ``tests/durations.py`` rewrites it): xdist's workers then take the short files last, and
+    both finish at about the same time. Tests keep their order within a file; files without a
+    time keep theirs, after the timed ones."""
+    with open(osp.join(REPO, 'tests', 'durations.json')) as f:
+        seconds = json.load(f)
+    order = {}
+    for item in items:
+        order.setdefault(item.nodeid.split('::', 1)[0], len(order))
+    items.sort(key=lambda item: (-seconds.get(item.nodeid.split('::', 1)[0], 0.0),
+                                 order[item.nodeid.split('::', 1)[0]]))
 
 
 @pytest.fixture(autouse=True)
