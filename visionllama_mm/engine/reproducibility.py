@@ -50,7 +50,6 @@ restarts an epoch from its first batch, so resuming it from an iteration checkpo
 epoch is not exact; the hook says so when it happens.
 """
 import random
-from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -124,18 +123,15 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-@contextmanager
-def _seeded_sample(key: Sequence[int]):
-    """Run a sample's pipeline with randomness seeded from ``key``; restore the states after."""
-    np_state, py_state = np.random.get_state(), random.getstate()
-    torch_state = torch.get_rng_state()
-    seed_from_key(key, all_devices=False)
-    try:
-        yield
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-        torch.set_rng_state(torch_state)
+def _get_host_rng() -> tuple:
+    return np.random.get_state(), random.getstate(), torch.get_rng_state()
+
+
+def _set_host_rng(state: tuple) -> None:
+    np_state, py_state, torch_state = state
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+    torch.set_rng_state(torch_state)
 
 
 class _KeyedIndex(int):
@@ -152,20 +148,34 @@ class _KeyedIndex(int):
 
 class _KeyedFetch:
     """Installed as ``dataset.__getitems__``: torch's map-style fetcher calls it with the indices
-    of one batch, in the worker (or the main process) that loads the batch."""
+    of one batch, in the worker (or the main process) that loads the batch.
+
+    A keyed sample's pipeline runs with numpy's, Python's and torch's CPU randomness seeded from
+    its key; the states from before are restored once after the batch's keyed samples (and before
+    an unkeyed one, which draws from them as without this fetch). Saving and restoring numpy's
+    state costs ~70 us, so it is done per batch, not per sample."""
 
     def __init__(self, dataset):
         self.dataset = dataset
 
     def __call__(self, indices: Sequence[int]) -> list:
-        samples = []
-        for index in indices:
-            key = getattr(index, 'key', None)
-            if key is None:
-                samples.append(self.dataset[index])
-            else:
-                with _seeded_sample(key):
+        samples, saved = [], None
+        try:
+            for index in indices:
+                key = getattr(index, 'key', None)
+                if key is None:
+                    if saved is not None:
+                        _set_host_rng(saved)
+                        saved = None
+                    samples.append(self.dataset[index])
+                else:
+                    if saved is None:
+                        saved = _get_host_rng()
+                    seed_from_key(key, all_devices=False)
                     samples.append(self.dataset[int(index)])
+        finally:
+            if saved is not None:
+                _set_host_rng(saved)
         return samples
 
 
