@@ -62,6 +62,11 @@ KEYS_CHANGED = {
          'default_hooks.logger.interval', 'work_dir'),
     # its base's new option, set to the old behaviour (no restart)
     'configs/lvm/vqgan/vqgan_tiny-f4_1xb32-300it_digits.py': ('model.restart_idle_codes', ),
+    # the ViTamin UperNets' top-level data_preprocessor (what `tools/test.py --tta` builds the
+    # segmentor with) now carries CLIP's mean/std like model.data_preprocessor; it kept mmseg's
+    # ImageNet mean/std before
+    **{f'configs/vitamin/upernet_vitamin-{size}_clip-pre_8xb2-amp-160k_ade20k-512x512.py': (
+        'data_preprocessor.mean', 'data_preprocessor.std') for size in ('small', 'base', 'large')},
 }
 # Model arguments renamed to mmpretrain's names (the old names still work, with a warning).
 MODEL_ARG_RENAMES = {'depth': 'num_layers', 'hidden_dims': 'feedforward_channels',
@@ -172,6 +177,12 @@ def differences_from_record(recorded: dict, resolved: dict, path: str) -> list:
 def test_config_builds(path, before):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports['imports'] == ['visionllama_mm']
+    # `tools/test.py --tta` wraps the model in a TTA model, which mmengine builds with the
+    # config's top-level data_preprocessor in place of model.data_preprocessor: the two must agree
+    top, own = cfg.get('data_preprocessor'), cfg.model.get('data_preprocessor')
+    if top is not None and own is not None:
+        assert ({k: v for k, v in top.items() if k != '_scope_'}
+                == {k: v for k, v in own.items() if k != '_scope_'}), (top, own)
 
     # our tools/train.py and the stock toolbox's resolve the config identically
     ours = our_train_resolution(copy.deepcopy(cfg), path)
