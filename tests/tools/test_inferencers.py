@@ -128,7 +128,8 @@ def _test_batch(cfg, img_path, **info):
 
 
 def _val_digits(digits_root, per_class):
-    """The first ``per_class`` held-out images of each digit: [(path, label)]."""
+    """The first ``per_class`` held-out images of each digit (all of them for None):
+    [(path, label)]."""
     with open(osp.join(digits_root, 'meta', 'val.txt')) as f:
         rows = [line.split() for line in f]
     picked = []
@@ -175,7 +176,8 @@ def test_classification_inferencer_and_feature_extractor(config, digits_root, tm
 def check_trained_digits_classifier(config, ckpt, digits_root, per_class=3, train_per_class=5,
                                     min_top1=90.0):
     """The stock classification inferencer and feature extractor on a checkpoint trained on the
-    digits: top-1 on ``per_class`` held-out images of each digit (chance: 10%), and a
+    digits: top-1 on ``per_class`` held-out images of each digit (None: the whole held-out split;
+    chance: 10%), and a
     nearest-class-mean classifier on the extracted features (the means of ``train_per_class``
     training images of each digit). Returns (inferencer top-1, feature top-1) in percent."""
     from mmpretrain.apis import FeatureExtractor, ImageClassificationInferencer
