@@ -178,11 +178,13 @@ def test_config_builds(path, before):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports['imports'] == ['visionllama_mm']
     # `tools/test.py --tta` wraps the model in a TTA model, which mmengine builds with the
-    # config's top-level data_preprocessor in place of model.data_preprocessor: the two must agree
-    top, own = cfg.get('data_preprocessor'), cfg.model.get('data_preprocessor')
-    if top is not None and own is not None:
-        assert ({k: v for k, v in top.items() if k != '_scope_'}
-                == {k: v for k, v in own.items() if k != '_scope_'}), (top, own)
+    # tta_model's or else the config's top-level data_preprocessor in place of
+    # model.data_preprocessor: the two must agree
+    own = cfg.model.get('data_preprocessor')
+    given = (cfg.get('tta_model') or {}).get('data_preprocessor', cfg.get('data_preprocessor'))
+    if given is not None and own is not None:
+        assert ({k: v for k, v in given.items() if k != '_scope_'}
+                == {k: v for k, v in own.items() if k != '_scope_'}), (given, own)
 
     # our tools/train.py and the stock toolbox's resolve the config identically
     ours = our_train_resolution(copy.deepcopy(cfg), path)
