@@ -505,23 +505,20 @@ def zero_shot_weights(model, classes: Sequence[str], templates: Sequence[str],
 
 
 class _EmbeddingTestLoop(TestLoop):
-    """A test loop that embeds each batch with the model's public feature methods, in fp32."""
+    """mmengine's test loop, with each batch embedded by the model's public feature methods
+    (``embed``, in fp32) instead of its ``test_step``; ``prepare`` runs before the first batch
+    (after the ``before_test`` hooks, e.g. an EMA swap)."""
 
-    def run(self) -> dict:
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
-        self.runner.model.eval()
-        self.prepare(_bare(self.runner.model))
-        for idx, data_batch in enumerate(self.dataloader):
-            self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
-            samples = self.embed(_bare(self.runner.model), data_batch)
-            self.evaluator.process(data_samples=samples, data_batch=data_batch)
-            self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch,
-                                  outputs=samples)
-        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
-        return metrics
+    @torch.no_grad()
+    def run_iter(self, idx, data_batch) -> None:
+        model = _bare(self.runner.model)
+        if idx == 0:
+            self.prepare(model)
+        self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
+        samples = self.embed(model, data_batch)
+        self.evaluator.process(data_samples=samples, data_batch=data_batch)
+        self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch,
+                              outputs=samples)
 
     def prepare(self, model) -> None:
         pass
